@@ -98,6 +98,7 @@ class SparseGrid:
             raise GridError(f"{where}: ijk must be int32 of shape (N, 3), got {self.ijk.dtype} {self.ijk.shape}")
         want = (self.voxel_count, 3) if self.is_vector else (self.voxel_count,)
         if self.values.dtype != np.float32 or self.values.shape != want:
-            raise GridError(f"{where}: values must be float32 of shape {want}, got {self.values.dtype} {self.values.shape}")
+            got = f"{self.values.dtype} {self.values.shape}"
+            raise GridError(f"{where}: values must be float32 of shape {want}, got {got}")
         if self.transform.shape != (4, 4):
             raise GridError(f"{where}: transform must be 4x4, got {self.transform.shape}")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from neuralvox.atomic import atomic_output
-from neuralvox.grid import SparseGrid
+from neuralvox.grid import VALUE_TYPES, SparseGrid
 
 COMPRESSIONS = ("blosc", "zip", "none")
 _STAT_KEYS = {"file_bbox_min", "file_bbox_max", "file_mem_bytes", "file_voxel_count", "file_compression"}
@@ -78,7 +78,7 @@ def list_grids(path: str | os.PathLike) -> list[GridInfo]:
         rows = _binding().list_grids(str(path))
     except (RuntimeError, ValueError, OSError) as exc:
         raise VdbError(f"{path}: {exc}") from None
-    return [GridInfo(name, vtype, gclass, vtype in ("float", "double", "vec3s", "vec3d")) for name, vtype, gclass in rows]
+    return [GridInfo(name, vtype, gclass, vtype in VALUE_TYPES) for name, vtype, gclass in rows]
 
 
 def read_vdb(
@@ -192,3 +192,13 @@ def write_nvdb(path: str | os.PathLike, grid: SparseGrid, *, force: bool = False
             raise VdbError(f"{path}: {exc}") from None
     return path
 
+
+
+def grid_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every grid of a file, any value type: active voxels (tiles counted as their voxels), active tiles, leaves, bbox,
+    class, type, voxel size, half-float flag and bytes on disk; a grid OpenVDB cannot decode carries an "error"."""
+    path = _checked_input(path)
+    try:
+        return [dict(row) for row in _binding().grid_stats(str(path))]
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise VdbError(f"{path}: {exc}") from None

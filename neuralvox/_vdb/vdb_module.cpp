@@ -1,0 +1,617 @@
+// neuralvox._vdb: bulk OpenVDB read/write of float/double/vec3 grids as numpy arrays, and NanoVDB export.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <openvdb/openvdb.h>
+#include <openvdb/io/Archive.h>
+#include <openvdb/io/GridDescriptor.h>
+#include <openvdb/tree/LeafManager.h>
+
+#include <nanovdb/util/IO.h>
+#include <nanovdb/util/OpenToNanoVDB.h>
+
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_sort.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using Int3Array = nb::ndarray<nb::numpy, int32_t, nb::ndim<2>>;
+using FloatArray = nb::ndarray<nb::numpy, float>;
+using Int3In = nb::ndarray<const int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using FloatIn = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+
+// Keys stored in SparseGrid fields rather than in its metadata dict.
+bool isFieldKey(const std::string& key) {
+    return key == openvdb::GridBase::META_GRID_NAME || key == openvdb::GridBase::META_GRID_CLASS ||
+           key == openvdb::GridBase::META_VECTOR_TYPE || key == openvdb::GridBase::META_SAVE_HALF_FLOAT;
+}
+
+template <typename T>
+nb::capsule owner(T* data) {
+    return nb::capsule(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+}
+
+Int3Array makeIjk(int32_t* data, size_t n) {
+    return Int3Array(data, {n, size_t(3)}, owner(data));
+}
+
+FloatArray makeValues(float* data, size_t n, int channels) {
+    if (channels == 1) return FloatArray(data, {n}, owner(data));
+    return FloatArray(data, {n, size_t(channels)}, owner(data));
+}
+
+// ---------------------------------------------------------------- metadata
+
+nb::object metaToPython(const openvdb::Metadata& meta) {
+    const std::string type = meta.typeName();
+    if (type == "string") return nb::str(static_cast<const openvdb::StringMetadata&>(meta).value().c_str());
+    if (type == "bool") return nb::bool_(static_cast<const openvdb::BoolMetadata&>(meta).value());
+    if (type == "int32") return nb::int_(static_cast<const openvdb::Int32Metadata&>(meta).value());
+    if (type == "int64") return nb::int_(static_cast<const openvdb::Int64Metadata&>(meta).value());
+    if (type == "float") return nb::float_(static_cast<const openvdb::FloatMetadata&>(meta).value());
+    if (type == "double") return nb::float_(static_cast<const openvdb::DoubleMetadata&>(meta).value());
+    if (type == "vec3i") {
+        const auto v = static_cast<const openvdb::Vec3IMetadata&>(meta).value();
+        return nb::make_tuple(v[0], v[1], v[2]);
+    }
+    if (type == "vec3s") {
+        const auto v = static_cast<const openvdb::Vec3SMetadata&>(meta).value();
+        return nb::make_tuple(double(v[0]), double(v[1]), double(v[2]));
+    }
+    if (type == "vec3d") {
+        const auto v = static_cast<const openvdb::Vec3DMetadata&>(meta).value();
+        return nb::make_tuple(v[0], v[1], v[2]);
+    }
+    return nb::str(meta.str().c_str());  // other types keep their text form
+}
+
+std::string pythonTypeName(const std::string& vdbType) {
+    static const char* kept[] = {"string", "bool", "int32", "int64", "float", "double", "vec3i", "vec3s", "vec3d"};
+    for (const char* name : kept)
+        if (vdbType == name) return vdbType;
+    return "string";
+}
+
+std::pair<nb::dict, nb::dict> metaMapToPython(const openvdb::MetaMap& map, bool skipFieldKeys) {
+    nb::dict values, types;
+    for (auto it = map.beginMeta(); it != map.endMeta(); ++it) {
+        if (skipFieldKeys && isFieldKey(it->first)) continue;
+        values[it->first.c_str()] = metaToPython(*it->second);
+        types[it->first.c_str()] = pythonTypeName(it->second->typeName()).c_str();
+    }
+    return {values, types};
+}
+
+openvdb::Metadata::Ptr metaFromPython(const std::string& key, nb::handle value, const std::string& type) {
+    auto vec3 = [&](auto tag) {
+        using V = decltype(tag);
+        auto seq = nb::cast<std::vector<double>>(value);
+        if (seq.size() != 3) throw std::invalid_argument("metadata '" + key + "': expected 3 numbers");
+        return V(typename V::value_type(seq[0]), typename V::value_type(seq[1]), typename V::value_type(seq[2]));
+    };
+    if (nb::isinstance<nb::str>(value)) return openvdb::StringMetadata(nb::cast<std::string>(value)).copy();
+    if (nb::isinstance<nb::bool_>(value)) return openvdb::BoolMetadata(nb::cast<bool>(value)).copy();
+    if (nb::isinstance<nb::int_>(value)) {
+        if (type == "int32") return openvdb::Int32Metadata(nb::cast<int32_t>(value)).copy();
+        if (type == "float") return openvdb::FloatMetadata(nb::cast<float>(value)).copy();
+        if (type == "double") return openvdb::DoubleMetadata(nb::cast<double>(value)).copy();
+        return openvdb::Int64Metadata(nb::cast<int64_t>(value)).copy();
+    }
+    if (nb::isinstance<nb::float_>(value)) {
+        if (type == "float") return openvdb::FloatMetadata(nb::cast<float>(value)).copy();
+        return openvdb::DoubleMetadata(nb::cast<double>(value)).copy();
+    }
+    if (nb::isinstance<nb::tuple>(value) || nb::isinstance<nb::list>(value)) {
+        if (type == "vec3i") return openvdb::Vec3IMetadata(vec3(openvdb::Vec3i())).copy();
+        if (type == "vec3s") return openvdb::Vec3SMetadata(vec3(openvdb::Vec3s())).copy();
+        return openvdb::Vec3DMetadata(vec3(openvdb::Vec3d())).copy();
+    }
+    throw std::invalid_argument("metadata '" + key + "': unsupported value type");
+}
+
+void metaMapFromPython(openvdb::MetaMap& map, const nb::dict& values, const nb::dict& types) {
+    for (auto [k, v] : values) {
+        const std::string key = nb::cast<std::string>(k);
+        std::string type;
+        if (types.contains(k)) type = nb::cast<std::string>(types[k]);
+        map.removeMeta(key);
+        map.insertMeta(key, *metaFromPython(key, v, type));
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+template <typename ValueT>
+constexpr int channelsOf() {
+    if constexpr (openvdb::VecTraits<ValueT>::IsVec) return 3;
+    else return 1;
+}
+
+template <typename ValueT>
+void storeValue(float* out, const ValueT& v) {
+    if constexpr (openvdb::VecTraits<ValueT>::IsVec) {
+        out[0] = float(v[0]);
+        out[1] = float(v[1]);
+        out[2] = float(v[2]);
+    } else {
+        out[0] = float(v);
+    }
+}
+
+struct Extracted {
+    int32_t* ijk = nullptr;
+    float* values = nullptr;
+    size_t count = 0;
+    int channels = 1;
+    size_t tiles = 0;
+};
+
+// Active voxels of a grid, leaf by leaf in parallel; active tiles become voxels when voxelizeTiles.
+template <typename GridT>
+Extracted extract(GridT& grid, bool voxelizeTiles) {
+    using ValueT = typename GridT::ValueType;
+    auto& tree = grid.tree();
+    Extracted out;
+    out.channels = channelsOf<ValueT>();
+    out.tiles = size_t(tree.activeTileCount());
+    if (voxelizeTiles && out.tiles > 0) tree.voxelizeActiveTiles(/*threaded=*/true);
+
+    openvdb::tree::LeafManager<const typename GridT::TreeType> leaves(tree);
+    const size_t leafCount = leaves.leafCount();
+    std::vector<size_t> start(leafCount + 1, 0);
+    for (size_t i = 0; i < leafCount; ++i) start[i + 1] = start[i] + leaves.leaf(i).onVoxelCount();
+    out.count = start[leafCount];
+    out.ijk = new int32_t[out.count * 3];
+    out.values = new float[out.count * out.channels];
+
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, leafCount), [&](const tbb::blocked_range<size_t>& r) {
+        for (size_t i = r.begin(); i != r.end(); ++i) {
+            size_t n = start[i];
+            for (auto it = leaves.leaf(i).cbeginValueOn(); it; ++it, ++n) {
+                const openvdb::Coord c = it.getCoord();
+                out.ijk[3 * n + 0] = c.x();
+                out.ijk[3 * n + 1] = c.y();
+                out.ijk[3 * n + 2] = c.z();
+                storeValue(out.values + n * out.channels, *it);
+            }
+        }
+    });
+    return out;
+}
+
+template <typename GridT>
+nb::object backgroundValue(const GridT& grid) {
+    const auto bg = grid.background();
+    if constexpr (openvdb::VecTraits<typename GridT::ValueType>::IsVec)
+        return nb::make_tuple(double(bg[0]), double(bg[1]), double(bg[2]));
+    else
+        return nb::float_(double(bg));
+}
+
+template <typename GridT>
+nb::dict gridToDict(GridT& grid, const std::string& valueType, bool voxelizeTiles) {
+    Extracted ex;
+    {
+        nb::gil_scoped_release release;
+        ex = extract(grid, voxelizeTiles);
+    }
+    const openvdb::Mat4d m = grid.transform().baseMap()->getAffineMap()->getMat4();
+    double* t = new double[16];
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) t[4 * r + c] = m(r, c);
+
+    nb::dict d;
+    d["name"] = grid.getName().c_str();
+    d["value_type"] = valueType.c_str();
+    d["grid_class"] = openvdb::GridBase::gridClassToString(grid.getGridClass()).c_str();
+    d["transform"] = nb::ndarray<nb::numpy, double, nb::shape<4, 4>>(t, {4, 4}, owner(t));
+    d["background"] = backgroundValue(grid);
+    d["save_half"] = grid.saveFloatAsHalf();
+    if (grid[openvdb::GridBase::META_VECTOR_TYPE])
+        d["vector_type"] = openvdb::GridBase::vecTypeToString(grid.getVectorType()).c_str();
+    else
+        d["vector_type"] = nb::none();
+    auto [meta, types] = metaMapToPython(grid, /*skipFieldKeys=*/true);
+    d["metadata"] = meta;
+    d["metadata_types"] = types;
+    d["ijk"] = makeIjk(ex.ijk, ex.count);
+    d["values"] = makeValues(ex.values, ex.count, ex.channels);
+    d["tile_count"] = ex.tiles;
+    return d;
+}
+
+std::string shortTypeName(const openvdb::GridBase& grid) {
+    if (grid.isType<openvdb::FloatGrid>()) return "float";
+    if (grid.isType<openvdb::DoubleGrid>()) return "double";
+    if (grid.isType<openvdb::Vec3SGrid>()) return "vec3s";
+    if (grid.isType<openvdb::Vec3DGrid>()) return "vec3d";
+    return grid.valueType();
+}
+
+std::vector<std::string> gridNames(openvdb::io::File& file) {
+    std::vector<std::string> names;
+    for (auto it = file.beginName(); it != file.endName(); ++it) names.push_back(*it);
+    return names;
+}
+
+// Walks the grid descriptors the way io::File::open does, to learn where the last grid's data ends.
+class DescriptorScan : public openvdb::io::Archive {
+public:
+    openvdb::io::Archive::Ptr copy() const override { return std::make_shared<DescriptorScan>(*this); }
+
+    struct Span {
+        std::string name;
+        int64_t begin, end;  // the descriptor's start and the grid data's end, in bytes
+    };
+
+    // Each grid's byte span; empty when the file has no grid offsets (very old files).
+    std::vector<Span> spans(std::istream& is) {
+        readHeader(is);
+        setFormatVersion(is);
+        setLibraryVersion(is);
+        setDataCompression(is);
+        openvdb::MetaMap().readMeta(is);
+        std::vector<Span> out;
+        if (!inputHasGridOffsets()) return out;
+        const int32_t count = readGridCount(is);
+        for (int32_t i = 0; i < count; ++i) {
+            const int64_t begin = int64_t(is.tellg());
+            openvdb::io::GridDescriptor gd;
+            gd.read(is);
+            out.push_back({openvdb::io::GridDescriptor::nameAsString(gd.uniqueName()), begin, gd.getEndPos()});
+            gd.seekToEnd(is);
+        }
+        return out;
+    }
+};
+
+std::vector<DescriptorScan::Span> scanSpans(const std::string& path, int64_t* fileSize) {
+    std::ifstream is(path, std::ios::binary);
+    if (!is) throw std::runtime_error("cannot open file");
+    is.seekg(0, std::ios::end);
+    *fileSize = int64_t(is.tellg());
+    is.seekg(0);
+    try {
+        return DescriptorScan().spans(is);
+    } catch (const openvdb::Exception& e) {
+        throw std::runtime_error(std::string("not a readable OpenVDB file, truncated or corrupt (") + e.what() + ")");
+    }
+}
+
+// A file cut short inside its last grid makes OpenVDB allocate from garbage sizes; refuse it up front.
+void checkNotTruncated(const std::string& path) {
+    int64_t size = 0;
+    for (const auto& span : scanSpans(path, &size))
+        if (span.end > size)
+            throw std::runtime_error("truncated: grid '" + span.name + "' ends at byte " + std::to_string(span.end) +
+                                     " but the file has " + std::to_string(size) + " bytes");
+}
+
+openvdb::io::File openFile(const std::string& path) {
+    checkNotTruncated(path);
+    openvdb::io::File file(path);
+    try {
+        file.open(/*delayLoad=*/false);
+    } catch (const openvdb::Exception& e) {
+        throw std::runtime_error(std::string("not a readable OpenVDB file: ") + e.what());
+    }
+    return file;
+}
+
+nb::list listGrids(const std::string& path) {
+    openvdb::io::File file = openFile(path);
+    nb::list rows;
+    for (const std::string& name : gridNames(file)) {
+        try {
+            openvdb::GridBase::Ptr meta = file.readGridMetadata(name);
+            rows.append(nb::make_tuple(name, shortTypeName(*meta),
+                                       openvdb::GridBase::gridClassToString(meta->getGridClass())));
+        } catch (const openvdb::Exception& e) {
+            rows.append(nb::make_tuple(name, std::string("unreadable: ") + e.what(), "unknown"));
+        }
+    }
+    file.close();
+    return rows;
+}
+
+nb::tuple readFile(const std::string& path, std::optional<std::vector<std::string>> wanted, bool voxelizeTiles) {
+    openvdb::io::File file = openFile(path);
+    nb::list grids, skipped;
+    auto [fileMeta, fileMetaTypes] = metaMapToPython(*file.getMetadata(), /*skipFieldKeys=*/false);
+    for (const std::string& name : gridNames(file)) {
+        if (wanted && std::find(wanted->begin(), wanted->end(), name) == wanted->end()) continue;
+        openvdb::GridBase::Ptr base;
+        try {
+            nb::gil_scoped_release release;
+            base = file.readGrid(name);
+        } catch (const openvdb::Exception& e) {
+            skipped.append(nb::make_tuple(name, std::string("OpenVDB cannot decode it: ") + e.what()));
+            continue;
+        } catch (const std::exception& e) {
+            skipped.append(nb::make_tuple(name, std::string("OpenVDB cannot decode it: ") + e.what()));
+            continue;
+        }
+        const std::string type = shortTypeName(*base);
+        if (!base->transform().baseMap()->isLinear()) {
+            skipped.append(nb::make_tuple(name, "non-linear (frustum) transform is not supported"));
+            continue;
+        }
+        if (auto g = openvdb::gridPtrCast<openvdb::FloatGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
+        else if (auto g = openvdb::gridPtrCast<openvdb::DoubleGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
+        else if (auto g = openvdb::gridPtrCast<openvdb::Vec3SGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
+        else if (auto g = openvdb::gridPtrCast<openvdb::Vec3DGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
+        else skipped.append(nb::make_tuple(name, "value type " + type + " is not compressed (float/double/vec3 only)"));
+    }
+    file.close();
+    return nb::make_tuple(grids, fileMeta, fileMetaTypes, skipped);
+}
+
+// Per-grid statistics of every grid (any value type) for `info`, without copying voxels out.
+nb::list gridStats(const std::string& path) {
+    openvdb::io::File file = openFile(path);
+    int64_t size = 0;
+    std::map<std::string, int64_t> bytes;
+    for (const auto& span : scanSpans(path, &size)) bytes[span.name] += span.end - span.begin;
+    nb::list rows;
+    for (const std::string& name : gridNames(file)) {
+        nb::dict row;
+        row["name"] = name.c_str();
+        row["bytes"] = bytes.count(name) ? nb::object(nb::int_(bytes[name])) : nb::none();
+        openvdb::GridBase::Ptr base;
+        try {
+            nb::gil_scoped_release release;
+            base = file.readGrid(name);
+        } catch (const std::exception& e) {
+            row["error"] = e.what();
+            rows.append(row);
+            continue;
+        }
+        row["value_type"] = shortTypeName(*base).c_str();
+        row["grid_class"] = openvdb::GridBase::gridClassToString(base->getGridClass()).c_str();
+        row["active_voxels"] = base->activeVoxelCount();
+        row["active_tiles"] = base->baseTree().activeTileCount();
+        row["leaf_count"] = base->baseTree().leafCount();
+        row["voxel_size"] = base->voxelSize()[0];
+        row["save_half"] = base->saveFloatAsHalf();
+        const openvdb::CoordBBox box = base->evalActiveVoxelBoundingBox();
+        if (box.empty()) row["bbox"] = nb::none();
+        else
+            row["bbox"] = nb::make_tuple(nb::make_tuple(box.min().x(), box.min().y(), box.min().z()),
+                                         nb::make_tuple(box.max().x(), box.max().y(), box.max().z()));
+        rows.append(row);
+    }
+    file.close();
+    return rows;
+}
+
+// ---------------------------------------------------------------- writing
+
+struct VoxelRef {
+    openvdb::Coord leafOrigin;
+    uint32_t offset;
+    uint32_t index;
+};
+
+bool operator<(const VoxelRef& a, const VoxelRef& b) {
+    if (a.leafOrigin != b.leafOrigin) return a.leafOrigin < b.leafOrigin;
+    return a.offset < b.offset;
+}
+
+template <typename ValueT>
+ValueT loadValue(const float* v) {
+    if constexpr (openvdb::VecTraits<ValueT>::IsVec) {
+        using E = typename openvdb::VecTraits<ValueT>::ElementType;
+        return ValueT(E(v[0]), E(v[1]), E(v[2]));
+    } else {
+        return ValueT(v[0]);
+    }
+}
+
+// Build a tree from voxels grouped by leaf: sort by (leaf, offset), fill leaves in parallel, then attach them.
+template <typename GridT>
+typename GridT::Ptr buildGrid(const int32_t* ijk, const float* values, size_t n, const typename GridT::ValueType& bg) {
+    using LeafT = typename GridT::TreeType::LeafNodeType;
+    constexpr int channels = channelsOf<typename GridT::ValueType>();
+    std::vector<VoxelRef> refs(n);
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, n), [&](const tbb::blocked_range<size_t>& r) {
+        for (size_t i = r.begin(); i != r.end(); ++i) {
+            const openvdb::Coord c(ijk[3 * i], ijk[3 * i + 1], ijk[3 * i + 2]);
+            refs[i] = {c & ~(LeafT::DIM - 1), LeafT::coordToOffset(c), uint32_t(i)};
+        }
+    });
+    tbb::parallel_sort(refs.begin(), refs.end());
+
+    std::vector<size_t> leafStart;
+    for (size_t i = 0; i < n; ++i) {
+        if (i > 0 && refs[i].leafOrigin == refs[i - 1].leafOrigin && refs[i].offset == refs[i - 1].offset) {
+            const uint32_t k = refs[i].index;
+            throw std::invalid_argument("duplicate voxel coordinate (" + std::to_string(ijk[3 * k]) + ", " +
+                                        std::to_string(ijk[3 * k + 1]) + ", " + std::to_string(ijk[3 * k + 2]) + ")");
+        }
+        if (i == 0 || refs[i].leafOrigin != refs[i - 1].leafOrigin) leafStart.push_back(i);
+    }
+    leafStart.push_back(n);
+
+    const size_t leafCount = leafStart.size() - 1;
+    std::vector<LeafT*> leaves(leafCount, nullptr);
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, leafCount), [&](const tbb::blocked_range<size_t>& r) {
+        for (size_t l = r.begin(); l != r.end(); ++l) {
+            auto* leaf = new LeafT(refs[leafStart[l]].leafOrigin, bg, false);
+            for (size_t i = leafStart[l]; i < leafStart[l + 1]; ++i)
+                leaf->setValueOn(refs[i].offset, loadValue<typename GridT::ValueType>(values + channels * refs[i].index));
+            leaves[l] = leaf;
+        }
+    });
+    auto grid = GridT::create(bg);
+    for (LeafT* leaf : leaves) grid->tree().addLeaf(leaf);
+    grid->tree().prune();  // uniform leaves go back to tiles, as the source files store them
+    return grid;
+}
+
+openvdb::math::Transform::Ptr transformFromArray(const nb::ndarray<const double, nb::shape<4, 4>, nb::c_contig>& t) {
+    openvdb::Mat4d m;
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) m(r, c) = t(r, c);
+    return openvdb::math::Transform::createLinearTransform(m);
+}
+
+template <typename GridT>
+openvdb::GridBase::Ptr gridFromArrays(Int3In ijk, FloatIn values, nb::handle background) {
+    using ValueT = typename GridT::ValueType;
+    constexpr int channels = channelsOf<ValueT>();
+    const size_t n = ijk.shape(0);
+    const bool shapeOk = ijk.shape(1) == 3 && (channels == 1 ? values.ndim() == 1 && values.shape(0) == n
+                                                             : values.ndim() == 2 && values.shape(0) == n &&
+                                                                   values.shape(1) == 3);
+    if (!shapeOk) throw std::invalid_argument("ijk must be (N, 3) and values (N,) or (N, 3) for vector grids");
+    ValueT bg;
+    if constexpr (channels == 3) {
+        auto v = nb::cast<std::vector<double>>(background);
+        if (v.size() != 3) throw std::invalid_argument("vector background needs 3 numbers");
+        bg = ValueT(v[0], v[1], v[2]);
+    } else {
+        bg = ValueT(nb::cast<double>(background));
+    }
+    nb::gil_scoped_release release;
+    return buildGrid<GridT>(ijk.data(), values.data(), n, bg);
+}
+
+openvdb::GridBase::Ptr gridFromDict(const nb::dict& d) {
+    const std::string type = nb::cast<std::string>(d["value_type"]);
+    auto ijk = nb::cast<Int3In>(d["ijk"]);
+    auto values = nb::cast<FloatIn>(d["values"]);
+    nb::handle bg = d["background"];
+    openvdb::GridBase::Ptr grid;
+    if (type == "float") grid = gridFromArrays<openvdb::FloatGrid>(ijk, values, bg);
+    else if (type == "double") grid = gridFromArrays<openvdb::DoubleGrid>(ijk, values, bg);
+    else if (type == "vec3s") grid = gridFromArrays<openvdb::Vec3SGrid>(ijk, values, bg);
+    else if (type == "vec3d") grid = gridFromArrays<openvdb::Vec3DGrid>(ijk, values, bg);
+    else throw std::invalid_argument("unsupported value type " + type);
+
+    grid->setName(nb::cast<std::string>(d["name"]));
+    grid->setTransform(transformFromArray(nb::cast<nb::ndarray<const double, nb::shape<4, 4>, nb::c_contig>>(d["transform"])));
+    metaMapFromPython(*grid, nb::cast<nb::dict>(d["metadata"]), nb::cast<nb::dict>(d["metadata_types"]));
+    grid->setGridClass(openvdb::GridBase::stringToGridClass(nb::cast<std::string>(d["grid_class"])));
+    grid->setSaveFloatAsHalf(nb::cast<bool>(d["save_half"]));
+    if (!d["vector_type"].is_none())
+        grid->setVectorType(openvdb::GridBase::stringToVecType(nb::cast<std::string>(d["vector_type"])));
+    return grid;
+}
+
+void writeFile(const std::string& path, const nb::list& gridDicts, const nb::dict& fileMeta,
+               const nb::dict& fileMetaTypes, const std::string& compression) {
+    openvdb::GridPtrVec grids;
+    for (nb::handle h : gridDicts) {
+        const nb::dict d = nb::cast<nb::dict>(h);
+        try {
+            grids.push_back(gridFromDict(d));
+        } catch (const std::exception& e) {
+            throw std::invalid_argument("grid '" + nb::cast<std::string>(d["name"]) + "': " + e.what());
+        }
+    }
+    openvdb::MetaMap meta;
+    metaMapFromPython(meta, fileMeta, fileMetaTypes);
+    uint32_t flags = openvdb::io::COMPRESS_ACTIVE_MASK;
+    if (compression == "blosc") flags |= openvdb::io::COMPRESS_BLOSC;
+    else if (compression == "zip") flags |= openvdb::io::COMPRESS_ZIP;
+    else if (compression != "none") throw std::invalid_argument("unknown compression " + compression);
+    nb::gil_scoped_release release;
+    openvdb::io::File file(path);
+    file.setCompression(flags);
+    file.write(grids, meta);
+    file.close();
+}
+
+// ---------------------------------------------------------------- NanoVDB
+
+template <typename NanoBuildT>
+nanovdb::GridHandle<> toNano(const openvdb::FloatGrid& grid, float tolerance) {
+    nanovdb::OpenToNanoVDB<float, NanoBuildT, nanovdb::AbsDiff> converter;
+    if constexpr (std::is_same_v<NanoBuildT, nanovdb::FpN>) converter.oracle() = nanovdb::AbsDiff(tolerance);
+    return converter(grid);
+}
+
+nanovdb::GridHandle<> nanoHandle(const nb::dict& d, const std::string& codec, float tolerance) {
+    auto base = gridFromDict(d);
+    auto grid = openvdb::gridPtrCast<openvdb::FloatGrid>(base);
+    if (!grid) throw std::invalid_argument("NanoVDB export takes float grids");
+    nb::gil_scoped_release release;
+    if (codec == "float") return toNano<float>(*grid, tolerance);
+    if (codec == "fp8") return toNano<nanovdb::Fp8>(*grid, tolerance);
+    if (codec == "fp16") return toNano<nanovdb::Fp16>(*grid, tolerance);
+    if (codec == "fpn") {
+        if (!(tolerance > 0)) throw std::invalid_argument("fpn needs a positive tolerance");
+        return toNano<nanovdb::FpN>(*grid, tolerance);
+    }
+    throw std::invalid_argument("unknown NanoVDB codec " + codec);
+}
+
+void writeNvdb(const std::string& path, const nb::dict& d, const std::string& codec, float tolerance) {
+    auto handle = nanoHandle(d, codec, tolerance);
+    nb::gil_scoped_release release;
+    nanovdb::io::writeGrid(path, handle);
+}
+
+// Size of the in-memory NanoVDB grid and its values read back at the given voxels (for baselines).
+template <typename NanoBuildT>
+void sampleNano(const nanovdb::GridHandle<>& handle, const int32_t* ijk, size_t n, float* out) {
+    const auto* grid = handle.grid<NanoBuildT>();
+    if (!grid) throw std::runtime_error("NanoVDB grid type mismatch");
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, n), [&](const tbb::blocked_range<size_t>& r) {
+        auto acc = grid->getAccessor();
+        for (size_t i = r.begin(); i != r.end(); ++i)
+            out[i] = acc.getValue(nanovdb::Coord(ijk[3 * i], ijk[3 * i + 1], ijk[3 * i + 2]));
+    });
+}
+
+nb::tuple nanoRoundTrip(const nb::dict& d, const std::string& codec, float tolerance) {
+    auto handle = nanoHandle(d, codec, tolerance);
+    auto ijk = nb::cast<Int3In>(d["ijk"]);
+    const size_t n = ijk.shape(0);
+    float* out = new float[n];
+    {
+        nb::gil_scoped_release release;
+        if (codec == "float") sampleNano<float>(handle, ijk.data(), n, out);
+        else if (codec == "fp8") sampleNano<nanovdb::Fp8>(handle, ijk.data(), n, out);
+        else if (codec == "fp16") sampleNano<nanovdb::Fp16>(handle, ijk.data(), n, out);
+        else sampleNano<nanovdb::FpN>(handle, ijk.data(), n, out);
+    }
+    return nb::make_tuple(size_t(handle.size()), makeValues(out, n, 1));
+}
+
+}  // namespace
+
+NB_MODULE(_vdb, m) {
+    openvdb::initialize();
+    m.doc() = "Bulk OpenVDB I/O for neuralvox (float/double/vec3 grids as numpy arrays) and NanoVDB export.";
+    m.attr("openvdb_version") = OPENVDB_LIBRARY_VERSION_STRING;
+    m.attr("has_blosc") = openvdb::io::Archive::hasBloscCompression();
+    m.def("list_grids", &listGrids, "path"_a, "(name, value type, class) of every grid, from the header.");
+    m.def("read", &readFile, "path"_a, "names"_a.none(), "voxelize_tiles"_a,
+          "(grid dicts, file metadata, file metadata types, skipped (name, reason)).");
+    m.def("grid_stats", &gridStats, "path"_a, "Active voxel/tile counts, bbox, class and type of every grid.");
+    m.def("write", &writeFile, "path"_a, "grids"_a, "metadata"_a, "metadata_types"_a, "compression"_a,
+          "Write grid dicts to a .vdb file.");
+    m.def("write_nvdb", &writeNvdb, "path"_a, "grid"_a, "codec"_a = "float", "tolerance"_a = -1.0f,
+          "Write one float grid dict as a NanoVDB file (codec float, fp8, fp16 or fpn).");
+    m.def("nano_roundtrip", &nanoRoundTrip, "grid"_a, "codec"_a, "tolerance"_a = -1.0f,
+          "(bytes of the NanoVDB grid, values read back at the grid's ijk).");
+}

@@ -1,0 +1,218 @@
+"""The octree walk of the topology coder: nodes coarse to fine, child bits in 8 passes, and their contexts.
+
+Level by level, coarse to fine, the child masks of the occupied nodes are coded in 8 passes (one per octant) so that
+each pass is one vectorized call. A child bit's context is what the decoder already has: the coarser levels, the
+octants of earlier passes in the whole 3x3x3 neighbourhood, and the reference set's occupancy at the same level. The
+three finest levels are the 512-bit masks of the 8^3 leaves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuralvox.topology.bitcoder import BitCoder
+
+# The 27 cells of a 3x3x3 neighbourhood, index (dx+1)*9 + (dy+1)*3 + (dz+1); 13 is the cell itself.
+_OFFSETS = np.array([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)])
+_SELF = 13
+_FACES = (4, 10, 12, 14, 16, 22)
+# Child octant o = 4*x + 2*y + z; the children of all nodes of a level are coded octant by octant.
+_OCTANTS = np.array([((o >> 2) & 1, (o >> 1) & 1, o & 1) for o in range(8)])
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int32)
+_HIGHEST_BIT = np.array([v.bit_length() - 1 for v in range(256)], dtype=np.int64)
+# Weight of the coarser estimate at each step of the context chains of _contexts (see BitCoder).
+_INTRA_WEIGHTS = (2.0, 2.0, 4.0, 8.0)
+_REFERENCE_WEIGHTS = (2.0, 2.0, 2.0, 4.0, 8.0)
+
+
+def _neighbour_tables() -> tuple[np.ndarray, np.ndarray]:
+    """For a child in octant o and a neighbour offset d: which parent-level neighbour holds it, and in which octant."""
+    shifted = _OCTANTS[:, None, :] + _OFFSETS[None, :, :]
+    return ((shifted >> 1) + 1) @ np.array([9, 3, 1]), (shifted & 1) @ np.array([4, 2, 1])
+
+
+_PARENT_OF, _OCTANT_OF = _neighbour_tables()
+
+
+def _pass_masks() -> list[list[tuple[int, int, int]]]:
+    """Per octant, the parent-level neighbours holding its 26 neighbours: (neighbour, decoded octants, all octants)."""
+    passes = []
+    for octant in range(8):
+        known: dict[int, int] = {}
+        every: dict[int, int] = {}
+        for offset in range(27):
+            if offset == _SELF:
+                continue
+            parent, child = int(_PARENT_OF[octant, offset]), int(_OCTANT_OF[octant, offset])
+            every[parent] = every.get(parent, 0) | (1 << child)
+            if child < octant:
+                known[parent] = known.get(parent, 0) | (1 << child)
+        passes.append([(parent, known.get(parent, 0), mask) for parent, mask in sorted(every.items())])
+    return passes
+
+
+_PASS_MASKS = _pass_masks()
+
+
+def _spread_bits(values: np.ndarray) -> np.ndarray:
+    """Put two zero bits after each of the low 21 bits of ``values`` (uint64)."""
+    v = values & np.uint64(0x1FFFFF)
+    v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    return (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
+
+
+def _morton_key(coords: np.ndarray) -> np.ndarray:
+    c = coords.astype(np.uint64)
+    return (_spread_bits(c[:, 0]) << np.uint64(2)) | (_spread_bits(c[:, 1]) << np.uint64(1)) | _spread_bits(c[:, 2])
+
+
+def morton_sorted(coords: np.ndarray) -> np.ndarray:
+    """Non-negative coordinates (< 2^42) in octree (Morton) order, x the most significant axis."""
+    low = _morton_key(coords & 0x1FFFFF)
+    if coords.size and coords.max() > 0x1FFFFF:
+        return coords[np.lexsort((low, _morton_key(coords >> 21)))]
+    return coords[np.argsort(low, kind="stable")]
+
+
+class Octree:
+    """Child masks of the nodes of every level (Morton order) and where each node's children start one level down.
+
+    ``voxels``: distinct non-negative coordinates in Morton order (``morton_sorted``), inside a cube of side 2^depth.
+    """
+
+    def __init__(self, voxels: np.ndarray, depth: int) -> None:
+        self.masks: list[np.ndarray] = [np.zeros(0, np.uint8)] * (depth + 1)
+        self.first_child: list[np.ndarray] = [np.zeros(0, np.int64)] * (depth + 1)
+        nodes = voxels
+        for level in range(1, depth + 1):
+            parents = nodes >> 1
+            first = np.ones(len(nodes), dtype=bool)
+            first[1:] = (parents[1:] != parents[:-1]).any(axis=1)
+            starts = np.flatnonzero(first)
+            octant_bits = np.left_shift(1, (nodes & 1) @ np.array([4, 2, 1])).astype(np.uint8)
+            self.masks[level] = np.bitwise_or.reduceat(octant_bits, starts)
+            self.first_child[level] = starts
+            nodes = parents[starts]
+
+
+def _contexts(level: int, with_reference: bool, k1, k0, face, f1, f0, ref_self, ref_count, parent_count):
+    """Context ids of the child bits of one pass, coarse to fine, and the chain's weights.
+
+    k1/k0: decoded-occupied/known-empty cells among the 26 neighbours; face: the 6 face neighbours, each
+    empty/occupied/unknown (base 3), f1/f0 how many of them are occupied/empty; parent_count: occupied parent-level
+    cells around the parent (itself included); ref_*: reference occupancy of the cell and of its 26 neighbours.
+    The score (7..41), a vote of all these leaning on faces, carries small sets; finer contexts take over on large.
+    """
+    group = min(level, 3)
+    score = (3 * (f1 - f0) + (k1 - f1) - (k0 - f0) + parent_count + 60) // 3
+    neighbours = k1 * 27 + k0
+    if with_reference:
+        group = group * 8 + ref_self * 4 + np.digitize(ref_count, (3, 13, 23))
+        coarse, weights = [np.full(len(k1), min(level, 3)), group], _REFERENCE_WEIGHTS
+    else:
+        group = np.full(len(k1), group)
+        coarse, weights = [group], _INTRA_WEIGHTS
+    scored = group * 42 + score
+    return coarse + [scored, scored * 729 + face, (group * 729 + face) * 729 + neighbours], weights
+
+
+def _code_level(bitcoder, level, nodes, nbr, cur, curmask, refmask, inside, truth, with_reference) -> None:
+    """Code the child masks of ``nodes`` (occupied parents) octant by octant into ``curmask``."""
+    around = nbr[:, nodes]
+    occupied = cur[around]
+    ref_around = refmask[around]
+    parent_count = occupied.sum(axis=0, dtype=np.int32)
+    last = _HIGHEST_BIT[inside]
+    any_child = np.zeros(len(nodes), dtype=bool)
+    for octant in range(8):
+        in_box = ((inside >> octant) & 1).astype(bool)
+        # A node is occupied, so its last child in the box is certain when no earlier one was occupied.
+        pick = np.flatnonzero(in_box & ((last != octant) | any_child))
+        masks = {parent: curmask[around[parent]] for parent, _, _ in _PASS_MASKS[octant]}
+        k1 = np.zeros(len(nodes), np.int32)
+        k0 = np.zeros(len(nodes), np.int32)
+        ref_count = np.zeros(len(nodes), np.int32)
+        for parent, known, every in _PASS_MASKS[octant]:
+            k1 += _POPCOUNT[masks[parent] & known]
+            k0 += np.where(occupied[parent], _POPCOUNT[~masks[parent] & known], _POPCOUNT[every])
+            ref_count += _POPCOUNT[ref_around[parent] & every]
+        face = np.zeros(len(nodes), np.int32)
+        f1 = np.zeros(len(nodes), np.int32)
+        f0 = np.zeros(len(nodes), np.int32)
+        for offset in _FACES:
+            parent, child = _PARENT_OF[octant, offset], _OCTANT_OF[octant, offset]
+            state = (masks[parent] >> child) & 1
+            if child >= octant:
+                state = np.where(occupied[parent], 2, state)
+            face = face * 3 + state
+            f1 += state == 1
+            f0 += state == 0
+        ref_self = (ref_around[_SELF] >> octant) & 1
+        features = (k1, k0, face, f1, f0, ref_self, ref_count, parent_count)
+        contexts, weights = _contexts(level, with_reference, *(feature[pick] for feature in features))
+        wanted = None if truth is None else (truth[pick] >> octant) & 1
+        bits = in_box.astype(np.uint8)
+        bits[pick] = bitcoder.code(contexts, weights, wanted)
+        curmask[nodes] |= bits << np.uint8(octant)
+        any_child |= bits.astype(bool)
+
+
+def walk(
+    bitcoder: BitCoder, depth: int, limits: np.ndarray, reference: Octree | None, truth: Octree | None, count: int
+) -> np.ndarray:
+    """Code the octree of ``truth`` (encoding) or decode one (``truth`` None) of at most ``count`` voxels, top-down.
+
+    ``limits`` is the box's extent - 1: children outside it are known empty. Returns the voxels relative to the box
+    origin, in Morton order.
+
+    Nodes of a level are the union of the coded set's and the reference's, so that reference occupancy around a
+    node is at hand; ``nbr`` holds each node's 26 neighbours and itself (a missing one points at a sentinel).
+    """
+    coords = np.zeros((1, 3), np.int64)
+    if depth == 0:
+        return coords
+    nbr = np.full((27, 2), 1, np.int32)
+    nbr[_SELF, 0] = 0
+    cur = np.array([True, False])
+    ref_index = np.array([0 if reference is not None else -1])
+    for level in range(depth - 1, -1, -1):
+        m = len(coords)
+        refmask = np.zeros(m + 1, np.uint8)
+        if reference is not None:
+            has = ref_index >= 0
+            refmask[:m][has] = reference.masks[level + 1][ref_index[has]]
+        nodes = np.flatnonzero(cur[:m])
+        inside_bits = ((2 * coords[nodes][:, None, :] + _OCTANTS[None]) <= (limits >> level)).all(axis=2)
+        inside = np.packbits(inside_bits, axis=1, bitorder="little")[:, 0]
+        curmask = np.zeros(m + 1, np.uint8)
+        node_truth = None if truth is None else truth.masks[level + 1]
+        _code_level(bitcoder, level, nodes, nbr, cur, curmask, refmask, inside, node_truth, reference is not None)
+        if level == 0:
+            parent, octant = np.nonzero(np.unpackbits(curmask[:m, None], axis=1, bitorder="little"))
+            return 2 * coords[parent] + _OCTANTS[octant]
+        occupied = curmask[:m] | refmask[:m]
+        parent, octant = np.nonzero(np.unpackbits(occupied[:, None], axis=1, bitorder="little"))
+        n = len(parent)
+        child_index = np.full((m + 1, 8), n, np.int32)
+        child_index[parent, octant] = np.arange(n)
+        next_nbr = np.empty((27, n + 1), np.int32)
+        next_nbr[:, n] = n
+        for offset in range(27):
+            next_nbr[offset, :n] = child_index[nbr[_PARENT_OF[octant, offset], parent], _OCTANT_OF[octant, offset]]
+        nbr = next_nbr
+        cur = np.zeros(n + 1, dtype=bool)
+        cur[:n] = (curmask[parent] >> octant) & 1
+        if np.count_nonzero(cur) > count:
+            raise ValueError(f"topology stream is corrupted: more than {count} occupied nodes at level {level}")
+        if reference is not None:
+            in_ref = ((refmask[parent] >> octant) & 1).astype(bool)
+            from_parent = parent[in_ref]
+            below = refmask[from_parent] & ((np.uint8(1) << octant[in_ref].astype(np.uint8)) - np.uint8(1))
+            child_ref = np.full(n, -1, np.int64)
+            child_ref[in_ref] = reference.first_child[level + 1][ref_index[from_parent]] + _POPCOUNT[below]
+            ref_index = child_ref
+        coords = 2 * coords[parent] + _OCTANTS[octant]
+    raise AssertionError("unreachable: the loop returns at level 0")

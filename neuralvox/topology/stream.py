@@ -1,0 +1,182 @@
+"""The topology stream: header, checksum and the encode/decode entry points.
+
+Layout: 1 byte (format version, 0x80 when coded against a reference), varint voxel count, then for a non-empty set
+the box origin (3 zigzag varints) and extent - 1 (3 varints), the range coder's 32-bit words, and a 16-bit check of
+all of it (CRC-32 seeded with a CRC of the reference voxels used, so a wrong reference is caught too).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from neuralvox.topology.bitcoder import BitCoder
+from neuralvox.topology.octree import Octree, morton_sorted, walk
+
+_FORMAT_VERSION = 1
+_FLAG_REFERENCE = 0x80
+_CHECK_BYTES = 2
+
+
+def _checked_coords(array, what: str) -> np.ndarray:
+    """(N, 3) integer coordinates that fit int32, as int64."""
+    coords = np.asarray(array)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"{what} must have shape (N, 3), got {coords.shape}")
+    if coords.dtype.kind not in "iu":
+        raise ValueError(f"{what} must hold integers, got dtype {coords.dtype}")
+    coords = coords.astype(np.int64)
+    info = np.iinfo(np.int32)
+    if coords.size and (coords.min() < info.min or coords.max() > info.max):
+        raise ValueError(f"{what} holds coordinates outside the int32 range")
+    return coords
+
+
+def _reference_octree(reference, origin: np.ndarray, depth: int) -> tuple[Octree | None, int]:
+    """The reference's voxels inside the coded cube as an octree, and a checksum of them (0 when none)."""
+    if reference is None or depth == 0:
+        return None, 0
+    coords = _checked_coords(reference, "reference") - origin
+    coords = coords[((coords >= 0) & (coords < (1 << depth))).all(axis=1)]
+    if len(coords) == 0:
+        return None, 0
+    coords = morton_sorted(coords)
+    return Octree(coords, depth), zlib.crc32(coords.astype("<i8").tobytes())
+
+
+def _write_varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 70, 7):
+        if pos >= len(data):
+            raise ValueError("topology stream is truncated (header ends early)")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+    raise ValueError("topology stream is corrupted (overlong number in header)")
+
+
+def _zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
+def _check(body: bytes, reference_crc: int) -> bytes:
+    return (zlib.crc32(body, reference_crc) & 0xFFFF).to_bytes(_CHECK_BYTES, "little")
+
+
+def _canonical(voxels: np.ndarray, origin: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Voxels relative to ``origin`` as absolute int32 coordinates in lexicographic (i, j, k) order."""
+    span_j, span_k = int(extent[1]) + 1, int(extent[2]) + 1
+    if (int(extent[0]) + 1) * span_j * span_k < 2**63:
+        order = np.argsort((voxels[:, 0] * span_j + voxels[:, 1]) * span_k + voxels[:, 2])
+    else:
+        order = np.lexsort((voxels[:, 2], voxels[:, 1], voxels[:, 0]))
+    return (voxels[order] + origin).astype(np.int32)
+
+
+def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> bytes:
+    """Losslessly code a set of active voxels (N, 3), in any order, optionally against a reference set.
+
+    ``reference`` is the previous frame's decoded set (or any related set, e.g. another grid of the same frame); the
+    decoder needs the same one. The stream is coded both with and without it and the shorter one is kept.
+    """
+    coords = _checked_coords(ijk, "ijk")
+    body = bytearray()
+    if len(coords) == 0:
+        body.append(_FORMAT_VERSION)
+        _write_varint(body, 0)
+        return bytes(body) + _check(bytes(body), 0)
+    origin = coords.min(axis=0)
+    extent = coords.max(axis=0) - origin
+    depth = max(int(e).bit_length() for e in extent)
+    voxels = morton_sorted(coords - origin)
+    if len(voxels) > 1 and (voxels[1:] == voxels[:-1]).all(axis=1).any():
+        raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
+    truth = Octree(voxels, depth)
+    payload = _encode_payload(truth, depth, extent, None, len(voxels))
+    flags, reference_crc = 0, 0
+    reference_tree, crc = _reference_octree(reference, origin, depth)
+    if reference_tree is not None:
+        with_reference = _encode_payload(truth, depth, extent, reference_tree, len(voxels))
+        if len(with_reference) < len(payload):
+            payload, flags, reference_crc = with_reference, _FLAG_REFERENCE, crc
+    body.append(_FORMAT_VERSION | flags)
+    _write_varint(body, len(voxels))
+    for value in origin:
+        _write_varint(body, _zigzag(int(value)))
+    for value in extent:
+        _write_varint(body, int(value))
+    body += payload
+    return bytes(body) + _check(bytes(body), reference_crc)
+
+
+def _encode_payload(truth: Octree, depth: int, extent: np.ndarray, reference: Octree | None, count: int) -> bytes:
+    if depth == 0:
+        return b""
+    bitcoder = BitCoder()
+    walk(bitcoder, depth, extent, reference, truth, count)
+    return bitcoder.compressed()
+
+
+def decode_topology(data: bytes, reference: np.ndarray | None = None) -> np.ndarray:
+    """The voxel set of an ``encode_topology`` stream as (N, 3) int32 in lexicographic (i, j, k) order.
+
+    Pass the same ``reference`` the encoder had (it is ignored when the stream was coded without one).
+    Raises ValueError on a truncated or corrupted stream, or one coded against a reference that is not given.
+    """
+    data = bytes(data)
+    if len(data) < 2 + _CHECK_BYTES:
+        raise ValueError(f"topology stream is truncated ({len(data)} bytes)")
+    body, check = data[:-_CHECK_BYTES], data[-_CHECK_BYTES:]
+    version, flags = body[0] & 0x7F, body[0] & _FLAG_REFERENCE
+    if version != _FORMAT_VERSION:
+        raise ValueError(f"topology stream has unknown format version {version} (corrupted, or from a newer neuralvox)")
+    count, pos = _read_varint(body, 1)
+    if count == 0:
+        if pos != len(body) or _check(body, 0) != check:
+            raise ValueError("topology stream is corrupted (checksum mismatch)")
+        return np.zeros((0, 3), np.int32)
+    origin = np.zeros(3, np.int64)
+    extent = np.zeros(3, np.int64)
+    for axis in range(3):
+        value, pos = _read_varint(body, pos)
+        origin[axis] = _unzigzag(value)
+    for axis in range(3):
+        extent[axis], pos = _read_varint(body, pos)
+    info = np.iinfo(np.int32)
+    if origin.min() < info.min or (origin + extent).max() > info.max or count > np.prod(extent + 1, dtype=float):
+        raise ValueError("topology stream is corrupted (box or voxel count out of range)")
+    depth = max(int(e).bit_length() for e in extent)
+    reference_tree, reference_crc = None, 0
+    if flags:
+        if reference is None:
+            raise ValueError("topology stream was coded against a reference set; pass the encoder's reference")
+        reference_tree, reference_crc = _reference_octree(reference, origin, depth)
+    if _check(body, reference_crc) != check:
+        raise ValueError(
+            "topology stream checksum mismatch: the data is corrupted or truncated"
+            + (", or the reference differs from the encoder's" if flags else "")
+        )
+    payload = body[pos:]
+    if len(payload) % 4:
+        raise ValueError("topology stream is corrupted (payload is not whole 32-bit words)")
+    if depth == 0:
+        return origin[None].astype(np.int32)
+    bitcoder = BitCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+    voxels = walk(bitcoder, depth, extent, reference_tree, None, count)
+    if len(voxels) != count or not bitcoder.exhausted():
+        raise ValueError(f"topology stream is corrupted: decoded {len(voxels)} voxels, header says {count}")
+    return _canonical(voxels, origin, extent)
