@@ -202,3 +202,12 @@ def grid_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [dict(row) for row in _binding().grid_stats(str(path))]
     except (RuntimeError, ValueError, OSError) as exc:
         raise VdbError(f"{path}: {exc}") from None
+
+
+def grid_bytes(path: str | os.PathLike) -> dict[str, int]:
+    """Bytes each grid occupies in the file as stored (its share of the user's disk), read from the header alone."""
+    path = _checked_input(path)
+    try:
+        return dict(_binding().grid_bytes(str(path)))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise VdbError(f"{path}: {exc}") from None

@@ -10,6 +10,7 @@
 #include <openvdb/openvdb.h>
 #include <openvdb/io/Archive.h>
 #include <openvdb/io/GridDescriptor.h>
+#include <openvdb/tools/SignedFloodFill.h>
 #include <openvdb/tree/LeafManager.h>
 
 #include <nanovdb/util/IO.h>
@@ -402,6 +403,15 @@ nb::list gridStats(const std::string& path) {
     return rows;
 }
 
+// Bytes each grid occupies in the file (descriptor through data end), from the header alone.
+nb::dict gridBytes(const std::string& path) {
+    checkNotTruncated(path);
+    int64_t size = 0;
+    nb::dict out;
+    for (const auto& span : scanSpans(path, &size)) out[span.name.c_str()] = span.end - span.begin;
+    return out;
+}
+
 // ---------------------------------------------------------------- writing
 
 struct VoxelRef {
@@ -462,7 +472,6 @@ typename GridT::Ptr buildGrid(const int32_t* ijk, const float* values, size_t n,
     });
     auto grid = GridT::create(bg);
     for (LeafT* leaf : leaves) grid->tree().addLeaf(leaf);
-    grid->tree().prune();  // uniform leaves go back to tiles, as the source files store them
     return grid;
 }
 
@@ -510,6 +519,13 @@ openvdb::GridBase::Ptr gridFromDict(const nb::dict& d) {
     grid->setTransform(transformFromArray(nb::cast<nb::ndarray<const double, nb::shape<4, 4>, nb::c_contig>>(d["transform"])));
     metaMapFromPython(*grid, nb::cast<nb::dict>(d["metadata"]), nb::cast<nb::dict>(d["metadata_types"]));
     grid->setGridClass(openvdb::GridBase::stringToGridClass(nb::cast<std::string>(d["grid_class"])));
+    if (grid->getGridClass() == openvdb::GRID_LEVEL_SET) {
+        // Inactive voxels inside the surface must read as -background, as renderers and CSG tools expect. Done
+        // before pruning: the fill rewrites tile values, and until the prune every active value sits in a leaf.
+        if (auto g = openvdb::gridPtrCast<openvdb::FloatGrid>(grid)) openvdb::tools::signedFloodFill(g->tree());
+        else if (auto g = openvdb::gridPtrCast<openvdb::DoubleGrid>(grid)) openvdb::tools::signedFloodFill(g->tree());
+    }
+    grid->pruneGrid();  // uniform leaves go back to tiles, as the source files store them
     grid->setSaveFloatAsHalf(nb::cast<bool>(d["save_half"]));
     if (!d["vector_type"].is_none())
         grid->setVectorType(openvdb::GridBase::stringToVecType(nb::cast<std::string>(d["vector_type"])));
@@ -607,6 +623,7 @@ NB_MODULE(_vdb, m) {
     m.def("list_grids", &listGrids, "path"_a, "(name, value type, class) of every grid, from the header.");
     m.def("read", &readFile, "path"_a, "names"_a.none(), "voxelize_tiles"_a,
           "(grid dicts, file metadata, file metadata types, skipped (name, reason)).");
+    m.def("grid_bytes", &gridBytes, "path"_a, "Bytes each grid occupies in the file, from its header.");
     m.def("grid_stats", &gridStats, "path"_a, "Active voxel/tile counts, bbox, class and type of every grid.");
     m.def("write", &writeFile, "path"_a, "grids"_a, "metadata"_a, "metadata_types"_a, "compression"_a,
           "Write grid dicts to a .vdb file.");

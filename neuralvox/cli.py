@@ -1,0 +1,284 @@
+"""Command-line front end: argparse subcommands, progress bars and summary tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from neuralvox.codec.decoder import decompress
+from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress
+from neuralvox.container import ArchiveError, ArchiveReader
+from neuralvox.grid import GridError
+from neuralvox.sequence import SequenceError, discover
+from neuralvox.vdb import VdbError, grid_stats
+
+USER_ERRORS: tuple[type[Exception], ...] = (VdbError, SequenceError, GridError, ArchiveError, ValueError, OSError,
+                                            KeyError)
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done; the message says what."""
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------------------------------------- info
+def vdb_sequence_info(paths: Sequence[str]) -> dict[str, Any]:
+    """Per-grid summary over the frames of a .vdb sequence."""
+    sequence = discover(paths)
+    grids: dict[str, dict[str, Any]] = {}
+    for frame in sequence.frames:
+        for row in grid_stats(frame.path):
+            entry = grids.setdefault(row["name"], {"frames": 0, "voxels": [], "bytes": 0, "bbox": None, "errors": []})
+            entry["frames"] += 1
+            if "error" in row:
+                entry["errors"].append(f"{frame.path.name}: {row['error']}")
+                continue
+            entry.update(value_type=row["value_type"], grid_class=row["grid_class"], voxel_size=row["voxel_size"])
+            entry["voxels"].append(row["active_voxels"])
+            entry["bytes"] += row["bytes"] or 0
+            if row["bbox"] is not None:
+                lo, hi = row["bbox"]
+                if entry["bbox"] is None:
+                    entry["bbox"] = [list(lo), list(hi)]
+                else:
+                    entry["bbox"] = [[min(a, b) for a, b in zip(entry["bbox"][0], lo, strict=True)],
+                                     [max(a, b) for a, b in zip(entry["bbox"][1], hi, strict=True)]]
+    for entry in grids.values():
+        voxels = entry.pop("voxels")
+        entry["active_voxels_min"] = min(voxels) if voxels else None
+        entry["active_voxels_max"] = max(voxels) if voxels else None
+    return {
+        "pattern": str(sequence.pattern),
+        "frames": sequence.numbers,
+        "gaps": sequence.gaps(),
+        "file_bytes": sum(f.path.stat().st_size for f in sequence.frames),
+        "grids": grids,
+    }
+
+
+def print_vdb_info(info: dict[str, Any]) -> None:
+    numbers = [n for n in info["frames"] if n is not None]
+    span = f"{numbers[0]}-{numbers[-1]}" if numbers else "-"
+    print(f"{info['pattern']}: {len(info['frames'])} frames ({span}), {human_bytes(info['file_bytes'])}")
+    if info["gaps"]:
+        print(f"missing frames: {', '.join(map(str, info['gaps']))}")
+    rows = []
+    for name, g in info["grids"].items():
+        voxels = "-" if g["active_voxels_min"] is None else f"{g['active_voxels_min']:,}-{g['active_voxels_max']:,}"
+        bbox = "-" if g["bbox"] is None else f"{tuple(g['bbox'][0])}->{tuple(g['bbox'][1])}"
+        rows.append([name, g["frames"], g.get("value_type", "?"), g.get("grid_class", "?"), voxels, bbox,
+                     human_bytes(g["bytes"])])
+    print(format_table(["grid", "frames", "type", "class", "active voxels", "bbox", "on disk"], rows))
+    for name, g in info["grids"].items():
+        for error in g["errors"]:
+            print(f"warning: grid {name}: {error}", file=sys.stderr)
+
+
+def archive_info(path: str) -> dict[str, Any]:
+    """Frames, grids, bytes per stream, ratio and recorded errors of a .nvox archive (from its header)."""
+    with ArchiveReader(path) as reader:
+        header = reader.header
+        streams = reader.stream_sizes()
+        size = reader.file_size
+    numbers = [f["number"] for f in header["frames"]]
+    return {"archive": path, "bytes": size, "frames": numbers, "codec": header["codec"], "stream_bytes": streams,
+            "grids": header["report"], "skipped": header["skipped"]}
+
+
+def print_archive_info(info: dict[str, Any]) -> None:
+    numbers = [n for n in info["frames"] if n is not None]
+    span = f"{numbers[0]}-{numbers[-1]}" if numbers else "-"
+    codec = info["codec"]
+    print(f"{info['archive']}: {len(info['frames'])} frames ({span}), {human_bytes(info['bytes'])}, "
+          f"quality {codec['quality']}, gop {codec['gop']}, encoded on {codec['device']}")
+    print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info["stream_bytes"].items()))
+    print(format_table(*report_table(info["grids"])))
+    for name, reason in info["skipped"].items():
+        print(f"not stored: {name} ({reason})")
+
+
+def report_table(grids: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The per-grid closing table: ratio vs source, bits per voxel and its split, errors, fit time."""
+    header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", "topo", "latents", "weights", "PSNR dB",
+              "RMSE", "max err", "flicker", "fit s"]
+    rows = []
+    for g in grids:
+        voxels = max(g["voxels"], 1)
+        split = {k: 8 * v / voxels for k, v in g["stream_bytes"].items()}
+        flicker = "-" if g["flicker"] is None else f"{g['flicker']:.2f}"
+        rows.append([g["name"], g["frames"], f"{g['voxels']:,}", human_bytes(g["source_bytes"]),
+                     human_bytes(g["coded_bytes"]), f"{g['ratio']:.1f}x", f"{g['bpv']:.3f}",
+                     f"{split.get('topology', 0):.3f}", f"{split.get('latents', 0):.3f}",
+                     f"{split.get('weights', 0):.3f}", f"{g['psnr']:.1f}", f"{g['rmse']:.2e}",
+                     f"{g['max_abs_error']:.2e}", flicker, f"{g['fit_seconds']:.1f}"])
+    return header, rows
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    if len(args.paths) == 1 and args.paths[0].endswith(".nvox"):
+        info = archive_info(args.paths[0])
+        printer = print_archive_info
+    else:
+        info = vdb_sequence_info(args.paths)
+        printer = print_vdb_info
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        printer(info)
+
+
+# ------------------------------------------------------------------------------------------ compress / decompress
+def split_names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def print_compress_report(report: CompressReport) -> None:
+    print(format_table(*report_table([g.to_dict() for g in report.grids])))
+    total_ratio = report.coded_source_bytes / report.archive_bytes if report.archive_bytes else 0.0
+    print(f"{report.archive}: {human_bytes(report.archive_bytes)}; coded grids in the source "
+          f"{human_bytes(report.coded_source_bytes)} ({total_ratio:.1f}x); whole source files "
+          f"{human_bytes(report.source_file_bytes)}; {report.seconds:.1f} s")
+    if report.skipped:
+        print(f"not stored (not float/double/vec3 grids): {', '.join(report.skipped)}")
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
+                      device=args.device, gop=args.gop, force=args.force, progress=not args.quiet)
+    print_compress_report(report)
+
+
+def cmd_decompress(args: argparse.Namespace) -> None:
+    paths = decompress(args.archive, args.output, frames=args.frames, grids=split_names(args.grids), half=args.half,
+                       force=args.force, device=args.device, progress=not args.quiet)
+    print(f"wrote {len(paths)} frames to {args.output}")
+
+
+# ------------------------------------------------------------------------------------------------------------ sim
+def cmd_sim(args: argparse.Namespace) -> None:
+    from neuralvox import sim
+
+    if args.scenario not in sim.SCENARIOS:
+        raise UsageError(f"unknown scenario {args.scenario!r}; choose from {', '.join(sim.SCENARIOS)}")
+    paths = sim.simulate(args.scenario, args.output, res=args.res, frames=args.frames, seed=args.seed,
+                         device=args.device, force=args.force)
+    print(f"wrote {len(paths)} frames to {args.output}")
+
+
+# ----------------------------------------------------------------------------------------------------------- demo
+DEMO_DIR = Path("demo")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from neuralvox import sim
+
+    frames_dir = args.output / "sim"
+    paths = sim.simulate("plume", frames_dir, res=args.res, frames=args.frames, seed=0, device=args.device,
+                         force=True)
+    print(f"simulated {len(paths)} frames into {frames_dir}")
+    print_vdb_info(vdb_sequence_info([str(frames_dir)]))
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), like every other neuralvox error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neuralvox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    info = commands.add_parser("info", help="describe .vdb frames or a .nvox archive")
+    info.add_argument("paths", nargs="+", help="one .nvox archive, or .vdb files, folders or globs of one sequence")
+    info.add_argument("--json", action="store_true", help="print JSON for scripts")
+    info.set_defaults(run=cmd_info)
+
+    comp = commands.add_parser("compress", help="compress a .vdb sequence into one .nvox archive")
+    comp.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
+    comp.add_argument("-o", "--output", type=Path, required=True, help="the .nvox archive to write")
+    comp.add_argument("--grids", help="comma-separated grid names (default: every float/double/vec3 grid)")
+    comp.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
+    comp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    comp.add_argument("--gop", type=int, default=DEFAULT_GOP, help="frames per group sharing decoder weights")
+    comp.add_argument("--force", action="store_true", help="overwrite an existing archive")
+    comp.add_argument("--quiet", action="store_true", help="no progress bar")
+    comp.set_defaults(run=cmd_compress)
+
+    decomp = commands.add_parser("decompress", help="write the frames of a .nvox archive as .vdb files")
+    decomp.add_argument("archive", help="the .nvox archive")
+    decomp.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
+    decomp.add_argument("--frames", help="frame numbers: 12, 10-20 or 1,5,9 (default: all)")
+    decomp.add_argument("--grids", help="comma-separated grid names (default: all)")
+    decomp.add_argument("--half", action="store_true", help="save float grids as half floats")
+    decomp.add_argument("--device", default="auto")
+    decomp.add_argument("--force", action="store_true", help="overwrite existing frames")
+    decomp.add_argument("--quiet", action="store_true", help="no progress bar")
+    decomp.set_defaults(run=cmd_decompress)
+
+    simulate = commands.add_parser("sim", help="simulate a fluid scenario and write .vdb frames")
+    simulate.add_argument("scenario", help="plume, plumes or liquid")
+    simulate.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
+    simulate.add_argument("--res", type=int, default=64, help="cells across the domain width")
+    simulate.add_argument("--frames", type=int, default=24)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    simulate.add_argument("--force", action="store_true", help="overwrite existing frames")
+    simulate.set_defaults(run=cmd_sim)
+
+    demo = commands.add_parser("demo", help="the main job on the embedded default sim")
+    demo.add_argument("-o", "--output", type=Path, default=DEMO_DIR, help="working folder (default: demo/)")
+    demo.add_argument("--res", type=int, default=64)
+    demo.add_argument("--frames", type=int, default=24)
+    demo.add_argument("--device", default="auto")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `neuralvox` command; returns the exit code (2 for bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return int(exc.code or 0)
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"
+            run(args)
+    except (UsageError, *USER_ERRORS) as exc:
+        print(f"neuralvox: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neuralvox: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

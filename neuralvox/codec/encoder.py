@@ -1,0 +1,279 @@
+"""Sequence encoder: .vdb frames to one .nvox archive (exact topology, neural values, per-group shared decoders)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from neuralvox import __version__
+from neuralvox.codec.values import EncodedValues, decode_values, encode_values, resolve_device
+from neuralvox.container import ArchiveWriter
+from neuralvox.grid import SparseGrid
+from neuralvox.metrics import bits_per_voxel, error_stats, flicker_ratio, merge, value_range
+from neuralvox.sequence import FrameSequence, discover
+from neuralvox.topology import encode_topology
+from neuralvox.vdb import VdbError, grid_bytes, list_grids, read_vdb
+
+ARCHIVE_FORMAT = "neuralvox/1"
+DEFAULT_GOP = 8
+
+
+def payload_key(frame: int, grid: str, stream: str) -> str:
+    return f"frames/{frame}/{grid}/{stream}"
+
+
+@dataclasses.dataclass
+class GridReport:
+    """What compress achieved on one grid over the sequence."""
+
+    name: str
+    frames: int
+    voxels: int
+    source_bytes: int
+    stream_bytes: dict[str, int]
+    psnr: float
+    rmse: float
+    max_abs_error: float
+    peak: float
+    flicker: float | None
+    fit_seconds: float
+
+    @property
+    def coded_bytes(self) -> int:
+        return sum(self.stream_bytes.values())
+
+    @property
+    def ratio(self) -> float:
+        return self.source_bytes / self.coded_bytes if self.coded_bytes else math.inf
+
+    @property
+    def bpv(self) -> float:
+        return bits_per_voxel(self.coded_bytes, self.voxels)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(ratio=self.ratio, bpv=self.bpv, coded_bytes=self.coded_bytes)
+        return out
+
+
+@dataclasses.dataclass
+class CompressReport:
+    """Per-grid results and the archive's totals."""
+
+    archive: Path
+    archive_bytes: int
+    source_file_bytes: int
+    grids: list[GridReport]
+    skipped: list[str]
+    seconds: float
+
+    @property
+    def coded_source_bytes(self) -> int:
+        return sum(g.source_bytes for g in self.grids)
+
+
+class _GridTracker:
+    """Running statistics of one grid across frames (sequence PSNR, flicker, bytes per stream)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frames = 0
+        self.voxels = 0
+        self.source_bytes = 0
+        self.stream_bytes: dict[str, int] = {}
+        self.frame_stats = []
+        self.low, self.high = math.inf, -math.inf
+        self.fit_seconds = 0.0
+        self.change_sq, self.change_count, self.flicker_sq, self.flicker_count = 0.0, 0, 0.0, 0
+        self.previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, grid: SparseGrid, decoded: np.ndarray, streams: dict[str, int], source: int, fit_s: float) -> None:
+        self.frames += 1
+        self.voxels += grid.voxel_count
+        self.source_bytes += source
+        self.fit_seconds += fit_s
+        for name, size in streams.items():
+            self.stream_bytes[name] = self.stream_bytes.get(name, 0) + size
+        if grid.voxel_count:
+            self.low = min(self.low, float(grid.values.min()))
+            self.high = max(self.high, float(grid.values.max()))
+        stats = error_stats(grid.values, decoded, peak=value_range(grid.values))
+        self.frame_stats.append(stats)
+        if self.previous is not None:
+            rms, count = flicker_ratio(*self.previous, grid.ijk, grid.values, decoded)
+            if count:
+                self.change_sq += rms**2 * count
+                self.change_count += count
+                self.flicker_sq += stats.rmse**2 * count
+                self.flicker_count += count
+        self.previous = (grid.ijk, grid.values, decoded)
+
+    def report(self) -> GridReport:
+        peak = self.high - self.low if self.high >= self.low else 0.0
+        total = merge(self.frame_stats, peak)
+        flicker = None
+        if self.change_count and self.flicker_sq > 0:
+            flicker = math.sqrt(self.change_sq / self.change_count) / math.sqrt(self.flicker_sq / self.flicker_count)
+        return GridReport(self.name, self.frames, self.voxels, self.source_bytes, dict(self.stream_bytes), total.psnr,
+                          total.rmse, total.max_abs_error, peak, flicker, self.fit_seconds)
+
+
+def _check_finite(grid: SparseGrid, path: Path) -> None:
+    bad = int(np.count_nonzero(~np.isfinite(grid.values)))
+    if bad:
+        raise ValueError(f"{path}: grid '{grid.name}' has {bad} NaN/Inf values; neuralvox codes finite values only")
+
+
+def _grid_attributes(grid: SparseGrid) -> dict[str, Any]:
+    background = list(grid.background) if isinstance(grid.background, tuple) else grid.background
+    return {
+        "value_type": grid.value_type, "grid_class": grid.grid_class, "transform": grid.transform.tolist(),
+        "background": background, "save_half": grid.save_half, "vector_type": grid.vector_type,
+        "metadata": _jsonable(grid.metadata), "metadata_types": dict(grid.metadata_types), "voxels": grid.voxel_count,
+    }
+
+
+def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+
+
+def _best_topology(ijk: np.ndarray, candidates: list[tuple[tuple[int, str], np.ndarray]]) -> tuple[bytes, Any]:
+    """The shortest topology code: intra, or against one of the already-decodable candidate voxel sets."""
+    best, best_ref = encode_topology(ijk), None
+    for ref_key, ref_ijk in candidates:
+        code = encode_topology(ijk, ref_ijk)
+        if len(code) < len(best):
+            best, best_ref = code, list(ref_key)
+    return best, best_ref
+
+
+class _Progress:
+    """tqdm bar over frames whose postfix shows the running PSNR and bits per voxel."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, unit="frame", desc="compress", disable=not enabled, dynamic_ncols=True)
+
+    def frame_done(self, trackers: dict[str, _GridTracker]) -> None:
+        voxels = sum(t.voxels for t in trackers.values())
+        coded = sum(sum(t.stream_bytes.values()) for t in trackers.values())
+        psnrs = [s.psnr for t in trackers.values() for s in t.frame_stats[-1:] if math.isfinite(s.psnr)]
+        self.bar.set_postfix(psnr=f"{min(psnrs):.1f}dB" if psnrs else "-", bpv=f"{bits_per_voxel(coded, voxels):.3f}")
+        self.bar.update(1)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def compress(
+    paths: Sequence[str | os.PathLike] | FrameSequence,
+    output: str | os.PathLike,
+    *,
+    grids: Sequence[str] | None = None,
+    quality: str = "medium",
+    device: str = "auto",
+    gop: int = DEFAULT_GOP,
+    force: bool = False,
+    progress: bool = True,
+) -> CompressReport:
+    """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
+
+    Topology is exact. Within a group of ``gop`` frames the first frame fits its grid's decoder weights and later
+    frames reuse them (only latents are sent), and each frame's topology may be coded against the previous frame's
+    or against another grid of the same frame, whichever is shortest; every group decodes without the others.
+    """
+    start = time.perf_counter()
+    sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
+    if gop < 1:
+        raise ValueError(f"--gop must be at least 1, got {gop}")
+    output = Path(output)
+    inputs = {f.path.resolve() for f in sequence.frames}
+    if output.resolve() in inputs:
+        raise ValueError(f"{output}: is one of the input frames; refusing to overwrite an input")
+    torch_device = str(resolve_device(device))
+    trackers: dict[str, _GridTracker] = {}
+    frames_header: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    if grids is not None:
+        first = sequence.frames[0].path
+        unknown = sorted(set(grids) - {g.name for g in list_grids(first)})
+        if unknown:
+            raise VdbError(f"{first}: no grid named {', '.join(unknown)}")
+    with ArchiveWriter(output, force=force) as archive, _Progress(len(sequence.frames), progress) as bar:
+        shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
+        previous_ijk: dict[str, np.ndarray] = {}
+        previous_number = 0
+        for index, frame in enumerate(sequence.frames):
+            number = frame.number if frame.number is not None else 0
+            key_frame = index % gop == 0
+            if key_frame:
+                shared.clear()
+                previous_ijk.clear()
+            vdb = read_vdb(frame.path, grids, warn_skipped=False)
+            for name, reason in vdb.skipped:
+                skipped.setdefault(name, reason)
+            sizes = grid_bytes(frame.path)
+            entry: dict[str, Any] = {"number": frame.number, "file": frame.path.name, "key": key_frame,
+                                     "metadata": _jsonable(vdb.metadata), "metadata_types": vdb.metadata_types,
+                                     "grids": {}}
+            coded_this_frame: list[tuple[tuple[int, str], np.ndarray]] = []
+            for name, grid in vdb.grids.items():
+                _check_finite(grid, frame.path)
+                grid = grid.sorted()
+                candidates = sorted(coded_this_frame, key=lambda c: abs(len(c[1]) - grid.voxel_count))[:1]
+                if name in previous_ijk:
+                    candidates.append(((previous_number, name), previous_ijk[name]))
+                topology, reference = _best_topology(grid.ijk, candidates)
+                archive.put(payload_key(number, name, "topology"), topology)
+
+                fit_start = time.perf_counter()
+                owner = shared.get(name)
+                shared_decoder = owner[1].decoder if owner else None
+                encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
+                                        device=torch_device, shared_decoder=shared_decoder)
+                fit_seconds = time.perf_counter() - fit_start
+                if owner is None and "weights" in encoded.streams:
+                    shared[name] = (number, encoded)
+                weights_from = shared[name][0] if name in shared else None
+                for stream, data in encoded.streams.items():
+                    archive.put(payload_key(number, name, stream), data)
+                decoded = decode_values(grid.ijk, encoded.header, encoded.streams, device=torch_device,
+                                        shared_decoder=shared_decoder)
+                stream_sizes = {"topology": len(topology), **{s: len(d) for s, d in encoded.streams.items()}}
+                tracker = trackers.setdefault(name, _GridTracker(name))
+                tracker.add(grid, decoded, stream_sizes, sizes.get(name, 0), fit_seconds)
+                entry["grids"][name] = {
+                    **_grid_attributes(grid), "topology_ref": reference, "values": encoded.header,
+                    "weights_from": weights_from, "streams": sorted(encoded.streams),
+                    "stats": {**tracker.frame_stats[-1].to_dict(), "bytes": stream_sizes, "fit_seconds": fit_seconds},
+                }
+                coded_this_frame.append(((number, name), grid.ijk))
+                previous_ijk[name] = grid.ijk
+            previous_number = number
+            frames_header.append(entry)
+            bar.frame_done(trackers)
+        if skipped:
+            listed = "; ".join(f"{n} ({r})" for n, r in skipped.items())
+            warnings.warn(f"not stored in the archive: {listed}", stacklevel=2)
+        reports = [t.report() for t in trackers.values()]
+        archive.set_header({
+            "format": ARCHIVE_FORMAT, "neuralvox": __version__, "created": datetime.datetime.now().isoformat(),
+            "pattern": sequence.pattern.to_dict(), "gaps": sequence.gaps(),
+            "codec": {"quality": quality, "gop": gop, "device": torch_device},
+            "frames": frames_header, "skipped": skipped, "report": [r.to_dict() for r in reports],
+        })
+    source_file_bytes = sum(f.path.stat().st_size for f in sequence.frames)
+    return CompressReport(output, output.stat().st_size, source_file_bytes, reports, sorted(skipped),
+                          time.perf_counter() - start)

@@ -1,0 +1,142 @@
+"""Fit loop: rate-distortion training of a latent field, then decoder weight quantization and latent fine-tuning."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from neuralvox.codec.presets import Quality
+from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
+from neuralvox.model.field import LatentField
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(iterations_done, iterations_total)`` while fitting."""
+
+_BATCH_VOXELS = {"cpu": 1 << 16, "cuda": 1 << 20}  # voxels per training step; large frames cycle through batches
+_PRIOR_LEARNING_RATE = 0.05
+_STEP_LEARNING_RATE = 0.02
+_FINETUNE_RATE = 0.2  # learning rates after weight quantization, as a fraction of the main phase's
+_FINAL_LEARNING_RATE = 0.02  # cosine schedule floor, as a fraction of the initial rate
+_NOISE_FRACTION = 0.6  # share of the main phase decoding noisy latents before switching to rounded ones
+_MIN_STEP = 2.0**-14  # smallest normal float16: steps are stored as float16
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Integer latents (one (M_l, C_l) int32 array per level), their quantization steps (float16 values, (C_l,) per
+    level), the quantized decoder, and what the fit cost."""
+
+    latents: list[np.ndarray]
+    steps: list[np.ndarray]
+    decoder: QuantizedDecoder | None
+    iterations: int
+    seconds: float
+
+
+def fit_field(field: LatentField, target: torch.Tensor, quality: Quality, architecture: dict,
+              shared_decoder: QuantizedDecoder | None = None, progress: Progress | None = None) -> FitResult:
+    """Fit ``field`` to ``target`` (N, out) range-normalized values; the decoder too unless ``shared_decoder``.
+
+    Main phase: latents, steps, priors and decoder with noisy then straight-through rounded latents. Then the steps
+    are rounded to float16 and the decoder quantized (or the shared one loaded), and the latents fine-tuned against
+    exactly what the decoder will use.
+    """
+    with _single_threaded(target.device):
+        return _fit(field, target, quality, architecture, shared_decoder, progress)
+
+
+def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architecture: dict,
+         shared_decoder: QuantizedDecoder | None, progress: Progress | None) -> FitResult:
+    start = time.perf_counter()
+    total = quality.iterations + quality.finetune_iterations
+    batches = field.make_batches(_BATCH_VOXELS.get(target.device.type, _BATCH_VOXELS["cpu"]))
+    targets = [target[rows] for rows in batches]
+
+    def report(done: int) -> None:
+        if progress is not None:
+            progress(done, total)
+
+    if shared_decoder is not None:
+        shared_decoder.load_into(field.decoder)
+    field.decoder.requires_grad_(shared_decoder is None)
+    field.set_steps([torch.full_like(step, quality.initial_step) for step in field.steps()])
+    groups = [{"params": list(field.latents), "lr": quality.latent_learning_rate},
+              {"params": list(field.log_steps), "lr": _STEP_LEARNING_RATE},
+              {"params": list(field.priors.parameters()), "lr": _PRIOR_LEARNING_RATE}]
+    if shared_decoder is None:
+        groups.append({"params": list(field.decoder.parameters()), "lr": quality.decoder_learning_rate})
+    _train(field, targets, quality.rate_lambda, groups, None, quality.iterations,
+           int(_NOISE_FRACTION * quality.iterations), report)
+
+    if not all(torch.isfinite(parameter).all() for parameter in field.parameters()):
+        raise FloatingPointError("value fit diverged: the latent field holds NaN or infinite parameters")
+    steps = [step.detach().clamp(min=_MIN_STEP).cpu().numpy().astype(np.float16) for step in field.steps()]
+    fixed_steps = [torch.from_numpy(step.astype(np.float32)).to(target.device) for step in steps]
+    decoder = shared_decoder
+    if decoder is None:
+        decoder = quantize_decoder(field.decoder, quality.weight_step, architecture)
+        decoder.load_into(field.decoder)
+        field.decoder.requires_grad_(False)
+    groups = [{"params": list(field.latents), "lr": _FINETUNE_RATE * quality.latent_learning_rate},
+              {"params": list(field.priors.parameters()), "lr": _FINETUNE_RATE * _PRIOR_LEARNING_RATE}]
+    _train(field, targets, quality.rate_lambda, groups, fixed_steps, quality.finetune_iterations, 0,
+           lambda done: report(quality.iterations + done))
+
+    latents = [torch.round(values.detach() / step).to(torch.int32).cpu().numpy()
+               for values, step in zip(field.latents, fixed_steps, strict=True)]
+    return FitResult(latents, steps, decoder, total, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _single_threaded(device: torch.device) -> Iterator[None]:
+    """Run CPU fitting on one thread: its operations are small (one batch of a tiny MLP), so extra threads gain
+    little, and on a busy machine OpenMP's spin-waiting threads made a fit 10-20x slower than one thread."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, groups: list[dict],
+           fixed_steps: list[torch.Tensor] | None, iterations: int, noisy_until: int,
+           report: Callable[[int], None]) -> None:
+    """Adam on distortion + lambda * bits per voxel with a cosine learning-rate decay, one batch per iteration.
+
+    The decoder sees latents plus uniform noise for the first ``noisy_until`` iterations, then rounded latents with a
+    straight-through gradient; the rate is always that of the noisy latents. The quantization steps are learned
+    unless ``fixed_steps`` are given.
+    """
+    voxel_count = sum(target.shape[0] for target in targets)
+    if iterations == 0 or voxel_count == 0:
+        return
+    optimizer = torch.optim.Adam(groups)
+    initial_rates = [group["lr"] for group in groups]
+    report_every = max(1, iterations // 20)
+    for iteration in range(iterations):
+        cosine = 0.5 * (1 + math.cos(math.pi * iteration / iterations))
+        for group, rate in zip(optimizer.param_groups, initial_rates, strict=True):
+            group["lr"] = rate * (_FINAL_LEARNING_RATE + (1 - _FINAL_LEARNING_RATE) * cosine)
+        steps = field.steps() if fixed_steps is None else fixed_steps
+        latents = [values / step for values, step in zip(field.latents, steps, strict=True)]
+        noisy = [values + torch.empty_like(values).uniform_(-0.5, 0.5) for values in latents]
+        if iteration < noisy_until:
+            decoded_from = noisy
+        else:
+            decoded_from = [values + (torch.round(values) - values).detach() for values in latents]
+        batch = iteration % len(targets)
+        distortion = torch.mean((field(decoded_from, steps, batch) - targets[batch]) ** 2)
+        loss = distortion + rate_lambda * field.bits(noisy) / voxel_count
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (iteration + 1) % report_every == 0:
+            report(iteration + 1)

@@ -1,0 +1,49 @@
+"""Quality presets of the value codec: model size, rate weight and fitting schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Quality:
+    """Knobs of one quality level.
+
+    ``levels`` lists (stride, channels) of each latent lattice; ``hidden`` the decoder's hidden widths;
+    ``frequencies`` the sin/cos octaves of the in-cell position fed to the decoder; ``rate_lambda`` weighs estimated
+    bits per voxel against the mean squared error of range-normalized values; ``weight_step`` is the decoder weight
+    quantization step as a fraction of each tensor's largest magnitude.
+    """
+
+    levels: tuple[tuple[int, int], ...]
+    hidden: tuple[int, ...]
+    frequencies: int
+    activation: str
+    rate_lambda: float
+    iterations: int
+    finetune_iterations: int
+    latent_learning_rate: float
+    initial_step: float
+    decoder_learning_rate: float
+    weight_step: float
+
+
+QUALITY_PRESETS: dict[str, Quality] = {
+    "low": Quality(levels=((8, 4), (4, 2)), hidden=(16,), frequencies=0, activation="gelu", rate_lambda=1e-3,
+                   iterations=600, finetune_iterations=100, latent_learning_rate=0.03, initial_step=0.01,
+                   decoder_learning_rate=0.01, weight_step=1 / 63),
+    "medium": Quality(levels=((8, 4), (4, 4), (2, 2)), hidden=(16, 16), frequencies=0, activation="gelu",
+                      rate_lambda=2e-4, iterations=1000, finetune_iterations=150, latent_learning_rate=0.03,
+                      initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127),
+    "high": Quality(levels=((8, 8), (4, 8), (2, 4)), hidden=(24, 24), frequencies=0, activation="gelu",
+                    rate_lambda=4e-5, iterations=1500, finetune_iterations=200, latent_learning_rate=0.03,
+                    initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 255),
+}
+
+
+def quality_preset(name: str) -> Quality:
+    """The preset called ``name``; raise ValueError listing the choices otherwise."""
+    try:
+        return QUALITY_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"quality {name!r} is not one of {sorted(QUALITY_PRESETS)}") from None

@@ -1,0 +1,248 @@
+"""Value codec of one grid of one frame: values at known active voxels to a small header and byte streams, and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.fit import FitResult, Progress, fit_field
+from neuralvox.codec.presets import Quality, quality_preset
+from neuralvox.codec.weights import QuantizedDecoder, decode_decoder_weights, encode_decoder_weights
+from neuralvox.grid import GRID_CLASSES
+from neuralvox.model.decoder import DecoderMLP, positional_feature_count
+from neuralvox.model.field import LatentField
+from neuralvox.model.lattice import build_lattice
+
+FORMAT = "neuralvox-values/1"
+_DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
+_ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation")
+
+
+@dataclasses.dataclass
+class ValueStats:
+    """Quality of the decoded values (as ``decode_values`` returns them) against the input, and the fit's cost.
+
+    ``psnr`` uses the frame's own value range as peak (inf when exact); ``rmse`` and ``max_abs_error`` are over all
+    channels of all voxels.
+    """
+
+    psnr: float
+    rmse: float
+    max_abs_error: float
+    fit_seconds: float
+    iterations: int
+
+
+@dataclasses.dataclass
+class EncodedValues:
+    """The coded values of one grid: ``header`` (small JSON-serializable dict) and ``streams`` (name -> bytes).
+
+    ``latents`` (int32 (M_l, C_l) per level, rows ordered like ``lattice_coords`` (M_l, 3) int64; the decoder's input
+    is ``latents * latent_steps``) and ``decoder`` are what the decoder will reconstruct, kept for predicting later
+    frames and sharing the decoder; they are not to be stored (empty lists and None for a constant grid).
+    """
+
+    header: dict
+    streams: dict[str, bytes]
+    stats: ValueStats
+    latents: list[np.ndarray]
+    latent_steps: list[np.ndarray]
+    lattice_coords: list[np.ndarray]
+    decoder: QuantizedDecoder | None
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is CUDA when available, else CPU; anything else goes to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quality: str | Quality = "medium",
+                  device: str = "auto", progress: Progress | None = None,
+                  shared_decoder: QuantizedDecoder | None = None) -> EncodedValues:
+    """Fit and code ``values`` (N,) or (N, 3) float32 at voxels ``ijk`` (N, 3) int32 in canonical order.
+
+    ``decode_values`` must be given the same ``ijk`` in the same order. ``stats`` are measured on exactly what
+    ``decode_values`` returns on the same device. ``quality`` is a preset name (low, medium, high) or a Quality.
+    With ``shared_decoder`` (for example the ``decoder`` of an earlier frame's EncodedValues) only latents are
+    fitted and sent: the caller stores the shared weights once and passes them to ``decode_values`` too.
+    ``progress(done, total)`` is called with fitting iterations.
+    """
+    ijk, values = _check_inputs(ijk, values, grid_class)
+    preset = quality_preset(quality) if isinstance(quality, str) else quality
+    channels = 1 if values.ndim == 1 else 3
+    columns = values.reshape(len(values), channels)
+    header: dict = {"format": FORMAT, "voxels": len(values), "channels": channels}
+    if len(values) == 0 or float(columns.max()) == float(columns.min()):
+        header["constant"] = [_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels))]
+        decoded = decode_values(ijk, header, {}, device="cpu")
+        return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], [], [], None)
+
+    header.update(_architecture(preset, channels))
+    header["low"] = [_json_float32(v) for v in columns.min(axis=0)]
+    header["high"] = [_json_float32(v) for v in columns.max(axis=0)]
+    header["shared_decoder"] = shared_decoder is not None
+    if shared_decoder is not None and shared_decoder.architecture != _architecture(preset, channels):
+        raise ValueError(f"shared decoder architecture {shared_decoder.architecture} does not match quality "
+                         f"{_architecture(preset, channels)}")
+    torch_device = resolve_device(device)
+    offset, scale = _normalization(header)
+    target = torch.from_numpy((columns - offset) / scale).to(torch_device)
+    field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
+    result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress)
+
+    streams = {"latents": _encode_latents(result.latents, result.steps)}
+    if shared_decoder is None:
+        streams["weights"] = encode_decoder_weights(result.decoder)
+    decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder)
+    coords = [level.coords.cpu().numpy() for level in field.levels]
+    return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.steps, coords,
+                         result.decoder)
+
+
+def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: str = "auto",
+                  shared_decoder: QuantizedDecoder | None = None) -> np.ndarray:
+    """Values (N,) or (N, 3) float32 at voxels ``ijk`` from what ``encode_values`` produced for the same voxels."""
+    if header.get("format") != FORMAT:
+        raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
+    ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
+    channels = int(header["channels"])
+    if len(ijk) != header["voxels"]:
+        raise ValueError(f"value header is for {header['voxels']} voxels, topology gives {len(ijk)}")
+    shape = (len(ijk),) if channels == 1 else (len(ijk), channels)
+    if "constant" in header:
+        return np.repeat(np.asarray(header["constant"], dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
+
+    torch_device = resolve_device(device)
+    field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
+    decoder = _decoder_weights(header, streams, field.decoder, shared_decoder)
+    decoder.load_into(field.decoder)
+    integers, steps = _decode_latents(_stream(streams, "latents"), [level.point_count for level in field.levels],
+                                      [c for _, c in header["levels"]])
+    latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device) for values in integers]
+    steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in steps]
+    offset, scale = _normalization(header)
+    low = torch.tensor(header["low"], dtype=torch.float32, device=torch_device)
+    high = torch.tensor(header["high"], dtype=torch.float32, device=torch_device)
+    out = torch.empty((len(ijk), channels), dtype=torch.float32, device=torch_device)
+    with torch.no_grad():
+        for start in range(0, len(ijk), _DECODE_CHUNK):
+            rows = slice(start, start + _DECODE_CHUNK)
+            out[rows] = torch.minimum(torch.maximum(field.decode(latents, steps, rows) * scale + offset, low), high)
+    return out.cpu().numpy().reshape(shape)
+
+
+def decode_latents(ijk: np.ndarray, header: dict, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
+                                                                                    list[np.ndarray]]:
+    """The integer latents (int32 (M_l, C_l) per level, rows in lattice order) and their float16 steps, as the
+    decoder reads them; empty lists for a constant grid."""
+    if "constant" in header:
+        return [], []
+    levels = [build_lattice(torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32)), stride)
+              for stride, _ in header["levels"]]
+    return _decode_latents(_stream(streams, "latents"), [level.point_count for level in levels],
+                           [c for _, c in header["levels"]])
+
+
+def decode_weights(header: dict, data: bytes) -> QuantizedDecoder:
+    """The decoder weights in a ``weights`` stream, given the header of the frame that sent them (no topology
+    needed): what later frames coded with ``shared_decoder`` need."""
+    if header.get("format") != FORMAT or "constant" in header:
+        raise ValueError("weights can only be read with the header of a frame coded with its own decoder")
+    decoder = _decoder_module(header)
+    return decode_decoder_weights(data, decoder, {key: header[key] for key in _ARCHITECTURE_KEYS})
+
+
+def _encode_latents(latents: list[np.ndarray], steps: list[np.ndarray]) -> bytes:
+    """The latents stream: float16 step of every level's channels, then the entropy-coded integers by column."""
+    head = np.concatenate(steps).astype("<f2").tobytes()
+    return head + encode_integer_arrays([level[:, c] for level in latents for c in range(level.shape[1])])
+
+
+def _decode_latents(data: bytes, point_counts: list[int], channels: list[int]) -> tuple[list[np.ndarray],
+                                                                                      list[np.ndarray]]:
+    head = 2 * sum(channels)
+    if len(data) < head:
+        raise EntropyStreamError(f"latents stream: {len(data)} bytes cannot hold {sum(channels)} channel steps")
+    flat_steps = np.frombuffer(data[:head], dtype="<f2")
+    bounds = np.cumsum([0, *channels])
+    steps = [flat_steps[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    lengths = [count for count, c in zip(point_counts, channels, strict=True) for _ in range(c)]
+    columns = iter(decode_integer_arrays(data[head:], lengths, name="latents stream"))
+    latents = [np.stack([next(columns) for _ in range(c)], axis=1) for c in channels]
+    return latents, steps
+
+
+def _architecture(preset: Quality, channels: int) -> dict:
+    """The header entries that shape the model (a shared decoder must have been made for the same)."""
+    return {"channels": channels, "levels": [list(level) for level in preset.levels], "hidden": list(preset.hidden),
+            "frequencies": preset.frequencies, "activation": preset.activation}
+
+
+def _decoder_module(header: dict) -> DecoderMLP:
+    in_features = sum(c for _, c in header["levels"]) + positional_feature_count(header["frequencies"])
+    return DecoderMLP(in_features, tuple(header["hidden"]), header["channels"], header["activation"])
+
+
+def _build_field(ijk: torch.Tensor, header: dict) -> LatentField:
+    levels = [build_lattice(ijk, stride) for stride, _ in header["levels"]]
+    channels = [c for _, c in header["levels"]]
+    return LatentField(ijk, levels, channels, _decoder_module(header).to(ijk.device), header["frequencies"])
+
+
+def _decoder_weights(header: dict, streams: dict[str, bytes], decoder: DecoderMLP,
+                     shared_decoder: QuantizedDecoder | None) -> QuantizedDecoder:
+    architecture = {key: header[key] for key in _ARCHITECTURE_KEYS}
+    if not header["shared_decoder"]:
+        return decode_decoder_weights(_stream(streams, "weights"), decoder, architecture)
+    if shared_decoder is None:
+        raise ValueError("these values were coded with a shared decoder: pass it as shared_decoder")
+    if shared_decoder.architecture != architecture:
+        raise ValueError(f"shared decoder architecture {shared_decoder.architecture} does not match {architecture}")
+    return shared_decoder
+
+
+def _stream(streams: dict[str, bytes], name: str) -> bytes:
+    if name not in streams:
+        raise EntropyStreamError(f"{name} stream is missing (have {sorted(streams)})")
+    return bytes(streams[name])
+
+
+def _normalization(header: dict) -> tuple[np.float32, np.float32]:
+    offset = np.float32(min(header["low"]))
+    return offset, np.float32(max(header["high"])) - offset
+
+
+def _json_float32(value: float) -> float:
+    """A float whose JSON text is the shortest decimal that reads back as the same float32."""
+    return float(str(np.float32(value)))
+
+
+def _check_inputs(ijk: np.ndarray, values: np.ndarray, grid_class: str) -> tuple[np.ndarray, np.ndarray]:
+    if grid_class not in GRID_CLASSES:
+        raise ValueError(f"grid class {grid_class!r} is not one of {GRID_CLASSES}")
+    ijk = np.asarray(ijk)
+    values = np.asarray(values)
+    if ijk.ndim != 2 or ijk.shape[1] != 3 or not np.issubdtype(ijk.dtype, np.integer):
+        raise ValueError(f"ijk must be an integer array of shape (N, 3), got {ijk.dtype} {ijk.shape}")
+    if values.shape not in ((len(ijk),), (len(ijk), 3)):
+        raise ValueError(f"values must have shape ({len(ijk)},) or ({len(ijk)}, 3), got {values.shape}")
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    for problem, bad in (("NaN", np.isnan(values)), ("infinite", np.isinf(values))):
+        if bad.any():
+            raise ValueError(f"values hold {int(bad.sum())} {problem} entries; the value codec needs finite values")
+    return np.ascontiguousarray(ijk, dtype=np.int32), values
+
+
+def _stats(values: np.ndarray, decoded: np.ndarray, result: FitResult) -> ValueStats:
+    error = decoded.astype(np.float64) - values.astype(np.float64)
+    rmse = math.sqrt(float(np.mean(error**2))) if error.size else 0.0
+    peak = float(values.max() - values.min()) if values.size else 0.0
+    psnr = math.inf if rmse == 0 else (20 * math.log10(peak / rmse) if peak > 0 else -math.inf)
+    max_error = float(np.abs(error).max()) if error.size else 0.0
+    return ValueStats(psnr, rmse, max_error, result.seconds, result.iterations)

@@ -1,0 +1,200 @@
+"""Tests of the neural value codec: round trips, determinism, stream format, edge cases, entropy coding."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuralvox.codec import (
+    EntropyStreamError,
+    Quality,
+    decode_latents,
+    decode_values,
+    decode_weights,
+    encode_values,
+    quality_preset,
+)
+from neuralvox.codec.entropy import decode_integer_arrays, encode_integer_arrays
+from neuralvox.model import build_lattice
+
+TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="gelu", rate_lambda=2e-4,
+               iterations=80, finetune_iterations=20, latent_learning_rate=0.03, initial_step=0.01,
+               decoder_learning_rate=0.01, weight_step=1 / 127)
+
+
+def smooth_blob(size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A thresholded sum of two Gaussians on a ``size``^3 block, shifted off the origin: (ijk, values)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1).astype(np.float32)
+    values = np.zeros((size,) * 3, dtype=np.float32)
+    for _ in range(2):
+        centre = rng.uniform(0.3 * size, 0.7 * size, 3)
+        values += np.exp(-((grid - centre) ** 2).sum(-1) / (2 * (0.2 * size) ** 2))
+    ijk = np.argwhere(values > 0.05).astype(np.int32)
+    return ijk + np.array([-7, 100, 3], dtype=np.int32), values[tuple(ijk.T)].astype(np.float32)
+
+
+def recomputed_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float, float]:
+    error = decoded.astype(np.float64) - original.astype(np.float64)
+    rmse = math.sqrt(float(np.mean(error**2)))
+    psnr = 20 * math.log10(float(original.max() - original.min()) / rmse)
+    return psnr, rmse, float(np.abs(error).max())
+
+
+@pytest.fixture(scope="module")
+def blob() -> tuple[np.ndarray, np.ndarray]:
+    return smooth_blob()
+
+
+@pytest.fixture(scope="module")
+def encoded(blob):
+    torch.manual_seed(0)
+    ijk, values = blob
+    return encode_values(ijk, values, grid_class="fog volume", quality=TINY, device="cpu")
+
+
+def test_decoded_values_match_recorded_stats(blob, encoded):
+    ijk, values = blob
+    decoded = decode_values(ijk, encoded.header, encoded.streams, device="cpu")
+    assert decoded.dtype == np.float32 and decoded.shape == values.shape
+    psnr, rmse, max_error = recomputed_stats(values, decoded)
+    assert (encoded.stats.psnr, encoded.stats.rmse, encoded.stats.max_abs_error) == (psnr, rmse, max_error)
+    assert encoded.stats.iterations == TINY.iterations + TINY.finetune_iterations
+    assert encoded.stats.psnr > 20
+
+
+def test_decoding_is_deterministic(blob, encoded):
+    ijk, _ = blob
+    first = decode_values(ijk, encoded.header, encoded.streams, device="cpu")
+    second = decode_values(ijk, encoded.header, encoded.streams, device="cpu")
+    assert np.array_equal(first, second)
+
+
+def test_streams_are_bytes_and_header_survives_json(blob, encoded):
+    ijk, _ = blob
+    assert set(encoded.streams) == {"latents", "weights"}
+    assert all(isinstance(data, bytes) and data for data in encoded.streams.values())
+    header = json.loads(json.dumps(encoded.header))
+    streams = {name: bytes(bytearray(data)) for name, data in encoded.streams.items()}
+    assert np.array_equal(decode_values(ijk, header, streams, device="cpu"),
+                          decode_values(ijk, encoded.header, encoded.streams, device="cpu"))
+
+
+def test_entropy_decoded_latents_are_the_encoders_integers(blob, encoded):
+    ijk, _ = blob
+    latents, steps = decode_latents(ijk, encoded.header, encoded.streams)
+    assert len(latents) == len(encoded.latents) == 2
+    for got, want, coords in zip(latents, encoded.latents, encoded.lattice_coords, strict=True):
+        assert got.dtype == np.int32 and np.array_equal(got, want)
+        assert got.shape[0] == coords.shape[0]
+    assert all(np.array_equal(a, b) for a, b in zip(steps, encoded.latent_steps, strict=True))
+    assert any(np.abs(level).max() > 0 for level in latents)
+
+
+def test_integer_arrays_round_trip_through_the_entropy_coder():
+    rng = np.random.default_rng(1)
+    arrays = [np.rint(rng.laplace(0, 2.0, 500)).astype(np.int32), np.zeros(7, dtype=np.int32),
+              rng.integers(-300, 300, 50).astype(np.int32), np.array([], dtype=np.int32), np.array([-1, 1, 0])]
+    data = encode_integer_arrays(arrays)
+    decoded = decode_integer_arrays(data, [len(a) for a in arrays])
+    assert all(np.array_equal(got, want) for got, want in zip(decoded, arrays, strict=True))
+    with pytest.raises(EntropyStreamError, match="test stream"):
+        decode_integer_arrays(data[:5], [len(a) for a in arrays], name="test stream")
+
+
+def test_vector_grid_gives_three_channels(blob):
+    ijk, values = blob
+    vectors = np.stack([values, -2 * values, values**2 + 1], axis=1).astype(np.float32)
+    calls = []
+    encoded = encode_values(ijk, vectors, grid_class="staggered", quality=TINY, device="cpu",
+                            progress=lambda done, total: calls.append((done, total)))
+    total = TINY.iterations + TINY.finetune_iterations
+    assert calls[-1] == (total, total) and all(a < b for (a, _), (b, _) in zip(calls, calls[1:], strict=False))
+    decoded = decode_values(ijk, encoded.header, encoded.streams, device="cpu")
+    assert decoded.shape == (len(ijk), 3) and decoded.dtype == np.float32
+    assert (encoded.stats.psnr, encoded.stats.rmse, encoded.stats.max_abs_error) == recomputed_stats(vectors, decoded)
+    assert encoded.stats.psnr > 15
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_empty_grid(vector):
+    ijk = np.zeros((0, 3), dtype=np.int32)
+    values = np.zeros((0, 3) if vector else (0,), dtype=np.float32)
+    encoded = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
+    decoded = decode_values(ijk, json.loads(json.dumps(encoded.header)), encoded.streams, device="cpu")
+    assert decoded.shape == values.shape and decoded.dtype == np.float32
+    assert encoded.stats.rmse == 0.0
+
+
+def test_constant_grid_is_exact(blob):
+    ijk, _ = blob
+    values = np.full(len(ijk), 0.3, dtype=np.float32)
+    encoded = encode_values(ijk, values, grid_class="fog volume", quality="medium", device="cpu")
+    decoded = decode_values(ijk, json.loads(json.dumps(encoded.header)), encoded.streams, device="cpu")
+    assert np.array_equal(decoded, values)
+    assert encoded.stats.psnr == math.inf and encoded.stats.max_abs_error == 0.0
+
+
+@pytest.mark.parametrize("bad, word", [(np.nan, "NaN"), (np.inf, "infinite"), (-np.inf, "infinite")])
+def test_non_finite_values_are_rejected(blob, bad, word):
+    ijk, values = blob
+    broken = values.copy()
+    broken[3] = bad
+    with pytest.raises(ValueError, match=word):
+        encode_values(ijk, broken, grid_class="fog volume", quality=TINY, device="cpu")
+
+
+def test_bad_arguments_are_named(blob, encoded):
+    ijk, values = blob
+    with pytest.raises(ValueError, match="grid class"):
+        encode_values(ijk, values, grid_class="cloud", quality=TINY, device="cpu")
+    with pytest.raises(ValueError, match="quality"):
+        encode_values(ijk, values, grid_class="fog volume", quality="ultra", device="cpu")
+    with pytest.raises(ValueError, match="voxels"):
+        decode_values(ijk[:-1], encoded.header, encoded.streams, device="cpu")
+    with pytest.raises(EntropyStreamError, match="weights"):
+        decode_values(ijk, encoded.header, {"latents": encoded.streams["latents"]}, device="cpu")
+
+
+def test_higher_quality_gives_higher_psnr():
+    ijk, values = smooth_blob(size=16, seed=3)
+    psnr = {}
+    for name in ("low", "high"):
+        torch.manual_seed(0)
+        preset = dataclasses.replace(quality_preset(name), iterations=300, finetune_iterations=50)
+        psnr[name] = encode_values(ijk, values, grid_class="fog volume", quality=preset, device="cpu").stats.psnr
+    assert psnr["high"] > psnr["low"] + 3
+
+
+def test_shared_decoder_sends_latents_only(blob, encoded):
+    ijk, values = blob
+    shifted = (values * 0.8 + 0.1).astype(np.float32)
+    frame = encode_values(ijk, shifted, grid_class="fog volume", quality=TINY, device="cpu",
+                          shared_decoder=encoded.decoder)
+    assert set(frame.streams) == {"latents"}
+    stored = decode_weights(json.loads(json.dumps(encoded.header)), encoded.streams["weights"])
+    assert stored.architecture == encoded.decoder.architecture and stored.steps == encoded.decoder.steps
+    assert all(np.array_equal(a, b) for a, b in zip(stored.integers, encoded.decoder.integers, strict=True))
+    decoded = decode_values(ijk, frame.header, frame.streams, device="cpu", shared_decoder=encoded.decoder)
+    assert (frame.stats.psnr, frame.stats.rmse, frame.stats.max_abs_error) == recomputed_stats(shifted, decoded)
+    with pytest.raises(ValueError, match="shared decoder"):
+        decode_values(ijk, frame.header, frame.streams, device="cpu")
+
+
+def test_lattice_interpolation_reproduces_linear_fields():
+    ijk = torch.from_numpy(smooth_blob(size=10)[0])
+    level = build_lattice(ijk, 4)
+    assert torch.equal(level.coords, torch.unique(level.coords, dim=0))  # sorted, no duplicates
+    slope = torch.tensor([0.5, -1.25, 2.0])
+    latents = (level.coords.to(torch.float32) * 4) @ slope
+    expected = ijk.to(torch.float32) @ slope
+    gathered = level.interpolate(latents[:, None])[:, 0]
+    sparse = level.interpolation_operator(torch.arange(len(ijk)))(latents[:, None])[:, 0]
+    assert torch.allclose(gathered, expected, atol=1e-3) and torch.allclose(sparse, expected, atol=1e-3)
+    assert torch.equal(level.lookup(level.coords), torch.arange(level.point_count))
+    assert int(level.lookup(level.coords[:1] + 1000)[0]) == -1
