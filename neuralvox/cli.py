@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from neuralvox.codec.decoder import decompress
+from neuralvox.codec.decoder import decompress, open_archive
 from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import GridError
+from neuralvox.render import AXES, render_comparison_png, render_grid_png
 from neuralvox.sequence import SequenceError, discover
-from neuralvox.vdb import VdbError, grid_stats
+from neuralvox.vdb import VdbError, grid_stats, read_vdb
 
 USER_ERRORS: tuple[type[Exception], ...] = (VdbError, SequenceError, GridError, ArchiveError, ValueError, OSError,
                                             KeyError)
@@ -176,6 +177,35 @@ def cmd_decompress(args: argparse.Namespace) -> None:
     print(f"wrote {len(paths)} frames to {args.output}")
 
 
+# --------------------------------------------------------------------------------------------------------- render
+def source_frame_path(compare: Sequence[str], number: int) -> Path:
+    """The .vdb of frame ``number`` among the given source files, folders or globs."""
+    sequence = discover(compare)
+    for frame in sequence.frames:
+        if frame.number == number or (len(sequence.frames) == 1 and frame.number is None):
+            return frame.path
+    raise UsageError(f"--compare: no source frame {number} in {sequence.pattern}")
+
+
+def render_frame(archive_path: str, number: int, grid: str, output: Path, *, compare: Sequence[str] | None = None,
+                 axis: str = "z", force: bool = False) -> Path:
+    """PNG of one decoded grid, or original | decoded | error when the source frame is given."""
+    with open_archive(archive_path) as archive:
+        decoded = archive.frame(number)[grid]
+    if not compare:
+        return render_grid_png(output, decoded, axis=axis, title=f"{grid}, frame {number} (decoded)", force=force)
+    source = source_frame_path(compare, number)
+    original = read_vdb(source, [grid]).grids[grid]
+    return render_comparison_png(output, original, decoded, axis=axis, force=force,
+                                 title=f"{grid}, frame {number}: {source.name} vs {Path(archive_path).name}")
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    path = render_frame(args.archive, args.frame, args.grid, args.output, compare=args.compare, axis=args.axis,
+                        force=args.force)
+    print(f"wrote {path}")
+
+
 # ------------------------------------------------------------------------------------------------------------ sim
 def cmd_sim(args: argparse.Namespace) -> None:
     from neuralvox import sim
@@ -192,13 +222,24 @@ DEMO_DIR = Path("demo")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """Simulate the embedded default, compress it, decompress it, print the table and render a comparison."""
     from neuralvox import sim
 
-    frames_dir = args.output / "sim"
-    paths = sim.simulate("plume", frames_dir, res=args.res, frames=args.frames, seed=0, device=args.device,
-                         force=True)
-    print(f"simulated {len(paths)} frames into {frames_dir}")
-    print_vdb_info(vdb_sequence_info([str(frames_dir)]))
+    frames_dir, archive, decoded_dir = args.output / "sim", args.output / "plume.nvox", args.output / "decoded"
+    print(f"1/4 simulating the embedded default: plume, res {args.res}, {args.frames} frames -> {frames_dir}")
+    sim.simulate("plume", frames_dir, res=args.res, frames=args.frames, seed=0, device=args.device, force=True)
+    print(f"2/4 compressing -> {archive}")
+    report = compress([str(frames_dir)], archive, grids=split_names(args.grids), quality=args.quality,
+                      device=args.device, force=True)
+    print_compress_report(report)
+    print(f"3/4 decompressing -> {decoded_dir}")
+    written = decompress(archive, decoded_dir, device=args.device, force=True)
+    print(f"wrote {len(written)} frames")
+    with open_archive(archive) as opened:
+        middle = opened.frames[len(opened.frames) // 2]
+    image = render_frame(str(archive), middle, "density", args.output / "render.png", compare=[str(frames_dir)],
+                         axis="z", force=True)
+    print(f"4/4 rendered original | decoded | error of frame {middle} -> {image}")
 
 
 # ----------------------------------------------------------------------------------------------------------- main
@@ -240,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
 
+    render = commands.add_parser("render", help="PNG of a decoded grid, or original | decoded | error")
+    render.add_argument("archive", help="the .nvox archive")
+    render.add_argument("--frame", type=int, required=True, help="frame number")
+    render.add_argument("--grid", default="density")
+    render.add_argument("--compare", nargs="+", help="the source .vdb frames (files, folder or glob)")
+    render.add_argument("--axis", choices=sorted(AXES), default="z", help="view axis")
+    render.add_argument("-o", "--output", type=Path, default=Path("render.png"))
+    render.add_argument("--force", action="store_true", help="overwrite an existing image")
+    render.set_defaults(run=cmd_render)
+
     simulate = commands.add_parser("sim", help="simulate a fluid scenario and write .vdb frames")
     simulate.add_argument("scenario", help="plume, plumes or liquid")
     simulate.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
@@ -252,8 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job on the embedded default sim")
     demo.add_argument("-o", "--output", type=Path, default=DEMO_DIR, help="working folder (default: demo/)")
-    demo.add_argument("--res", type=int, default=64)
-    demo.add_argument("--frames", type=int, default=24)
+    demo.add_argument("--res", type=int, default=48, help="cells across the domain width")
+    demo.add_argument("--frames", type=int, default=16)
+    demo.add_argument("--grids", default="density,temperature,vel")
+    demo.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
     demo.add_argument("--device", default="auto")
     demo.set_defaults(run=cmd_demo)
     return parser

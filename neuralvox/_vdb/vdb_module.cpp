@@ -17,7 +17,6 @@
 #include <nanovdb/util/OpenToNanoVDB.h>
 
 #include <tbb/parallel_for.h>
-#include <tbb/parallel_sort.h>
 
 #include <array>
 #include <atomic>
@@ -27,6 +26,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace nb = nanobind;
@@ -414,17 +414,6 @@ nb::dict gridBytes(const std::string& path) {
 
 // ---------------------------------------------------------------- writing
 
-struct VoxelRef {
-    openvdb::Coord leafOrigin;
-    uint32_t offset;
-    uint32_t index;
-};
-
-bool operator<(const VoxelRef& a, const VoxelRef& b) {
-    if (a.leafOrigin != b.leafOrigin) return a.leafOrigin < b.leafOrigin;
-    return a.offset < b.offset;
-}
-
 template <typename ValueT>
 ValueT loadValue(const float* v) {
     if constexpr (openvdb::VecTraits<ValueT>::IsVec) {
@@ -435,41 +424,61 @@ ValueT loadValue(const float* v) {
     }
 }
 
-// Build a tree from voxels grouped by leaf: sort by (leaf, offset), fill leaves in parallel, then attach them.
+struct CoordHash {
+    size_t operator()(const openvdb::Coord& c) const {
+        return size_t(c.x()) * 73856093u ^ size_t(c.y()) * 19349663u ^ size_t(c.z()) * 83492791u;
+    }
+};
+
+// Build a tree from voxels grouped by leaf (hash of leaf origins, then a counting sort): O(N), leaves filled in
+// parallel and attached in one pass.
 template <typename GridT>
 typename GridT::Ptr buildGrid(const int32_t* ijk, const float* values, size_t n, const typename GridT::ValueType& bg) {
     using LeafT = typename GridT::TreeType::LeafNodeType;
     constexpr int channels = channelsOf<typename GridT::ValueType>();
-    std::vector<VoxelRef> refs(n);
-    tbb::parallel_for(tbb::blocked_range<size_t>(0, n), [&](const tbb::blocked_range<size_t>& r) {
-        for (size_t i = r.begin(); i != r.end(); ++i) {
-            const openvdb::Coord c(ijk[3 * i], ijk[3 * i + 1], ijk[3 * i + 2]);
-            refs[i] = {c & ~(LeafT::DIM - 1), LeafT::coordToOffset(c), uint32_t(i)};
-        }
-    });
-    tbb::parallel_sort(refs.begin(), refs.end());
+    auto coordOf = [&](size_t i) { return openvdb::Coord(ijk[3 * i], ijk[3 * i + 1], ijk[3 * i + 2]); };
 
-    std::vector<size_t> leafStart;
-    for (size_t i = 0; i < n; ++i) {
-        if (i > 0 && refs[i].leafOrigin == refs[i - 1].leafOrigin && refs[i].offset == refs[i - 1].offset) {
-            const uint32_t k = refs[i].index;
-            throw std::invalid_argument("duplicate voxel coordinate (" + std::to_string(ijk[3 * k]) + ", " +
-                                        std::to_string(ijk[3 * k + 1]) + ", " + std::to_string(ijk[3 * k + 2]) + ")");
+    std::vector<uint32_t> leafOf(n);
+    std::vector<openvdb::Coord> origins;
+    {
+        std::unordered_map<openvdb::Coord, uint32_t, CoordHash> index;
+        index.reserve(n / 64 + 16);
+        for (size_t i = 0; i < n; ++i) {
+            auto [it, added] = index.try_emplace(coordOf(i) & ~(LeafT::DIM - 1), uint32_t(origins.size()));
+            if (added) origins.push_back(it->first);
+            leafOf[i] = it->second;
         }
-        if (i == 0 || refs[i].leafOrigin != refs[i - 1].leafOrigin) leafStart.push_back(i);
     }
-    leafStart.push_back(n);
+    const size_t leafCount = origins.size();
+    std::vector<size_t> start(leafCount + 1, 0);
+    for (size_t i = 0; i < n; ++i) ++start[leafOf[i] + 1];
+    for (size_t l = 0; l < leafCount; ++l) start[l + 1] += start[l];
+    std::vector<uint32_t> order(n);
+    {
+        std::vector<size_t> cursor(start.begin(), start.end() - 1);
+        for (size_t i = 0; i < n; ++i) order[cursor[leafOf[i]]++] = uint32_t(i);
+    }
 
-    const size_t leafCount = leafStart.size() - 1;
     std::vector<LeafT*> leaves(leafCount, nullptr);
+    std::atomic<int64_t> duplicate{-1};
     tbb::parallel_for(tbb::blocked_range<size_t>(0, leafCount), [&](const tbb::blocked_range<size_t>& r) {
         for (size_t l = r.begin(); l != r.end(); ++l) {
-            auto* leaf = new LeafT(refs[leafStart[l]].leafOrigin, bg, false);
-            for (size_t i = leafStart[l]; i < leafStart[l + 1]; ++i)
-                leaf->setValueOn(refs[i].offset, loadValue<typename GridT::ValueType>(values + channels * refs[i].index));
+            auto* leaf = new LeafT(origins[l], bg, false);
+            for (size_t k = start[l]; k < start[l + 1]; ++k) {
+                const uint32_t i = order[k];
+                const openvdb::Index offset = LeafT::coordToOffset(coordOf(i));
+                if (leaf->isValueOn(offset)) duplicate = int64_t(i);
+                leaf->setValueOn(offset, loadValue<typename GridT::ValueType>(values + channels * size_t(i)));
+            }
             leaves[l] = leaf;
         }
     });
+    if (duplicate >= 0) {
+        for (LeafT* leaf : leaves) delete leaf;
+        const openvdb::Coord c = coordOf(size_t(duplicate.load()));
+        throw std::invalid_argument("duplicate voxel coordinate (" + std::to_string(c.x()) + ", " +
+                                    std::to_string(c.y()) + ", " + std::to_string(c.z()) + ")");
+    }
     auto grid = GridT::create(bg);
     for (LeafT* leaf : leaves) grid->tree().addLeaf(leaf);
     return grid;
