@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from neuralvox.atomic import OutputExistsError, atomic_output
 from neuralvox.codec.decoder import decompress, open_archive
 from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress
 from neuralvox.container import ArchiveError, ArchiveReader
@@ -177,6 +178,28 @@ def cmd_decompress(args: argparse.Namespace) -> None:
     print(f"wrote {len(paths)} frames to {args.output}")
 
 
+# ---------------------------------------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> None:
+    from neuralvox.bench import METHODS, plot, run_bench
+
+    methods = split_names(args.methods)
+    unknown = sorted(set(methods or []) - set(METHODS))
+    if unknown:
+        raise UsageError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    for target in (args.plot, args.json):
+        if target is not None and target.exists() and not args.force:
+            raise OutputExistsError(f"{target}: exists (use --force to overwrite)")
+    result = run_bench(args.paths, grids=split_names(args.grids), methods=methods,
+                       qualities=split_names(args.qualities), device=args.device, progress=not args.quiet)
+    print(result.table())
+    if args.plot is not None:
+        print(f"wrote {plot(result, args.plot, force=args.force)}")
+    if args.json is not None:
+        with atomic_output(args.json, force=args.force) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+
+
 # --------------------------------------------------------------------------------------------------------- render
 def source_frame_path(compare: Sequence[str], number: int) -> Path:
     """The .vdb of frame ``number`` among the given source files, folders or globs."""
@@ -280,6 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     decomp.add_argument("--force", action="store_true", help="overwrite existing frames")
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
+
+    bench = commands.add_parser("bench", help="rate-distortion of neuralvox against classic baselines")
+    bench.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
+    bench.add_argument("--grids", help="comma-separated grid names (default: every float/vector grid)")
+    bench.add_argument("--methods", help="comma-separated methods (default: all; see neuralvox.bench.METHODS)")
+    bench.add_argument("--qualities", default="low,medium,high", help="neuralvox quality points")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--plot", type=Path, help="write the rate-distortion plot (PNG)")
+    bench.add_argument("--json", type=Path, help="write the results as JSON")
+    bench.add_argument("--force", action="store_true", help="overwrite an existing plot or JSON")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.set_defaults(run=cmd_bench)
 
     render = commands.add_parser("render", help="PNG of a decoded grid, or original | decoded | error")
     render.add_argument("archive", help="the .nvox archive")

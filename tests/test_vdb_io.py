@@ -236,3 +236,13 @@ def test_nanovdb_export_loads_in_warp_with_the_same_values(tmp_path: Path) -> No
     out = wp.zeros(grid.voxel_count, dtype=wp.float32, device="cpu")
     wp.launch(lookup, dim=grid.voxel_count, inputs=[volume.id, ijk, out], device="cpu")
     assert np.array_equal(out.numpy(), grid.values)
+
+
+@pytest.mark.parametrize("codec", ["float", "fp8", "fp16", "fpn"])
+def test_nanovdb_export_of_an_empty_grid(tmp_path: Path, codec: str) -> None:
+    from neuralvox.vdb import _binding, _grid_to_raw
+
+    empty = SparseGrid(name="empty", ijk=np.zeros((0, 3), np.int32), values=np.zeros(0, np.float32))
+    nbytes, values = _binding().nano_roundtrip(_grid_to_raw(empty), codec, 0.01)
+    assert nbytes > 0 and values.shape == (0,)
+    assert write_nvdb(tmp_path / "e.nvdb", empty).stat().st_size > 0

@@ -579,7 +579,8 @@ nanovdb::GridHandle<> nanoHandle(const nb::dict& d, const std::string& codec, fl
     auto grid = openvdb::gridPtrCast<openvdb::FloatGrid>(base);
     if (!grid) throw std::invalid_argument("NanoVDB export takes float grids");
     nb::gil_scoped_release release;
-    if (codec == "float") return toNano<float>(*grid, tolerance);
+    // NanoVDB 10's quantized converters crash on a tree without leaves; an empty grid has no values to quantize.
+    if (codec == "float" || grid->tree().leafCount() == 0) return toNano<float>(*grid, tolerance);
     if (codec == "fp8") return toNano<nanovdb::Fp8>(*grid, tolerance);
     if (codec == "fp16") return toNano<nanovdb::Fp16>(*grid, tolerance);
     if (codec == "fpn") {
@@ -614,7 +615,7 @@ nb::tuple nanoRoundTrip(const nb::dict& d, const std::string& codec, float toler
     float* out = new float[n];
     {
         nb::gil_scoped_release release;
-        if (codec == "float") sampleNano<float>(handle, ijk.data(), n, out);
+        if (codec == "float" || handle.grid<float>()) sampleNano<float>(handle, ijk.data(), n, out);
         else if (codec == "fp8") sampleNano<nanovdb::Fp8>(handle, ijk.data(), n, out);
         else if (codec == "fp16") sampleNano<nanovdb::Fp16>(handle, ijk.data(), n, out);
         else sampleNano<nanovdb::FpN>(handle, ijk.data(), n, out);
