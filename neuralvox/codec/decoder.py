@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import warp as wp
 from tqdm import tqdm
 
 from neuralvox.codec.encoder import ARCHIVE_FORMAT, payload_key
-from neuralvox.codec.values import decode_values, decode_weights, resolve_device
+from neuralvox.codec.values import decode_values, decode_weights, fused_decoder, resolve_device
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import SparseGrid
+from neuralvox.kernels.sample import sample_grid
+from neuralvox.kernels.volume import grid_to_volume
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
-from neuralvox.vdb import write_vdb
+from neuralvox.vdb import write_nvdb, write_vdb
+
+OUTPUT_FORMATS = ("vdb", "nvdb")
+VECTOR_TYPES = ("vec3s", "vec3d")
+_Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
 
 
 class Frame(Mapping[str, SparseGrid]):
@@ -28,6 +38,7 @@ class Frame(Mapping[str, SparseGrid]):
         self.number = number
         self._entry = archive._entry(number)
         self._grids: dict[str, SparseGrid] = {}
+        self._voxel_decoders: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def __getitem__(self, name: str) -> SparseGrid:
         if name not in self._entry["grids"]:
@@ -55,6 +66,44 @@ class Frame(Mapping[str, SparseGrid]):
             out = [_with_half(g) for g in out]
         return write_vdb(path, out, metadata=self._entry["metadata"], metadata_types=self._entry["metadata_types"],
                          force=force)
+
+    # -- random access and Warp volumes (neuralvox.kernels)
+
+    def sample(self, world_points: np.ndarray, grid: str = "density", mode: str = "trilinear") -> np.ndarray:
+        """Values of ``grid`` at world positions (P, 3): (P,) or (P, 3) float32. Decodes the grid's topology and
+        latents, then runs the decoder only at the active voxels the points touch. ``mode`` "nearest" reads the voxel
+        containing each point, "trilinear" interpolates the 8 voxels around it; inactive voxels read as the
+        background."""
+        info = self._grid_info(grid)
+        background = info["background"]
+        return sample_grid(self.archive.topology(self.number, grid), np.asarray(info["transform"]),
+                           tuple(background) if isinstance(background, list) else background,
+                           self._voxel_decoder(grid), world_points, mode)
+
+    def to_warp_volume(self, grid: str = "density", device: str = "cpu") -> wp.Volume:
+        """The decoded grid as a Warp (NanoVDB) volume on ``device``: see ``neuralvox.kernels.grid_to_volume``."""
+        return grid_to_volume(self[grid], device)
+
+    def _grid_info(self, grid: str) -> dict[str, Any]:
+        if grid not in self._entry["grids"]:
+            raise KeyError(f"frame {self.number} has no grid {grid!r}; it has {', '.join(self._entry['grids'])}")
+        return self._entry["grids"][grid]
+
+    def _voxel_decoder(self, grid: str) -> Callable[[np.ndarray], np.ndarray]:
+        """Values (K, channels) of any active voxels (K, 3) of ``grid``, through the fused kernel."""
+        if grid not in self._voxel_decoders:
+            info = self._grid_info(grid)
+            header = info["values"]
+            if "constant" in header:
+                constant = np.asarray(header["constant"], dtype=np.float32)
+                self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
+            else:
+                streams = {name: self.archive.reader.get(payload_key(self.number, grid, name))
+                           for name in info["streams"]}
+                shared = self.archive._shared_decoder(self.number, grid, info)
+                self._voxel_decoders[grid] = fused_decoder(self.archive.topology(self.number, grid), header, streams,
+                                                           torch.device(self.archive.device), shared).decode
+        return self._voxel_decoders[grid]
 
 
 def _with_half(grid: SparseGrid) -> SparseGrid:
@@ -190,8 +239,17 @@ def parse_frames(spec: str | None, available: list[int]) -> list[int]:
 
 def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *, frames: str | None = None,
                grids: Sequence[str] | None = None, half: bool = False, force: bool = False, device: str = "auto",
-               progress: bool = True) -> list[Path]:
-    """Write frames of an archive as .vdb files under their original names; returns the paths written."""
+               progress: bool = True, format: str = "vdb") -> list[Path]:
+    """Write frames of an archive under their original names; returns the paths written.
+
+    ``format`` "vdb" writes one .vdb per frame; "nvdb" one NanoVDB file per frame and float grid, as
+    ``output_dir/<grid>/<frame name>.nvdb`` (vector grids are skipped with a warning). A frame is decoded while the
+    previous one is being written, so memory holds at most two frames.
+    """
+    if format not in OUTPUT_FORMATS:
+        raise ValueError(f"output format {format!r} is not one of {OUTPUT_FORMATS}")
+    if format == "nvdb" and half:
+        raise ValueError("half-float output applies to .vdb files; NanoVDB output is float32")
     output_dir = Path(output_dir)
     with open_archive(archive_path, device=device) as archive:
         numbers = parse_frames(frames, archive.frames)
@@ -200,15 +258,59 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
             if unknown:
                 raise ValueError(f"{archive_path}: no grid named {', '.join(unknown)}; it has "
                                  f"{', '.join(archive.grids)}")
-        targets = [output_dir / archive.frame(n).file_name for n in numbers]
-        existing = [p for p in targets if p.exists()]
+        plans = [_output_plan(archive.frame(n), grids, format, output_dir) for n in numbers]
+        if format == "nvdb":
+            _warn_skipped_vector_grids(archive, numbers, grids)
+            if not any(plans):
+                raise ValueError(f"{archive_path}: no float grid to write as NanoVDB (vector grids are skipped)")
+        existing = [path for plan in plans for path, _ in plan if path.exists()]
         if existing and not force:
             raise FileExistsError(f"{existing[0]}: exists (use --force to overwrite)")
-        written = []
-        for number, target in tqdm(list(zip(numbers, targets, strict=True)), desc="decompress", unit="frame",
-                                   disable=not progress):
-            frame = archive.frame(number)
-            names = [g for g in (grids or frame) if g in frame]
-            written.append(frame.write_vdb(target, grids=names, half=half, force=force))
-            archive.forget_before(number)
+        written: list[Path] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer") as writer:
+            pending: Future[list[Path]] | None = None
+            for number, plan in tqdm(list(zip(numbers, plans, strict=True)), desc="decompress", unit="frame",
+                                     disable=not progress):
+                frame = archive.frame(number)
+                decoded = {name: frame[name] for _, names in plan for name in names}  # on this thread, not the writer
+                if pending is not None:
+                    written.extend(pending.result())
+                pending = writer.submit(_write_frame, frame, decoded, plan, format, half, force)
+                archive.forget_before(number)
+            if pending is not None:
+                written.extend(pending.result())
         return written
+
+
+def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_dir: Path) -> _Plan:
+    """The files of one frame and the grids each holds: all grids in one .vdb, or each float grid in a .nvdb."""
+    names = [g for g in (grids or frame) if g in frame]
+    if format == "vdb":
+        return [(output_dir / frame.file_name, names)]
+    plan = []
+    for name in names:
+        if frame._entry["grids"][name]["value_type"] in VECTOR_TYPES:
+            continue
+        if Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"grid name {name!r} cannot name a folder for NanoVDB output")
+        plan.append((output_dir / name / Path(frame.file_name).with_suffix(".nvdb").name, [name]))
+    return plan
+
+
+def _write_frame(frame: Frame, decoded: dict[str, SparseGrid], plan: _Plan, format: str, half: bool,
+                 force: bool) -> list[Path]:
+    if format == "vdb":
+        return [frame.write_vdb(path, grids=names, half=half, force=force) for path, names in plan]
+    return [write_nvdb(path, decoded[name], force=force) for path, (name,) in plan]
+
+
+def _warn_skipped_vector_grids(archive: NvoxArchive, numbers: list[int], grids: Sequence[str] | None) -> None:
+    skipped: dict[str, str] = {}
+    for number in numbers:
+        for name, info in archive._entry(number)["grids"].items():
+            if (grids is None or name in grids) and info["value_type"] in VECTOR_TYPES:
+                skipped[name] = info["value_type"]
+    if skipped:
+        listed = ", ".join(f"'{name}' ({value_type})" for name, value_type in skipped.items())
+        warnings.warn(f"NanoVDB output takes float grids: skipping vector grid {listed}; use the vdb format for them",
+                      stacklevel=3)

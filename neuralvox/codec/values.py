@@ -13,6 +13,8 @@ from neuralvox.codec.fit import FitResult, Progress, fit_field
 from neuralvox.codec.presets import Quality, quality_preset
 from neuralvox.codec.weights import QuantizedDecoder, decode_decoder_weights, encode_decoder_weights
 from neuralvox.grid import GRID_CLASSES
+from neuralvox.kernels.fused import FieldArrays, FusedDecoder
+from neuralvox.kernels.lattice import lattice_points
 from neuralvox.model.decoder import DecoderMLP, positional_feature_count
 from neuralvox.model.field import LatentField
 from neuralvox.model.lattice import build_lattice
@@ -20,6 +22,7 @@ from neuralvox.model.lattice import build_lattice
 FORMAT = "neuralvox-values/1"
 _DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
 _ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation")
+BACKENDS = ("auto", "torch", "warp")
 
 
 @dataclasses.dataclass
@@ -106,8 +109,12 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
 
 
 def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: str = "auto",
-                  shared_decoder: QuantizedDecoder | None = None) -> np.ndarray:
-    """Values (N,) or (N, 3) float32 at voxels ``ijk`` from what ``encode_values`` produced for the same voxels."""
+                  shared_decoder: QuantizedDecoder | None = None, backend: str = "auto") -> np.ndarray:
+    """Values (N,) or (N, 3) float32 at voxels ``ijk`` from what ``encode_values`` produced for the same voxels.
+
+    ``backend`` "torch" is the reference decode, "warp" the fused Warp kernel (equal within float32 rounding),
+    "auto" the faster one (see ``resolve_backend``).
+    """
     if header.get("format") != FORMAT:
         raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
     ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
@@ -119,6 +126,8 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
         return np.repeat(np.asarray(header["constant"], dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
 
     torch_device = resolve_device(device)
+    if resolve_backend(backend) == "warp":
+        return fused_decoder(ijk, header, streams, torch_device, shared_decoder).decode(ijk).reshape(shape)
     field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
     decoder = _decoder_weights(header, streams, field.decoder, shared_decoder)
     decoder.load_into(field.decoder)
@@ -135,6 +144,35 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
             rows = slice(start, start + _DECODE_CHUNK)
             out[rows] = torch.minimum(torch.maximum(field.decode(latents, steps, rows) * scale + offset, low), high)
     return out.cpu().numpy().reshape(shape)
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' is the fused Warp kernel on every device: on CUDA by design, and on CPU because the torch reference's
+    per-voxel lattice tables cost more than Warp's single thread (benchmarks/decode_throughput.py measures both)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"decode backend {backend!r} is not one of {BACKENDS}")
+    return "warp" if backend == "auto" else backend
+
+
+def fused_decoder(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: torch.device,
+                  shared_decoder: QuantizedDecoder | None = None) -> FusedDecoder:
+    """The fused Warp decoder of a non-constant grid's values, built from its topology ``ijk`` (canonical order) and
+    streams: it decodes the values of any of those voxels (all of them, or a few for random access)."""
+    voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)).to(device)
+    points = [lattice_points(voxels, stride) for stride, _ in header["levels"]]
+    channels = [c for _, c in header["levels"]]
+    decoder = _decoder_module(header)
+    weights = _decoder_weights(header, streams, decoder, shared_decoder)
+    integers, steps = _decode_latents(_stream(streams, "latents"), [len(p) for p in points], channels)
+    offset, scale = _normalization(header)
+    field = FieldArrays(
+        strides=[stride for stride, _ in header["levels"]], points=points,
+        latents=[values.astype(np.float32) * step.astype(np.float32) for values, step in zip(integers, steps,
+                                                                                              strict=True)],
+        tensors=weights.tensors(), widths=[decoder.layers[0].in_features, *header["hidden"], header["channels"]],
+        activation=header["activation"], frequencies=header["frequencies"], offset=float(offset), scale=float(scale),
+        low=np.asarray(header["low"], dtype=np.float32), high=np.asarray(header["high"], dtype=np.float32))
+    return FusedDecoder(field, device)
 
 
 def decode_latents(ijk: np.ndarray, header: dict, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
