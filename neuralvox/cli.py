@@ -174,7 +174,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 def cmd_decompress(args: argparse.Namespace) -> None:
     paths = decompress(args.archive, args.output, frames=args.frames, grids=split_names(args.grids), half=args.half,
-                       force=args.force, device=args.device, progress=not args.quiet)
+                       force=args.force, device=args.device, progress=not args.quiet, format=args.format)
     print(f"wrote {len(paths)} frames to {args.output}")
 
 
@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     decomp.add_argument("--frames", help="frame numbers: 12, 10-20 or 1,5,9 (default: all)")
     decomp.add_argument("--grids", help="comma-separated grid names (default: all)")
     decomp.add_argument("--half", action="store_true", help="save float grids as half floats")
+    decomp.add_argument("--format", choices=["vdb", "nvdb"], default="vdb",
+                        help="vdb: one .vdb per frame; nvdb: one NanoVDB file per frame and float grid")
     decomp.add_argument("--device", default="auto")
     decomp.add_argument("--force", action="store_true", help="overwrite existing frames")
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -12,6 +12,8 @@ import warp as wp
 
 from neuralvox.kernels.lattice import CORNER_OFFSETS
 
+wp.config.log_level = wp.LOG_WARNING  # no start-up banner or per-module load lines in a user's terminal
+
 
 @dataclasses.dataclass
 class FieldArrays:
