@@ -82,11 +82,12 @@ def main() -> None:
     print("| data | voxels | quality | PSNR dB | max err | bpv latents | bpv weights | bpv header | bpv total "
           "| bytes | fit s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    grids = {(name, frame): blender_grid(frame, name) for name in args.grids for frame in args.frames}
     for name in args.grids:
         for quality in args.qualities:
             shared = None
             for frame in args.frames:
-                ijk, values, grid_class = blender_grid(frame, name)
+                ijk, values, grid_class = grids[name, frame]
                 cells, decoder = row(f"blender {name} f{frame}", ijk, values, grid_class, quality, str(device),
                                      shared)
                 if args.shared_decoder and shared is None:
