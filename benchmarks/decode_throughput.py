@@ -18,14 +18,13 @@ import functools
 import platform
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import warp as wp
 
+from neuralvox.bench.timing import best_of
 from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import _encode_latents, decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
@@ -61,15 +60,6 @@ def big_frame_streams(ijk: np.ndarray, header: dict, streams: dict[str, bytes], 
     latents = [rng.laplace(0.0, 3.0, size=(len(lattice_points(voxels, stride)), channels)).round().astype(np.int32)
                for stride, channels in header["levels"]]
     return {**header, "voxels": len(ijk)}, {**streams, "latents": _encode_latents(latents, steps)}
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

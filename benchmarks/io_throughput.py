@@ -10,11 +10,11 @@ import datetime
 import functools
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from neuralvox.bench.timing import best_of
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import read_vdb, write_vdb
 
@@ -44,15 +44,6 @@ def scattered(n: int, seed: int = 0) -> np.ndarray:
 
 
 SHAPES = {"dense": dense_block, "shell": shell, "scattered": scattered}
-
-
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
