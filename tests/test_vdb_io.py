@@ -246,3 +246,11 @@ def test_nanovdb_export_of_an_empty_grid(tmp_path: Path, codec: str) -> None:
     nbytes, values = _binding().nano_roundtrip(_grid_to_raw(empty), codec, 0.01)
     assert nbytes > 0 and values.shape == (0,)
     assert write_nvdb(tmp_path / "e.nvdb", empty).stat().st_size > 0
+
+
+def test_the_same_grids_write_the_same_bytes(tmp_path: Path) -> None:
+    grid = random_grid(2000)
+    first = write_vdb(tmp_path / "a.vdb", [grid]).read_bytes()
+    assert write_vdb(tmp_path / "b.vdb", [grid]).read_bytes() == first
+    other = write_vdb(tmp_path / "c.vdb", [grid.with_values(grid.values + 1)]).read_bytes()
+    assert other[21:57] != first[21:57]  # the header's UUID follows the content

@@ -21,6 +21,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -541,6 +542,33 @@ openvdb::GridBase::Ptr gridFromDict(const nb::dict& d) {
     return grid;
 }
 
+// OpenVDB stamps each file with a random UUID (36 ASCII characters after the magic number, three version words and
+// the grid-offsets flag). Only delayed loading uses it to tell files apart, so replace it with one derived from the
+// rest of the file: the same grids then give the same bytes (reproducible sims and decompressions).
+void makeUuidReproducible(const std::string& path) {
+    constexpr std::streamoff kUuidAt = 8 + 4 + 4 + 4 + 1;
+    constexpr size_t kUuidLength = 36;
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    std::string head(kUuidAt + kUuidLength, '\0');
+    if (!io.read(head.data(), std::streamsize(head.size()))) return;
+    for (size_t dash : {8, 13, 18, 23})
+        if (head[kUuidAt + dash] != '-') return;  // not the layout this expects: keep OpenVDB's UUID
+    uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;  // two FNV-1a streams
+    char chunk[1 << 16];
+    while (io.read(chunk, sizeof(chunk)) || io.gcount() > 0) {
+        for (std::streamsize i = 0; i < io.gcount(); ++i) {
+            h1 = (h1 ^ uint8_t(chunk[i])) * 0x100000001b3ull;
+            h2 = (h2 ^ uint8_t(chunk[i])) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+        }
+    }
+    char uuid[kUuidLength + 1];
+    std::snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%012llx", uint32_t(h1 >> 32), uint32_t((h1 >> 16) & 0xffff),
+                  uint32_t(h1 & 0xffff), uint32_t(h2 >> 48), static_cast<unsigned long long>(h2 & 0xffffffffffffull));
+    io.clear();
+    io.seekp(kUuidAt);
+    io.write(uuid, std::streamsize(kUuidLength));
+}
+
 void writeFile(const std::string& path, const nb::list& gridDicts, const nb::dict& fileMeta,
                const nb::dict& fileMetaTypes, const std::string& compression) {
     openvdb::GridPtrVec grids;
@@ -563,6 +591,7 @@ void writeFile(const std::string& path, const nb::list& gridDicts, const nb::dic
     file.setCompression(flags);
     file.write(grids, meta);
     file.close();
+    makeUuidReproducible(path);
 }
 
 // ---------------------------------------------------------------- NanoVDB
