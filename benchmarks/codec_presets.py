@@ -16,10 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from neuralvox.codec.decoder import decompress  # noqa: E402
-from neuralvox.codec.encoder import compress  # noqa: E402
+from neuralvox.codec.decoder import decompress
+from neuralvox.codec.encoder import compress
 
 
 def main() -> None:

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# Idle OpenMP threads must sleep, not spin: on small shared machines spinning made torch fits 10-20x slower.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from neuralvox.atomic import OutputExistsError, atomic_output  # noqa: E402
-from neuralvox.codec.decoder import decompress, open_archive  # noqa: E402
-from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress  # noqa: E402
-from neuralvox.container import ArchiveError, ArchiveReader  # noqa: E402
-from neuralvox.grid import GridError  # noqa: E402
-from neuralvox.render import AXES, render_comparison_png, render_grid_png  # noqa: E402
-from neuralvox.sequence import SequenceError, discover  # noqa: E402
-from neuralvox.vdb import VdbError, grid_stats, read_vdb  # noqa: E402
+from neuralvox.atomic import OutputExistsError, atomic_output
+from neuralvox.codec.decoder import decompress, open_archive
+from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress
+from neuralvox.container import ArchiveError, ArchiveReader
+from neuralvox.grid import GridError
+from neuralvox.render import AXES, render_comparison_png, render_grid_png
+from neuralvox.sequence import SequenceError, discover
+from neuralvox.vdb import VdbError, grid_stats, read_vdb
 
 USER_ERRORS: tuple[type[Exception], ...] = (VdbError, SequenceError, GridError, ArchiveError, ValueError, OSError,
                                             KeyError)
