@@ -340,9 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job on the embedded default sim")
     demo.add_argument("-o", "--output", type=Path, default=DEMO_DIR, help="working folder (default: demo/)")
-    demo.add_argument("--res", type=int, default=48, help="cells across the domain width")
-    demo.add_argument("--frames", type=int, default=16)
-    demo.add_argument("--grids", default="density,temperature,vel")
+    demo.add_argument("--res", type=int, default=40, help="cells across the domain width")
+    demo.add_argument("--frames", type=int, default=12)
+    demo.add_argument("--grids", default="density,vel")
     demo.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
     demo.add_argument("--device", default="auto")
     demo.set_defaults(run=cmd_demo)
