@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from neuralvox import __version__
-from neuralvox.codec.values import EncodedValues, decode_values, encode_values, resolve_device
+from neuralvox.codec.values import EncodedValues, encode_values, resolve_device
 from neuralvox.container import ArchiveWriter
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import bits_per_voxel, error_stats, flicker_ratio, merge, value_range
@@ -249,11 +249,9 @@ def compress(
                 weights_from = shared[name][0] if name in shared else None
                 for stream, data in encoded.streams.items():
                     archive.put(payload_key(number, name, stream), data)
-                decoded = decode_values(grid.ijk, encoded.header, encoded.streams, device=torch_device,
-                                        shared_decoder=shared_decoder)
                 stream_sizes = {"topology": len(topology), **{s: len(d) for s, d in encoded.streams.items()}}
                 tracker = trackers.setdefault(name, _GridTracker(name))
-                tracker.add(grid, decoded, stream_sizes, sizes.get(name, 0), fit_seconds)
+                tracker.add(grid, encoded.decoded, stream_sizes, sizes.get(name, 0), fit_seconds)
                 entry["grids"][name] = {
                     **_grid_attributes(grid), "topology_ref": reference, "values": encoded.header,
                     "weights_from": weights_from, "streams": sorted(encoded.streams),

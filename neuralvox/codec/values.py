@@ -47,6 +47,7 @@ class EncodedValues:
     ``latents`` (int32 (M_l, C_l) per level, rows ordered like ``lattice_coords`` (M_l, 3) int64; the decoder's input
     is ``latents * latent_steps``) and ``decoder`` are what the decoder will reconstruct, kept for predicting later
     frames and sharing the decoder; they are not to be stored (empty lists and None for a constant grid).
+    ``decoded`` holds the values exactly as ``decode_values`` returns them (what ``stats`` measured).
     """
 
     header: dict
@@ -56,6 +57,7 @@ class EncodedValues:
     latent_steps: list[np.ndarray]
     lattice_coords: list[np.ndarray]
     decoder: QuantizedDecoder | None
+    decoded: np.ndarray
 
 
 def resolve_device(device: str) -> torch.device:
@@ -84,7 +86,8 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     if len(values) == 0 or float(columns.max()) == float(columns.min()):
         header["constant"] = [_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels))]
         decoded = decode_values(ijk, header, {}, device="cpu")
-        return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], [], [], None)
+        return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], [], [], None,
+                             decoded)
 
     header.update(_architecture(preset, channels))
     header["low"] = [_json_float32(v) for v in columns.min(axis=0)]
@@ -105,7 +108,7 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder)
     coords = [level.coords.cpu().numpy() for level in field.levels]
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.steps, coords,
-                         result.decoder)
+                         result.decoder, decoded)
 
 
 def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: str = "auto",
