@@ -1,6 +1,7 @@
 """OpenVDB read and write throughput of the binding (Mvox/s) for dense, shell and scattered grids.
 
 Run: .venv/bin/python benchmarks/io_throughput.py [--sizes 1000000 10000000] [--repeat 3]
+         [--shapes dense shell scattered]
 """
 
 from __future__ import annotations
@@ -26,20 +27,24 @@ def dense_block(n: int) -> np.ndarray:
 
 
 def shell(n: int) -> np.ndarray:
-    """A spherical shell 4 voxels thick holding about n voxels, like a level set's narrow band."""
+    """A spherical shell 4 voxels thick holding about n voxels, like a level set's narrow band (built slab by slab)."""
     radius = int(np.sqrt(n / (4 * np.pi * 4)))
     r = radius + 3
     axis = np.arange(-r, r + 1, dtype=np.int32)
-    coords = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-    dist = np.linalg.norm(coords, axis=1)
-    return coords[np.abs(dist - radius) < 2.0]
+    j, k = np.meshgrid(axis, axis, indexing="ij")
+    slabs = []
+    for i in axis:
+        dist = np.sqrt(float(i) ** 2 + j.astype(np.float64) ** 2 + k.astype(np.float64) ** 2)
+        inside = np.abs(dist - radius) < 2.0
+        slabs.append(np.stack([np.full(int(inside.sum()), i, np.int32), j[inside], k[inside]], axis=1))
+    return np.concatenate(slabs)
 
 
 def scattered(n: int, seed: int = 0) -> np.ndarray:
-    """n distinct random voxels filling 10% of a cube."""
+    """About n distinct random voxels filling 10% of a cube."""
     side = int(round((n * 10) ** (1 / 3)))
     rng = np.random.default_rng(seed)
-    flat = rng.choice(side**3, size=n, replace=False)
+    flat = np.unique(rng.integers(0, side**3, size=int(n * 1.06)))[:n]
     return np.stack(np.unravel_index(flat, (side, side, side)), axis=-1).astype(np.int32)
 
 
@@ -50,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=list(SHAPES))
     args = parser.parse_args()
 
     print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), date: {datetime.date.today()}")
@@ -58,8 +64,8 @@ def main() -> None:
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            for shape, make in SHAPES.items():
-                ijk = make(size)
+            for shape in args.shapes:
+                ijk = SHAPES[shape](size)
                 grid = SparseGrid(name="density", ijk=ijk, values=rng.random(len(ijk), dtype=np.float32),
                                   grid_class="fog volume")
                 for compression in ("blosc", "zip", "none"):
