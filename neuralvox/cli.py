@@ -362,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"
             run(args)
     except (UsageError, *USER_ERRORS) as exc:
-        print(f"neuralvox: error: {exc}", file=sys.stderr)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str(KeyError) adds quotes
+        print(f"neuralvox: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neuralvox: interrupted", file=sys.stderr)

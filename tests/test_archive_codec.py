@@ -179,3 +179,13 @@ def test_archive_info_reports_streams_and_errors(archive, capsys: pytest.Capture
     assert main(["info", str(archive[0])]) == 0
     text = capsys.readouterr().out
     assert "4 frames (1-4)" in text and "density" in text and "topology" in text
+
+
+def test_render_of_a_missing_frame_is_one_clean_line(archive, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(archive[0]), "--frame", "99", "-o", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neuralvox: error: ") and "no frame 99" in err and "'" not in err.split("error: ")[1][:1]
+    assert not (tmp_path / "r.png").exists()
+    assert main(["render", str(archive[0]), "--frame", "2", "-o", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
