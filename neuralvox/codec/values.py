@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ from neuralvox.codec.weights import QuantizedDecoder, decode_decoder_weights, en
 from neuralvox.grid import GRID_CLASSES
 from neuralvox.kernels.fused import FieldArrays, FusedDecoder
 from neuralvox.kernels.lattice import lattice_points
+from neuralvox.metrics import error_stats, value_range
 from neuralvox.model.decoder import DecoderMLP, positional_feature_count
 from neuralvox.model.field import LatentField
 from neuralvox.model.lattice import build_lattice
@@ -281,9 +281,5 @@ def _check_inputs(ijk: np.ndarray, values: np.ndarray, grid_class: str) -> tuple
 
 
 def _stats(values: np.ndarray, decoded: np.ndarray, result: FitResult) -> ValueStats:
-    error = decoded.astype(np.float64) - values.astype(np.float64)
-    rmse = math.sqrt(float(np.mean(error**2))) if error.size else 0.0
-    peak = float(values.max() - values.min()) if values.size else 0.0
-    psnr = math.inf if rmse == 0 else (20 * math.log10(peak / rmse) if peak > 0 else -math.inf)
-    max_error = float(np.abs(error).max()) if error.size else 0.0
-    return ValueStats(psnr, rmse, max_error, result.seconds, result.iterations)
+    error = error_stats(values, decoded, peak=value_range(values))
+    return ValueStats(error.psnr, error.rmse, error.max_abs_error, result.seconds, result.iterations)
