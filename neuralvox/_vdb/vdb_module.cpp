@@ -298,17 +298,21 @@ std::vector<DescriptorScan::Span> scanSpans(const std::string& path, int64_t* fi
     }
 }
 
-// A file cut short inside its last grid makes OpenVDB allocate from garbage sizes; refuse it up front.
-void checkNotTruncated(const std::string& path) {
+// Each grid's byte span, refusing a file cut short inside a grid: OpenVDB would allocate from garbage sizes.
+std::vector<DescriptorScan::Span> checkedSpans(const std::string& path) {
     int64_t size = 0;
-    for (const auto& span : scanSpans(path, &size))
+    std::vector<DescriptorScan::Span> spans = scanSpans(path, &size);
+    for (const auto& span : spans)
         if (span.end > size)
             throw std::runtime_error("truncated: grid '" + span.name + "' ends at byte " + std::to_string(span.end) +
                                      " but the file has " + std::to_string(size) + " bytes");
+    return spans;
 }
 
-openvdb::io::File openFile(const std::string& path) {
-    checkNotTruncated(path);
+// Open a checked file; its grid spans go to ``spans`` when given.
+openvdb::io::File openFile(const std::string& path, std::vector<DescriptorScan::Span>* spans = nullptr) {
+    std::vector<DescriptorScan::Span> checked = checkedSpans(path);
+    if (spans) *spans = std::move(checked);
     openvdb::io::File file(path);
     try {
         file.open(/*delayLoad=*/false);
@@ -368,10 +372,10 @@ nb::tuple readFile(const std::string& path, std::optional<std::vector<std::strin
 
 // Per-grid statistics of every grid (any value type) for `info`, without copying voxels out.
 nb::list gridStats(const std::string& path) {
-    openvdb::io::File file = openFile(path);
-    int64_t size = 0;
+    std::vector<DescriptorScan::Span> spans;
+    openvdb::io::File file = openFile(path, &spans);
     std::map<std::string, int64_t> bytes;
-    for (const auto& span : scanSpans(path, &size)) bytes[span.name] += span.end - span.begin;
+    for (const auto& span : spans) bytes[span.name] += span.end - span.begin;
     nb::list rows;
     for (const std::string& name : gridNames(file)) {
         nb::dict row;
@@ -406,10 +410,8 @@ nb::list gridStats(const std::string& path) {
 
 // Bytes each grid occupies in the file (descriptor through data end), from the header alone.
 nb::dict gridBytes(const std::string& path) {
-    checkNotTruncated(path);
-    int64_t size = 0;
     nb::dict out;
-    for (const auto& span : scanSpans(path, &size)) out[span.name.c_str()] = span.end - span.begin;
+    for (const auto& span : checkedSpans(path)) out[span.name.c_str()] = span.end - span.begin;
     return out;
 }
 
