@@ -68,6 +68,15 @@ def test_decoded_values_match_recorded_stats(blob, encoded):
     assert encoded.stats.psnr > 20
 
 
+def test_encoding_is_reproducible_and_leaves_the_callers_random_state_alone(blob, encoded):
+    ijk, values = blob
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    again = encode_values(ijk, values, grid_class="fog volume", quality=TINY, device="cpu")
+    assert again.streams == encoded.streams and again.header == encoded.header
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_decoding_is_deterministic(blob, encoded):
     ijk, _ = blob
     first = decode_values(ijk, encoded.header, encoded.streams, device="cpu")

@@ -20,6 +20,7 @@ from neuralvox.model.field import LatentField
 from neuralvox.model.lattice import build_lattice
 
 FORMAT = "neuralvox-values/1"
+_FIT_SEED = 0
 _DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
 _ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation")
 BACKENDS = ("auto", "torch", "warp")
@@ -99,13 +100,16 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     torch_device = resolve_device(device)
     offset, scale = _normalization(header)
     target = torch.from_numpy((columns - offset) / scale).to(torch_device)
-    field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
-    result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress)
-
-    streams = {"latents": _encode_latents(result.latents, result.steps)}
-    if shared_decoder is None:
-        streams["weights"] = encode_decoder_weights(result.decoder)
-    decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder)
+    # Same input, same archive: the decoder's initial weights and the training noise come from a fixed seed, without
+    # touching the caller's random state.
+    with torch.random.fork_rng(devices=[torch_device] if torch_device.type == "cuda" else []):
+        torch.manual_seed(_FIT_SEED)
+        field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
+        result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress)
+        streams = {"latents": _encode_latents(result.latents, result.steps)}
+        if shared_decoder is None:
+            streams["weights"] = encode_decoder_weights(result.decoder)
+        decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder)
     coords = [level.coords.cpu().numpy() for level in field.levels]
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.steps, coords,
                          result.decoder, decoded)
