@@ -28,7 +28,7 @@ from neuralvox.bench.timing import best_of
 from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import _encode_latents, decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
-from neuralvox.kernels.lattice import lattice_points
+from neuralvox.model.points import lattice_points
 from neuralvox.vdb import binding_available, read_vdb, write_vdb
 
 

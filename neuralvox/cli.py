@@ -121,10 +121,14 @@ def print_archive_info(info: dict[str, Any]) -> None:
         print(f"not stored: {name} ({reason})")
 
 
+STREAM_COLUMNS = ("topology", "latents", "weights", "motion", "residual")
+
+
 def report_table(grids: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """The per-grid closing table: ratio vs source, bits per voxel and its split, errors, fit time."""
-    header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", "topo", "latents", "weights", "PSNR dB",
-              "RMSE", "max err", "flicker", "fit s"]
+    """The per-grid closing table: ratio vs source, bits per voxel and its split (topology, keyframe latents, decoder
+    weights, motion, predicted frames' residuals), errors, flicker ratio, fit time."""
+    header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", "topo", "key latents", "weights",
+              "motion", "residual", "PSNR dB", "RMSE", "max err", "flicker", "fit s"]
     rows = []
     for g in grids:
         voxels = max(g["voxels"], 1)
@@ -132,8 +136,8 @@ def report_table(grids: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[
         flicker = "-" if g["flicker"] is None else f"{g['flicker']:.2f}"
         rows.append([g["name"], g["frames"], f"{g['voxels']:,}", human_bytes(g["source_bytes"]),
                      human_bytes(g["coded_bytes"]), f"{g['ratio']:.1f}x", f"{g['bpv']:.3f}",
-                     f"{split.get('topology', 0):.3f}", f"{split.get('latents', 0):.3f}",
-                     f"{split.get('weights', 0):.3f}", f"{g['psnr']:.1f}", f"{g['rmse']:.2e}",
+                     *(f"{split.get(stream, 0):.3f}" for stream in STREAM_COLUMNS), f"{g['psnr']:.1f}",
+                     f"{g['rmse']:.2e}",
                      f"{g['max_abs_error']:.2e}", flicker, f"{g['fit_seconds']:.1f}"])
     return header, rows
 
@@ -288,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--grids", help="comma-separated grid names (default: every float/double/vec3 grid)")
     comp.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
     comp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    comp.add_argument("--gop", type=int, default=DEFAULT_GOP, help="frames per group sharing decoder weights")
+    comp.add_argument("--gop", default=DEFAULT_GOP,
+                      help="frames per group (keyframe + predicted frames): a number, or auto (default: a group ends "
+                           "when prediction gets costly)")
     comp.add_argument("--force", action="store_true", help="overwrite an existing archive")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)

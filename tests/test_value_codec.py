@@ -23,8 +23,8 @@ from neuralvox.codec.entropy import decode_integer_arrays, encode_integer_arrays
 from neuralvox.model import build_lattice
 
 TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="gelu", rate_lambda=2e-4,
-               iterations=80, finetune_iterations=20, latent_learning_rate=0.03, initial_step=0.01,
-               decoder_learning_rate=0.01, weight_step=1 / 127)
+               iterations=80, finetune_iterations=20, predicted_iterations=40, latent_learning_rate=0.03,
+               initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127)
 
 
 def smooth_blob(size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,15 @@ import warp as wp
 from tqdm import tqdm
 
 from neuralvox.codec.encoder import ARCHIVE_FORMAT, payload_key
-from neuralvox.codec.values import decode_values, decode_weights, fused_decoder, resolve_device
+from neuralvox.codec.values import (
+    LatentState,
+    decode_state,
+    decode_values,
+    decode_weights,
+    fused_decoder,
+    motion_compensated_voxels,
+    resolve_device,
+)
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import SparseGrid
@@ -98,11 +106,11 @@ class Frame(Mapping[str, SparseGrid]):
                 constant = np.asarray(header["constant"], dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
             else:
-                streams = {name: self.archive.reader.get(payload_key(self.number, grid, name))
-                           for name in info["streams"]}
-                shared = self.archive._shared_decoder(self.number, grid, info)
-                self._voxel_decoders[grid] = fused_decoder(self.archive.topology(self.number, grid), header, streams,
-                                                           torch.device(self.archive.device), shared).decode
+                archive = self.archive
+                self._voxel_decoders[grid] = fused_decoder(
+                    archive.topology(self.number, grid), header, archive._streams(self.number, grid),
+                    torch.device(archive.device), archive._shared_decoder(self.number, grid, info),
+                    archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
 
 
@@ -113,8 +121,9 @@ def _with_half(grid: SparseGrid) -> SparseGrid:
 class NvoxArchive:
     """A .nvox archive opened for decoding; ``frame(n)`` decodes frame number n without decoding other frames' voxels.
 
-    Decoding a frame reads its own payloads, the topology payloads its topology was coded against (within its group)
-    and its group's decoder weights: nothing else.
+    Decoding a frame reads its own payloads, the topology payloads its topology was coded against (within its group),
+    its group's decoder weights, and for a predicted frame the topology, motion and residual payloads of the frames
+    back to its keyframe, whose latents (not voxels) it decodes: nothing else.
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
@@ -127,6 +136,7 @@ class NvoxArchive:
         self.device = str(resolve_device(device))
         self._frames = {(f["number"] if f["number"] is not None else 0): f for f in self.header["frames"]}
         self._topology_cache: dict[tuple[int, str], np.ndarray] = {}
+        self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
 
     def __enter__(self) -> NvoxArchive:
@@ -166,13 +176,34 @@ class NvoxArchive:
         key = (number, grid)
         if key not in self._topology_cache:
             info = self._entry(number)["grids"][grid]
-            reference = None if info["topology_ref"] is None else self.topology(*info["topology_ref"])
+            source = info["topology_ref"]
+            reference = None if source is None else self.topology(*source[:2])
             data = self.reader.get(payload_key(number, grid, "topology"))
             try:
+                if source is not None and source[2:] == ["motion"]:
+                    reference = motion_compensated_voxels(info["values"], self._streams(number, grid), reference)
                 self._topology_cache[key] = decode_topology(data, reference)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'topology': {exc}") from None
         return self._topology_cache[key]
+
+    def latent_state(self, number: int, grid: str) -> LatentState | None:
+        """Decoded latents of a grid (None if constant), through the chain of predicted frames from its keyframe."""
+        key = (number, grid)
+        if key not in self._state_cache:
+            info = self._entry(number)["grids"][grid]
+            source = info.get("latents_from")
+            reference = None if source is None else self.latent_state(source, grid)
+            try:
+                self._state_cache[key] = decode_state(self.topology(number, grid), info["values"],
+                                                      self._streams(number, grid), reference, device=self.device)
+            except ValueError as exc:
+                raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}': {exc}") from None
+        return self._state_cache[key]
+
+    def _streams(self, number: int, grid: str) -> dict[str, bytes]:
+        info = self._entry(number)["grids"][grid]
+        return {name: self.reader.get(payload_key(number, grid, name)) for name in info["streams"]}
 
     def _shared_decoder(self, number: int, grid: str, info: dict[str, Any]) -> QuantizedDecoder | None:
         owner = info["weights_from"]
@@ -188,9 +219,9 @@ class NvoxArchive:
         """Decode one grid of one frame."""
         info = self._entry(number)["grids"][grid]
         ijk = self.topology(number, grid)
-        streams = {name: self.reader.get(payload_key(number, grid, name)) for name in info["streams"]}
-        shared = self._shared_decoder(number, grid, info)
-        values = decode_values(ijk, info["values"], streams, device=self.device, shared_decoder=shared)
+        values = decode_values(ijk, info["values"], self._streams(number, grid), device=self.device,
+                               shared_decoder=self._shared_decoder(number, grid, info),
+                               state=self.latent_state(number, grid))
         background = info["background"]
         return SparseGrid(
             name=grid, ijk=ijk, values=values, grid_class=info["grid_class"], value_type=info["value_type"],
@@ -201,9 +232,10 @@ class NvoxArchive:
         )
 
     def forget_before(self, number: int) -> None:
-        """Drop cached topologies of frames before ``number`` (streaming decode keeps memory flat)."""
-        for key in [k for k in self._topology_cache if k[0] < number]:
-            del self._topology_cache[key]
+        """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""
+        for cache in (self._topology_cache, self._state_cache):
+            for key in [k for k in cache if k[0] < number]:
+                del cache[key]
 
 
 def open_archive(path: str | os.PathLike, device: str = "auto") -> NvoxArchive:

@@ -16,16 +16,28 @@ import numpy as np
 from tqdm import tqdm
 
 from neuralvox import __version__
-from neuralvox.codec.values import EncodedValues, encode_values, resolve_device
+from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
+from neuralvox.codec.values import (
+    MOTION_STRIDE,
+    EncodedValues,
+    LatentState,
+    encode_values,
+    motion_compensated_voxels,
+    resolve_device,
+)
 from neuralvox.container import ArchiveWriter
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import bits_per_voxel, error_stats, flicker_ratio, merge, value_range
+from neuralvox.model.motion import MotionGuess
 from neuralvox.sequence import FrameSequence, discover
 from neuralvox.topology import encode_topology
 from neuralvox.vdb import VdbError, grid_bytes, list_grids, read_vdb
 
 ARCHIVE_FORMAT = "neuralvox/1"
-DEFAULT_GOP = 8
+DEFAULT_GOP = "auto"
+MAX_AUTO_GOP = 32  # an automatic group ends after this many frames (random access decodes up to this many latents)
+_AUTO_GOP_COST = 1.0  # an automatic group ends when a predicted frame costs this share of its keyframe's values
+PREDICTED_STREAMS = ("motion", "residual")
 
 
 def payload_key(frame: int, grid: str, stream: str) -> str:
@@ -147,8 +159,31 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
 
 
-def _best_topology(ijk: np.ndarray, candidates: list[tuple[tuple[int, str], np.ndarray]]) -> tuple[bytes, Any]:
-    """The shortest topology code: intra, or against one of the already-decodable candidate voxel sets."""
+def _check_gop(gop: int | str) -> int | str:
+    if gop == "auto":
+        return gop
+    try:
+        value = int(gop)
+    except (TypeError, ValueError):
+        raise ValueError(f"--gop must be 'auto' or a number of frames, got {gop!r}") from None
+    if value < 1:
+        raise ValueError(f"--gop must be at least 1, got {value}")
+    return value
+
+
+def guess_motion(grids: dict[str, SparseGrid], grid: SparseGrid,
+                  previous: tuple[np.ndarray, np.ndarray]) -> MotionGuess:
+    """Where a predicted fit's motion starts: the frame's velocity grid when it has one, else block matching."""
+    current = (grid.ijk, grid.values)
+    velocity = find_velocity(grids)
+    if velocity is not None:
+        return velocity_guess(velocity, grid.transform, previous, current, MOTION_STRIDE)
+    return block_matching_guess(previous, current, MOTION_STRIDE)
+
+
+def _best_topology(ijk: np.ndarray, candidates: list[tuple[tuple, np.ndarray]]) -> tuple[bytes, Any]:
+    """The shortest topology code: intra, or against one of the already-decodable candidate voxel sets, named by
+    (frame, grid) or, for the previous frame moved by this frame's motion, (frame, grid, "motion")."""
     best, best_ref = encode_topology(ijk), None
     for ref_key, ref_ijk in candidates:
         code = encode_topology(ijk, ref_ijk)
@@ -184,20 +219,23 @@ def compress(
     grids: Sequence[str] | None = None,
     quality: str = "medium",
     device: str = "auto",
-    gop: int = DEFAULT_GOP,
+    gop: int | str = DEFAULT_GOP,
     force: bool = False,
     progress: bool = True,
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
-    Topology is exact. Within a group of ``gop`` frames the first frame fits its grid's decoder weights and later
-    frames reuse them (only latents are sent), and each frame's topology may be coded against the previous frame's
-    or against another grid of the same frame, whichever is shortest; every group decodes without the others.
+    Topology is exact. Frames form groups: the keyframe fits each grid's decoder weights and latents; every later
+    frame of the group is predicted: a motion field (first guessed from the frame's velocity grid, or by block
+    matching) warps the previous frame's decoded latents and a residual is coded, with the keyframe's decoder.
+    ``gop`` "auto" ends a group when a predicted frame costs as much as its keyframe's latents and weights did (or
+    after ``MAX_AUTO_GOP`` frames); a number fixes the group length (1: every frame a keyframe). Each frame's
+    topology is coded against the previous frame's (also moved by the frame's motion) or another grid of the same
+    frame, whichever is shortest. Every group decodes without the others.
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
-    if gop < 1:
-        raise ValueError(f"--gop must be at least 1, got {gop}")
+    gop = _check_gop(gop)
     output = Path(output)
     inputs = {f.path.resolve() for f in sequence.frames}
     if output.resolve() in inputs:
@@ -206,44 +244,73 @@ def compress(
     trackers: dict[str, _GridTracker] = {}
     frames_header: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    to_read = None
     if grids is not None:
         first = sequence.frames[0].path
-        unknown = sorted(set(grids) - {g.name for g in list_grids(first)})
+        listed = {g.name: g for g in list_grids(first)}
+        unknown = sorted(set(grids) - set(listed))
         if unknown:
             raise VdbError(f"{first}: no grid named {', '.join(unknown)}")
+        # the velocity grid guides motion even when it is not stored
+        velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in ("vec3s", "vec3d")]
+        to_read = list(dict.fromkeys([*grids, *velocity[:1]]))
     with ArchiveWriter(output, force=force) as archive, _Progress(len(sequence.frames), progress) as bar:
         shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
         previous_ijk: dict[str, np.ndarray] = {}
+        previous: dict[str, tuple[LatentState, np.ndarray]] = {}  # grid -> decoded latents and values, last frame
         previous_number = 0
-        for index, frame in enumerate(sequence.frames):
+        group_length = 0
+        key_value_bytes = 0
+        for frame in sequence.frames:
             number = frame.number if frame.number is not None else 0
-            key_frame = index % gop == 0
+            key_frame = group_length == 0
             if key_frame:
                 shared.clear()
                 previous_ijk.clear()
-            vdb = read_vdb(frame.path, grids, warn_skipped=False)
+                previous.clear()
+                key_value_bytes = 0
+            group_length += 1
+            predicted_bytes = 0
+            vdb = read_vdb(frame.path, to_read, warn_skipped=False)
             for name, reason in vdb.skipped:
                 skipped.setdefault(name, reason)
             sizes = grid_bytes(frame.path)
             entry: dict[str, Any] = {"number": frame.number, "file": frame.path.name, "key": key_frame,
                                      "metadata": _jsonable(vdb.metadata), "metadata_types": vdb.metadata_types,
                                      "grids": {}}
-            coded_this_frame: list[tuple[tuple[int, str], np.ndarray]] = []
+            coded_this_frame: list[tuple[tuple, np.ndarray]] = []
             for name, grid in vdb.grids.items():
+                if grids is not None and name not in grids:
+                    continue
                 _check_finite(grid, frame.path)
                 grid = grid.sorted()
-                candidates = sorted(coded_this_frame, key=lambda c: abs(len(c[1]) - grid.voxel_count))[:1]
-                if name in previous_ijk:
-                    candidates.append(((previous_number, name), previous_ijk[name]))
-                topology, reference = _best_topology(grid.ijk, candidates)
-                archive.put(payload_key(number, name, "topology"), topology)
-
                 fit_start = time.perf_counter()
                 owner = shared.get(name)
                 shared_decoder = owner[1].decoder if owner else None
+                reference, guess = None, None
+                if shared_decoder is not None and name in previous:
+                    reference, previous_values = previous[name]
+                    guess = guess_motion(vdb.grids, grid, (reference.ijk, previous_values))
                 encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
-                                        device=torch_device, shared_decoder=shared_decoder)
+                                        device=torch_device, shared_decoder=shared_decoder, reference=reference,
+                                        motion_guess=guess)
                 fit_seconds = time.perf_counter() - fit_start
+                if encoded.state is not None:
+                    previous[name] = (encoded.state, encoded.decoded)
+                else:
+                    previous.pop(name, None)
+                if key_frame:
+                    key_value_bytes += sum(len(encoded.streams.get(s, b"")) for s in ("latents", "weights"))
+                predicted_bytes += sum(len(encoded.streams.get(s, b"")) for s in PREDICTED_STREAMS)
+
+                candidates = sorted(coded_this_frame, key=lambda c: abs(len(c[1]) - grid.voxel_count))[:1]
+                if name in previous_ijk:
+                    candidates.append(((previous_number, name), previous_ijk[name]))
+                if reference is not None:
+                    moved = motion_compensated_voxels(encoded.header, encoded.streams, reference.ijk)
+                    candidates.append(((previous_number, name, "motion"), moved))
+                topology, topology_ref = _best_topology(grid.ijk, candidates)
+                archive.put(payload_key(number, name, "topology"), topology)
                 if owner is None and "weights" in encoded.streams:
                     shared[name] = (number, encoded)
                 weights_from = shared[name][0] if name in shared else None
@@ -253,13 +320,17 @@ def compress(
                 tracker = trackers.setdefault(name, _GridTracker(name))
                 tracker.add(grid, encoded.decoded, stream_sizes, sizes.get(name, 0), fit_seconds)
                 entry["grids"][name] = {
-                    **_grid_attributes(grid), "topology_ref": reference, "values": encoded.header,
+                    **_grid_attributes(grid), "topology_ref": topology_ref, "values": encoded.header,
                     "weights_from": weights_from, "streams": sorted(encoded.streams),
+                    "latents_from": previous_number if reference is not None else None,
                     "stats": {**tracker.frame_stats[-1].to_dict(), "bytes": stream_sizes, "fit_seconds": fit_seconds},
                 }
                 coded_this_frame.append(((number, name), grid.ijk))
                 previous_ijk[name] = grid.ijk
             previous_number = number
+            costly = gop == "auto" and not key_frame and predicted_bytes > _AUTO_GOP_COST * key_value_bytes
+            if costly or group_length == (MAX_AUTO_GOP if gop == "auto" else gop):
+                group_length = 0
             frames_header.append(entry)
             bar.frame_done(trackers)
         if skipped:

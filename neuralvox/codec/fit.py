@@ -14,6 +14,7 @@ import torch
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
+from neuralvox.model.motion import LatentPredictor
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(iterations_done, iterations_total)`` while fitting."""
@@ -25,36 +26,50 @@ _FINETUNE_RATE = 0.2  # learning rates after weight quantization, as a fraction 
 _FINAL_LEARNING_RATE = 0.02  # cosine schedule floor, as a fraction of the initial rate
 _NOISE_FRACTION = 0.6  # share of the main phase decoding noisy latents before switching to rounded ones
 _MIN_STEP = 2.0**-14  # smallest normal float16: steps are stored as float16
+_MOTION_LEARNING_RATE = 0.02  # voxels per Adam step
+_MOTION_FRACTION = 0.5  # share of a predicted frame's main phase that refines its motion
 
 
 @dataclasses.dataclass
 class FitResult:
     """Integer latents (one (M_l, C_l) int32 array per level), their quantization steps (float16 values, (C_l,) per
-    level), the quantized decoder, and what the fit cost."""
+    level), the quantized decoder, the coded motion ((K, 3) int32, predicted frames only), and what the fit cost.
+
+    For a predicted frame the latents are the residual: the decoder uses the prediction plus latents times steps.
+    """
 
     latents: list[np.ndarray]
     steps: list[np.ndarray]
     decoder: QuantizedDecoder | None
     iterations: int
     seconds: float
+    motion: np.ndarray | None = None
 
 
 def fit_field(field: LatentField, target: torch.Tensor, quality: Quality, architecture: dict,
-              shared_decoder: QuantizedDecoder | None = None, progress: Progress | None = None) -> FitResult:
+              shared_decoder: QuantizedDecoder | None = None, progress: Progress | None = None,
+              predictor: LatentPredictor | None = None, initial_steps: list[torch.Tensor] | None = None,
+              iterations: tuple[int, int] | None = None) -> FitResult:
     """Fit ``field`` to ``target`` (N, out) range-normalized values; the decoder too unless ``shared_decoder``.
 
     Main phase: latents, steps, priors and decoder with noisy then straight-through rounded latents. Then the steps
     are rounded to float16 and the decoder quantized (or the shared one loaded), and the latents fine-tuned against
-    exactly what the decoder will use.
+    exactly what the decoder will use. With a ``predictor`` the latents are a residual over its prediction (starting
+    at zero: the fit is warm-started from the previous frame) and its motion is refined in the main phase, then
+    rounded and held. ``initial_steps`` (default: the preset's) and ``iterations`` (main, fine-tune; default: the
+    preset's) set the schedule.
     """
     with _single_threaded(target.device):
-        return _fit(field, target, quality, architecture, shared_decoder, progress)
+        return _fit(field, target, quality, architecture, shared_decoder, progress, predictor, initial_steps,
+                    iterations or (quality.iterations, quality.finetune_iterations))
 
 
 def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architecture: dict,
-         shared_decoder: QuantizedDecoder | None, progress: Progress | None) -> FitResult:
+         shared_decoder: QuantizedDecoder | None, progress: Progress | None, predictor: LatentPredictor | None,
+         initial_steps: list[torch.Tensor] | None, iterations: tuple[int, int]) -> FitResult:
     start = time.perf_counter()
-    total = quality.iterations + quality.finetune_iterations
+    main_iterations, finetune_iterations = iterations
+    total = main_iterations + finetune_iterations
     batches = field.make_batches(_BATCH_VOXELS.get(target.device.type, _BATCH_VOXELS["cpu"]))
     targets = [target[rows] for rows in batches]
 
@@ -65,14 +80,17 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     if shared_decoder is not None:
         shared_decoder.load_into(field.decoder)
     field.decoder.requires_grad_(shared_decoder is None)
-    field.set_steps([torch.full_like(step, quality.initial_step) for step in field.steps()])
+    field.set_steps(initial_steps or [torch.full_like(step, quality.initial_step) for step in field.steps()])
     groups = [{"params": list(field.latents), "lr": quality.latent_learning_rate},
               {"params": list(field.log_steps), "lr": _STEP_LEARNING_RATE},
               {"params": list(field.priors.parameters()), "lr": _PRIOR_LEARNING_RATE}]
     if shared_decoder is None:
         groups.append({"params": list(field.decoder.parameters()), "lr": quality.decoder_learning_rate})
-    _train(field, targets, quality.rate_lambda, groups, None, quality.iterations,
-           int(_NOISE_FRACTION * quality.iterations), report)
+    if predictor is not None:
+        groups += [{"params": [predictor.motion], "lr": _MOTION_LEARNING_RATE},
+                   {"params": list(predictor.prior.parameters()), "lr": _PRIOR_LEARNING_RATE}]
+    _train(field, targets, quality.rate_lambda, groups, None, main_iterations, int(_NOISE_FRACTION * main_iterations),
+           report, predictor)
 
     if not all(torch.isfinite(parameter).all() for parameter in field.parameters()):
         raise FloatingPointError("value fit diverged: the latent field holds NaN or infinite parameters")
@@ -83,14 +101,22 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
         decoder = quantize_decoder(field.decoder, quality.weight_step, architecture)
         decoder.load_into(field.decoder)
         field.decoder.requires_grad_(False)
+    motion = None
+    base = None
+    if predictor is not None:
+        motion = predictor.integers()
+        predictor.set_integers(motion)
+        with torch.no_grad():
+            base = predictor()
     groups = [{"params": list(field.latents), "lr": _FINETUNE_RATE * quality.latent_learning_rate},
               {"params": list(field.priors.parameters()), "lr": _FINETUNE_RATE * _PRIOR_LEARNING_RATE}]
-    _train(field, targets, quality.rate_lambda, groups, fixed_steps, quality.finetune_iterations, 0,
-           lambda done: report(quality.iterations + done))
+    _train(field, targets, quality.rate_lambda, groups, fixed_steps, finetune_iterations, 0,
+           lambda done: report(main_iterations + done), base)
 
     latents = [torch.round(values.detach() / step).to(torch.int32).cpu().numpy()
                for values, step in zip(field.latents, fixed_steps, strict=True)]
-    return FitResult(latents, steps, decoder, total, time.perf_counter() - start)
+    return FitResult(latents, steps, decoder, total, time.perf_counter() - start,
+                     None if motion is None else motion.cpu().numpy())
 
 
 @contextlib.contextmanager
@@ -108,12 +134,13 @@ def _single_threaded(device: torch.device) -> Iterator[None]:
 
 def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, groups: list[dict],
            fixed_steps: list[torch.Tensor] | None, iterations: int, noisy_until: int,
-           report: Callable[[int], None]) -> None:
+           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None) -> None:
     """Adam on distortion + lambda * bits per voxel with a cosine learning-rate decay, one batch per iteration.
 
     The decoder sees latents plus uniform noise for the first ``noisy_until`` iterations, then rounded latents with a
     straight-through gradient; the rate is always that of the noisy latents. The quantization steps are learned
-    unless ``fixed_steps`` are given.
+    unless ``fixed_steps`` are given. ``prediction`` is added to the latents: a predictor (its motion refined, and
+    its bits counted, in the first ``_MOTION_FRACTION`` of the iterations, then held) or fixed tensors.
     """
     voxel_count = sum(target.shape[0] for target in targets)
     if iterations == 0 or voxel_count == 0:
@@ -121,6 +148,8 @@ def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, 
     optimizer = torch.optim.Adam(groups)
     initial_rates = [group["lr"] for group in groups]
     report_every = max(1, iterations // 20)
+    motion_until = int(_MOTION_FRACTION * iterations)
+    frozen = None
     for iteration in range(iterations):
         cosine = 0.5 * (1 + math.cos(math.pi * iteration / iterations))
         for group, rate in zip(optimizer.param_groups, initial_rates, strict=True):
@@ -133,8 +162,19 @@ def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, 
         else:
             decoded_from = [values + (torch.round(values) - values).detach() for values in latents]
         batch = iteration % len(targets)
-        distortion = torch.mean((field(decoded_from, steps, batch) - targets[batch]) ** 2)
-        loss = distortion + rate_lambda * field.bits(noisy) / voxel_count
+        bits = field.bits(noisy)
+        base = prediction
+        if isinstance(prediction, LatentPredictor):
+            if iteration < motion_until:
+                base = prediction()
+                bits = bits + prediction.bits()
+            else:
+                if frozen is None:
+                    with torch.no_grad():
+                        frozen = prediction()
+                base = frozen
+        distortion = torch.mean((field(decoded_from, steps, batch, base) - targets[batch]) ** 2)
+        loss = distortion + rate_lambda * bits / voxel_count
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -12,7 +12,9 @@ class Quality:
     ``levels`` lists (stride, channels) of each latent lattice; ``hidden`` the decoder's hidden widths;
     ``frequencies`` the sin/cos octaves of the in-cell position fed to the decoder; ``rate_lambda`` weighs estimated
     bits per voxel against the mean squared error of range-normalized values; ``weight_step`` is the decoder weight
-    quantization step as a fraction of each tensor's largest magnitude.
+    quantization step as a fraction of each tensor's largest magnitude. ``iterations`` (main phase) and
+    ``finetune_iterations`` (after weight quantization) schedule a keyframe's fit; a predicted frame, warm-started
+    from the previous one, runs ``predicted_iterations`` in its main phase.
     """
 
     levels: tuple[tuple[int, int], ...]
@@ -22,6 +24,7 @@ class Quality:
     rate_lambda: float
     iterations: int
     finetune_iterations: int
+    predicted_iterations: int
     latent_learning_rate: float
     initial_step: float
     decoder_learning_rate: float
@@ -30,14 +33,14 @@ class Quality:
 
 QUALITY_PRESETS: dict[str, Quality] = {
     "low": Quality(levels=((8, 4), (4, 2)), hidden=(16,), frequencies=0, activation="gelu", rate_lambda=1e-3,
-                   iterations=600, finetune_iterations=100, latent_learning_rate=0.03, initial_step=0.01,
-                   decoder_learning_rate=0.01, weight_step=1 / 63),
+                   iterations=600, finetune_iterations=100, predicted_iterations=250,
+                   latent_learning_rate=0.03, initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 63),
     "medium": Quality(levels=((8, 4), (4, 4), (2, 2)), hidden=(16, 16), frequencies=0, activation="gelu",
-                      rate_lambda=2e-4, iterations=1000, finetune_iterations=150, latent_learning_rate=0.03,
-                      initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127),
+                      rate_lambda=2e-4, iterations=1000, finetune_iterations=150, predicted_iterations=400,
+                      latent_learning_rate=0.03, initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127),
     "high": Quality(levels=((8, 8), (4, 8), (2, 4)), hidden=(24, 24), frequencies=0, activation="gelu",
-                    rate_lambda=4e-5, iterations=1500, finetune_iterations=200, latent_learning_rate=0.03,
-                    initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 255),
+                    rate_lambda=4e-5, iterations=1500, finetune_iterations=200, predicted_iterations=600,
+                    latent_learning_rate=0.03, initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 255),
 }
 
 

@@ -13,17 +13,34 @@ from neuralvox.codec.presets import Quality, quality_preset
 from neuralvox.codec.weights import QuantizedDecoder, decode_decoder_weights, encode_decoder_weights
 from neuralvox.grid import GRID_CLASSES
 from neuralvox.kernels.fused import FieldArrays, FusedDecoder
-from neuralvox.kernels.lattice import lattice_points
 from neuralvox.metrics import error_stats, value_range
 from neuralvox.model.decoder import DecoderMLP, positional_feature_count
 from neuralvox.model.field import LatentField
 from neuralvox.model.lattice import build_lattice
+from neuralvox.model.motion import LatentPredictor, MotionGuess, compensate_voxels, motion_lattice
+from neuralvox.model.points import lattice_points
 
 FORMAT = "neuralvox-values/1"
 _FIT_SEED = 0
 _DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
 _ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation")
 BACKENDS = ("auto", "torch", "warp")
+MOTION_STRIDE = 16  # voxels between motion points
+MOTION_STEP = 0.25  # voxels per motion integer
+
+
+@dataclasses.dataclass
+class LatentState:
+    """The latents a decoder reconstructs for one grid of one frame: lattice ``coords`` (M_l, 3) int64 and float32
+    ``latents`` (M_l, C_l) per level, their quantization ``steps``, and the frame's topology ``ijk``.
+
+    What the next frame of a group is predicted from (``reference`` of ``encode_values`` and ``decode_values``).
+    """
+
+    ijk: np.ndarray
+    coords: list[np.ndarray]
+    latents: list[np.ndarray]
+    steps: list[np.ndarray]
 
 
 @dataclasses.dataclass
@@ -46,9 +63,11 @@ class EncodedValues:
     """The coded values of one grid: ``header`` (small JSON-serializable dict) and ``streams`` (name -> bytes).
 
     ``latents`` (int32 (M_l, C_l) per level, rows ordered like ``lattice_coords`` (M_l, 3) int64; the decoder's input
-    is ``latents * latent_steps``) and ``decoder`` are what the decoder will reconstruct, kept for predicting later
-    frames and sharing the decoder; they are not to be stored (empty lists and None for a constant grid).
-    ``decoded`` holds the values exactly as ``decode_values`` returns them (what ``stats`` measured).
+    is ``latents * latent_steps``, plus the prediction for a predicted frame, whose ``latents`` are the residual)
+    and ``decoder`` are what the decoder will reconstruct, kept for predicting later frames and sharing the decoder;
+    they are not to be stored (empty lists and None for a constant grid). ``state`` holds the decoded latents (None
+    for a constant grid) and ``decoded`` the values exactly as ``decode_values`` returns them (what ``stats``
+    measured).
     """
 
     header: dict
@@ -59,6 +78,7 @@ class EncodedValues:
     lattice_coords: list[np.ndarray]
     decoder: QuantizedDecoder | None
     decoded: np.ndarray
+    state: LatentState | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -70,14 +90,17 @@ def resolve_device(device: str) -> torch.device:
 
 def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quality: str | Quality = "medium",
                   device: str = "auto", progress: Progress | None = None,
-                  shared_decoder: QuantizedDecoder | None = None) -> EncodedValues:
+                  shared_decoder: QuantizedDecoder | None = None, reference: LatentState | None = None,
+                  motion_guess: MotionGuess | None = None) -> EncodedValues:
     """Fit and code ``values`` (N,) or (N, 3) float32 at voxels ``ijk`` (N, 3) int32 in canonical order.
 
     ``decode_values`` must be given the same ``ijk`` in the same order. ``stats`` are measured on exactly what
     ``decode_values`` returns on the same device. ``quality`` is a preset name (low, medium, high) or a Quality.
     With ``shared_decoder`` (for example the ``decoder`` of an earlier frame's EncodedValues) only latents are
     fitted and sent: the caller stores the shared weights once and passes them to ``decode_values`` too.
-    ``progress(done, total)`` is called with fitting iterations.
+    With ``reference`` (the previous frame's ``state``, coded with the same decoder) the frame is predicted: a motion
+    field (started from ``motion_guess``, else zero) warps the reference latents and a residual is coded; pass the
+    same reference to ``decode_values``. ``progress(done, total)`` is called with fitting iterations.
     """
     ijk, values = _check_inputs(ijk, values, grid_class)
     preset = quality_preset(quality) if isinstance(quality, str) else quality
@@ -97,6 +120,10 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     if shared_decoder is not None and shared_decoder.architecture != _architecture(preset, channels):
         raise ValueError(f"shared decoder architecture {shared_decoder.architecture} does not match quality "
                          f"{_architecture(preset, channels)}")
+    if reference is not None:
+        if shared_decoder is None:
+            raise ValueError("a predicted frame must share its reference frame's decoder")
+        header["predicted"] = {"motion_stride": MOTION_STRIDE, "motion_step": MOTION_STEP}
     torch_device = resolve_device(device)
     offset, scale = _normalization(header)
     target = torch.from_numpy((columns - offset) / scale).to(torch_device)
@@ -105,22 +132,58 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     with torch.random.fork_rng(devices=[torch_device] if torch_device.type == "cuda" else []):
         torch.manual_seed(_FIT_SEED)
         field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
-        result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress)
-        streams = {"latents": _encode_latents(result.latents, result.steps)}
+        predictor, initial_steps, iterations = None, None, None
+        if reference is not None:
+            predictor = _predictor(field, header, reference, torch_device, motion_guess)
+            initial_steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in reference.steps]
+            iterations = (preset.predicted_iterations, preset.finetune_iterations)
+        result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress,
+                           predictor, initial_steps, iterations)
+        streams = {_latent_stream(header): _encode_latents(result.latents, result.steps)}
+        if result.motion is not None:
+            streams["motion"] = encode_integer_arrays(list(result.motion.T))
         if shared_decoder is None:
             streams["weights"] = encode_decoder_weights(result.decoder)
-        decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder)
+        state = decode_state(ijk, header, streams, reference, device=device)
+        decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder, state=state)
     coords = [level.coords.cpu().numpy() for level in field.levels]
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.steps, coords,
-                         result.decoder, decoded)
+                         result.decoder, decoded, state)
+
+
+def decode_state(ijk: np.ndarray, header: dict, streams: dict[str, bytes], reference: LatentState | None = None,
+                 device: str = "auto") -> LatentState | None:
+    """The decoded latents of a non-constant grid (None for a constant one) from its topology and streams; a
+    predicted frame needs the ``reference`` state it was coded against. No voxel is decoded."""
+    if "constant" in header:
+        return None
+    ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
+    torch_device = resolve_device(device)
+    voxels = torch.from_numpy(ijk).to(torch_device)
+    coords = [lattice_points(voxels, stride) for stride, _ in header["levels"]]
+    integers, steps = _decode_latents(_stream(streams, _latent_stream(header)), [len(c) for c in coords],
+                                      [c for _, c in header["levels"]])
+    latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device)
+               * torch.from_numpy(step.astype(np.float32)).to(torch_device)
+               for values, step in zip(integers, steps, strict=True)]
+    if "predicted" in header:
+        if reference is None:
+            raise ValueError("this frame is predicted from the previous one: pass its decoded state as reference")
+        predictor = _predictor_at(coords, header, reference, torch_device)
+        predictor.set_integers(torch.from_numpy(_decode_motion(streams, predictor.motion.shape[0])))
+        with torch.no_grad():
+            latents = [base + residual for base, residual in zip(predictor(), latents, strict=True)]
+    return LatentState(ijk, [c.cpu().numpy() for c in coords], [values.cpu().numpy() for values in latents], steps)
 
 
 def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: str = "auto",
-                  shared_decoder: QuantizedDecoder | None = None, backend: str = "auto") -> np.ndarray:
+                  shared_decoder: QuantizedDecoder | None = None, backend: str = "auto",
+                  reference: LatentState | None = None, state: LatentState | None = None) -> np.ndarray:
     """Values (N,) or (N, 3) float32 at voxels ``ijk`` from what ``encode_values`` produced for the same voxels.
 
-    ``backend`` "torch" is the reference decode, "warp" the fused Warp kernel (equal within float32 rounding),
-    "auto" the faster one (see ``resolve_backend``).
+    A predicted frame needs its ``reference`` (or its own decoded ``state``, from ``decode_state``). ``backend``
+    "torch" is the reference decode, "warp" the fused Warp kernel (equal within float32 rounding), "auto" the faster
+    one (see ``resolve_backend``).
     """
     if header.get("format") != FORMAT:
         raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
@@ -133,15 +196,13 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
         return np.repeat(np.asarray(header["constant"], dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
 
     torch_device = resolve_device(device)
+    state = state or decode_state(ijk, header, streams, reference, device=str(torch_device))
     if resolve_backend(backend) == "warp":
-        return fused_decoder(ijk, header, streams, torch_device, shared_decoder).decode(ijk).reshape(shape)
+        return fused_decoder(ijk, header, streams, torch_device, shared_decoder, state).decode(ijk).reshape(shape)
     field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
     decoder = _decoder_weights(header, streams, field.decoder, shared_decoder)
     decoder.load_into(field.decoder)
-    integers, steps = _decode_latents(_stream(streams, "latents"), [level.point_count for level in field.levels],
-                                      [c for _, c in header["levels"]])
-    latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device) for values in integers]
-    steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in steps]
+    latents = [torch.from_numpy(values).to(torch_device) for values in state.latents]
     offset, scale = _normalization(header)
     low = torch.tensor(header["low"], dtype=torch.float32, device=torch_device)
     high = torch.tensor(header["high"], dtype=torch.float32, device=torch_device)
@@ -149,7 +210,7 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
     with torch.no_grad():
         for start in range(0, len(ijk), _DECODE_CHUNK):
             rows = slice(start, start + _DECODE_CHUNK)
-            out[rows] = torch.minimum(torch.maximum(field.decode(latents, steps, rows) * scale + offset, low), high)
+            out[rows] = torch.minimum(torch.maximum(field.decode(latents, rows) * scale + offset, low), high)
     return out.cpu().numpy().reshape(shape)
 
 
@@ -162,20 +223,17 @@ def resolve_backend(backend: str) -> str:
 
 
 def fused_decoder(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: torch.device,
-                  shared_decoder: QuantizedDecoder | None = None) -> FusedDecoder:
+                  shared_decoder: QuantizedDecoder | None = None, state: LatentState | None = None) -> FusedDecoder:
     """The fused Warp decoder of a non-constant grid's values, built from its topology ``ijk`` (canonical order) and
-    streams: it decodes the values of any of those voxels (all of them, or a few for random access)."""
-    voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)).to(device)
-    points = [lattice_points(voxels, stride) for stride, _ in header["levels"]]
-    channels = [c for _, c in header["levels"]]
+    streams (and its decoded ``state``, required for a predicted frame): it decodes the values of any of those voxels
+    (all of them, or a few for random access)."""
+    state = state or decode_state(ijk, header, streams, device=str(device))
     decoder = _decoder_module(header)
     weights = _decoder_weights(header, streams, decoder, shared_decoder)
-    integers, steps = _decode_latents(_stream(streams, "latents"), [len(p) for p in points], channels)
     offset, scale = _normalization(header)
     field = FieldArrays(
-        strides=[stride for stride, _ in header["levels"]], points=points,
-        latents=[values.astype(np.float32) * step.astype(np.float32) for values, step in zip(integers, steps,
-                                                                                              strict=True)],
+        strides=[stride for stride, _ in header["levels"]],
+        points=[torch.from_numpy(coords).to(device) for coords in state.coords], latents=state.latents,
         tensors=weights.tensors(), widths=[decoder.layers[0].in_features, *header["hidden"], header["channels"]],
         activation=header["activation"], frequencies=header["frequencies"], offset=float(offset), scale=float(scale),
         low=np.asarray(header["low"], dtype=np.float32), high=np.asarray(header["high"], dtype=np.float32))
@@ -190,7 +248,7 @@ def decode_latents(ijk: np.ndarray, header: dict, streams: dict[str, bytes]) -> 
         return [], []
     levels = [build_lattice(torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32)), stride)
               for stride, _ in header["levels"]]
-    return _decode_latents(_stream(streams, "latents"), [level.point_count for level in levels],
+    return _decode_latents(_stream(streams, _latent_stream(header)), [level.point_count for level in levels],
                            [c for _, c in header["levels"]])
 
 
@@ -201,6 +259,48 @@ def decode_weights(header: dict, data: bytes) -> QuantizedDecoder:
         raise ValueError("weights can only be read with the header of a frame coded with its own decoder")
     decoder = _decoder_module(header)
     return decode_decoder_weights(data, decoder, {key: header[key] for key in _ARCHITECTURE_KEYS})
+
+
+def motion_compensated_voxels(header: dict, streams: dict[str, bytes], reference_ijk: np.ndarray) -> np.ndarray:
+    """The reference frame's voxels moved by a predicted frame's coded motion (see
+    ``neuralvox.model.motion.compensate_voxels``): a context for this frame's topology, decodable before it."""
+    motion = header["predicted"]
+    coords = motion_lattice(torch.from_numpy(np.ascontiguousarray(reference_ijk, dtype=np.int32)),
+                            motion["motion_stride"]).numpy()
+    return compensate_voxels(reference_ijk, coords, _decode_motion(streams, len(coords)) * motion["motion_step"],
+                             motion["motion_stride"])
+
+
+def _latent_stream(header: dict) -> str:
+    """The stream holding a frame's coded latents: the residual over the prediction for a predicted frame."""
+    return "residual" if "predicted" in header else "latents"
+
+
+def _predictor(field: LatentField, header: dict, reference: LatentState, device: torch.device,
+               motion_guess: MotionGuess | None) -> LatentPredictor:
+    predictor = _predictor_at([level.coords for level in field.levels], header, reference, device)
+    if motion_guess is not None:
+        positions = (predictor.motion_coords * predictor.motion_stride).cpu().numpy()
+        guess = np.asarray(motion_guess(positions), dtype=np.float32).reshape(-1, 3)
+        predictor.set_integers(torch.round(torch.from_numpy(guess).to(device) / predictor.motion_step))
+    return predictor
+
+
+def _predictor_at(coords: list[torch.Tensor], header: dict, reference: LatentState,
+                  device: torch.device) -> LatentPredictor:
+    """The predictor of lattice points ``coords`` from ``reference``, motion zero (encoder and decoder alike)."""
+    motion = header["predicted"]
+    motion_coords = motion_lattice(torch.from_numpy(reference.ijk).to(device), motion["motion_stride"])
+    return LatentPredictor(
+        [torch.from_numpy(c).to(device) for c in reference.coords],
+        [torch.from_numpy(values).to(device) for values in reference.latents], coords,
+        [stride for stride, _ in header["levels"]], motion_coords,
+        torch.zeros((len(motion_coords), 3), device=device), motion["motion_stride"], motion["motion_step"]).to(device)
+
+
+def _decode_motion(streams: dict[str, bytes], points: int) -> np.ndarray:
+    columns = decode_integer_arrays(_stream(streams, "motion"), [points] * 3, name="motion stream")
+    return np.stack(columns, axis=1)
 
 
 def _encode_latents(latents: list[np.ndarray], steps: list[np.ndarray]) -> bytes:

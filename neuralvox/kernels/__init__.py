@@ -1,9 +1,7 @@
 """Warp kernels: fused sparse decode, random-access sampling and Warp (NanoVDB) volumes of decoded grids."""
 
 from neuralvox.kernels.fused import FieldArrays, FusedDecoder
-from neuralvox.kernels.lattice import find_rows, lattice_points
 from neuralvox.kernels.sample import SAMPLE_MODES, sample_grid
 from neuralvox.kernels.volume import grid_to_volume
 
-__all__ = ["FieldArrays", "FusedDecoder", "find_rows", "lattice_points", "SAMPLE_MODES", "sample_grid",
-           "grid_to_volume"]
+__all__ = ["FieldArrays", "FusedDecoder", "SAMPLE_MODES", "sample_grid", "grid_to_volume"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from neuralvox.kernels.lattice import CORNER_OFFSETS, find_rows
+from neuralvox.model.points import CORNER_OFFSETS, find_rows
 
 SAMPLE_MODES = ("nearest", "trilinear")
 

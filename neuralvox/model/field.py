@@ -52,20 +52,27 @@ class LatentField(nn.Module):
         self._batches = [(rows, [level.interpolation_operator(rows) for level in self.levels]) for rows in batches]
         return batches
 
-    def forward(self, latents: list[torch.Tensor], steps: list[torch.Tensor], batch: int = 0) -> torch.Tensor:
+    def forward(self, latents: list[torch.Tensor], steps: list[torch.Tensor], batch: int = 0,
+                base: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Normalized values (n, out) at the voxels of training ``batch`` (see ``make_batches``) from integer-domain
-        ``latents`` (noisy, rounded or exact) times ``steps``; differentiable and fast, for training."""
+        ``latents`` (noisy, rounded or exact) times ``steps``, added to ``base`` latents (a prediction) when given;
+        differentiable and fast, for training."""
         rows, operators = self._batches[batch]
-        parts = [operator(values * step) for operator, values, step in zip(operators, latents, steps, strict=True)]
+        parts = [operator(full) for operator, full in zip(operators, _scaled(latents, steps, base), strict=True)]
         return self.decoder(torch.cat([*parts, self.positional[rows]], dim=1))
 
-    def decode(self, latents: list[torch.Tensor], steps: list[torch.Tensor], rows: slice = slice(None)) -> torch.Tensor:
-        """Normalized values (n, out) at voxels ``rows`` from integer latents times ``steps``, computed
-        deterministically (gather and fixed-order sums), for decoding."""
-        parts = [level.interpolate(values * step, rows)
-                 for level, values, step in zip(self.levels, latents, steps, strict=True)]
+    def decode(self, latents: list[torch.Tensor], rows: slice = slice(None)) -> torch.Tensor:
+        """Normalized values (n, out) at voxels ``rows`` from decoded (float) latents, computed deterministically
+        (gather and fixed-order sums), for decoding."""
+        parts = [level.interpolate(values, rows) for level, values in zip(self.levels, latents, strict=True)]
         return self.decoder(torch.cat([*parts, self.positional[rows]], dim=1))
 
     def bits(self, latents: list[torch.Tensor]) -> torch.Tensor:
         """Estimated total bits of the latents under the learned priors."""
         return sum(prior.bits(values).sum() for prior, values in zip(self.priors, latents, strict=True))
+
+
+def _scaled(latents: list[torch.Tensor], steps: list[torch.Tensor],
+            base: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    scaled = [values * step for values, step in zip(latents, steps, strict=True)]
+    return scaled if base is None else [b + values for b, values in zip(base, scaled, strict=True)]

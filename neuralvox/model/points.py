@@ -1,4 +1,4 @@
-"""Sparse latent lattices from voxel coordinates alone: the points a voxel set needs, and row lookups (torch)."""
+"""Lattice points from voxel coordinates alone: the points a voxel set needs, and row lookups by coordinate."""
 
 from __future__ import annotations
 

@@ -1,0 +1,191 @@
+"""Predicted frames: motion lattice and warp, motion guesses, residual coding, closed loop and random access."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import neuralvox
+from neuralvox.cli import main
+from neuralvox.codec import decoder as decoder_module
+from neuralvox.codec.encoder import compress
+from neuralvox.codec.motion_guess import _centred_velocity, block_matching_guess, velocity_guess
+from neuralvox.codec.values import decode_state, decode_values, encode_values
+from neuralvox.grid import SparseGrid
+from neuralvox.metrics import error_stats
+from neuralvox.model.motion import compensate_voxels, motion_lattice, sample_lattice, warp_latents
+from neuralvox.vdb import read_vdb, write_vdb
+
+
+def moving_blob(shift: float, size: int = 32, radius: float = 7.0) -> tuple[np.ndarray, np.ndarray]:
+    """A soft blob with inner structure that moves with it, centred ``shift`` voxels along i from (12, 16, 16)."""
+    grid = np.mgrid[0:size, 0:size, 0:size].reshape(3, -1).T
+    local = grid - np.array([12.0 + shift, 16.0, 16.0])
+    value = np.exp(-(np.linalg.norm(local, axis=1) / radius) ** 2) * (1 + 0.3 * np.sin(local[:, 0] / 1.7))
+    keep = value > 0.05
+    return grid[keep].astype(np.int32), value[keep].astype(np.float32)
+
+
+def full_lattice(n: int) -> torch.Tensor:
+    return torch.stack(torch.meshgrid(*[torch.arange(n)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def test_motion_lattice_covers_one_cell_around_the_reference() -> None:
+    coords = motion_lattice(torch.tensor([[40, 40, 40]]), 16)
+    got = {tuple(c) for c in coords.tolist()}
+    # cell (2, 2, 2) grown by one cell each side, plus upper corners: lattice coordinates 1..4 on each axis
+    assert got == {(a, b, c) for a in range(1, 5) for b in range(1, 5) for c in range(1, 5)}
+    assert torch.equal(coords, torch.unique(coords, dim=0))
+
+
+def test_sample_lattice_is_exact_on_linear_fields_and_renormalizes_at_holes() -> None:
+    coords = full_lattice(4)
+    values = (coords.to(torch.float32) @ torch.tensor([1.0, -2.0, 0.5])).unsqueeze(1)
+    points = torch.tensor([[0.5, 1.25, 2.75], [2.0, 0.0, 1.5]])
+    want = points @ torch.tensor([1.0, -2.0, 0.5])
+    assert torch.allclose(sample_lattice(coords, values, points)[:, 0], want, atol=1e-6)
+    # a single allocated point: any position touching it reads its value; far away reads zero
+    single = sample_lattice(torch.tensor([[1, 1, 1]]), torch.tensor([[3.0]]), torch.tensor([[0.3, 0.9, 0.6],
+                                                                                          [5.0, 5.0, 5.0]]))
+    assert single[:, 0].tolist() == [3.0, 0.0]
+
+
+def test_warp_with_integer_motion_shifts_latents_exactly() -> None:
+    previous = full_lattice(8)
+    latents = torch.randn(len(previous), 2)
+    coords = previous[(previous[:, 0] >= 1)]
+    motion_coords = motion_lattice(previous * 2, 16)
+    motion = torch.tensor([2.0, 0.0, 0.0]).repeat(len(motion_coords), 1)  # two voxels = one stride-2 point along i
+    warped = warp_latents(previous, latents, 2, coords, motion_coords, motion, 16)
+    rows = (coords[:, 0] - 1) * 64 + coords[:, 1] * 8 + coords[:, 2]
+    assert torch.allclose(warped, latents[rows], atol=1e-6)
+
+
+def test_compensated_voxels_move_by_whole_voxels_on_every_machine() -> None:
+    ijk = np.array([[0, 0, 0], [5, 6, 7], [31, 2, 9]], dtype=np.int32)
+    coords = motion_lattice(torch.from_numpy(ijk), 16).numpy()
+    motion = np.tile([1.25, -2.0, 0.5], (len(coords), 1))  # rounds to (1, -2, 0): half-way rounds to even
+    moved = compensate_voxels(ijk, coords, motion, 16)
+    assert moved.tolist() == sorted((ijk + [1, -2, 0]).tolist())
+    assert moved.dtype == np.int32
+
+
+def test_block_matching_finds_a_translation() -> None:
+    previous, current = moving_blob(0.0), moving_blob(4.0)
+    guess = block_matching_guess(previous, current, 16)(np.array([[16, 16, 16], [16, 8, 24], [24, 24, 24]]))
+    assert np.allclose(guess, [[4.0, 0.0, 0.0]] * 3)  # a lattice point off the blob reads the motion near it
+
+
+def test_velocity_guess_finds_the_unknown_scale() -> None:
+    previous, current = moving_blob(0.0), moving_blob(3.0)
+    transform = np.diag([0.1, 0.1, 0.1, 1.0])
+    # 2 world units per second, one frame = 0.15 s would be 3 voxels: neither is in the files
+    velocity = SparseGrid(name="vel", ijk=current[0], values=np.tile(np.float32([[2, 0, 0]]), (len(current[0]), 1)),
+                          value_type="vec3s", transform=transform)
+    guess = velocity_guess(velocity, transform, previous, current, 16)(np.array([[16, 16, 16]]))
+    assert guess[0, 0] == pytest.approx(3.0, rel=0.2) and abs(guess[0, 1]) < 1e-6
+
+
+def test_staggered_velocity_is_averaged_to_voxel_centres() -> None:
+    ijk = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int32)
+    faces = ijk.astype(np.float32)  # component a equals the face coordinate along a: centre = i + 1/2
+    grid = SparseGrid(name="vel", ijk=ijk, values=faces, value_type="vec3s", vector_type="staggered")
+    _, centred = _centred_velocity(grid)
+    inner = np.all(ijk < 2, axis=1)
+    assert np.allclose(centred[inner], ijk[inner] + 0.5)
+    assert np.allclose(centred[~inner][ijk[~inner] == 2], 2.0)  # no upper face: the lower one is kept
+
+
+@pytest.fixture(scope="module")
+def keyframe():
+    ijk, values = moving_blob(0.0)
+    return encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
+
+
+def test_predicted_frame_costs_less_than_coding_it_again(keyframe) -> None:
+    ijk, values = moving_blob(2.0)
+    cold = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu",
+                         shared_decoder=keyframe.decoder)
+    predicted = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu",
+                              shared_decoder=keyframe.decoder, reference=keyframe.state,
+                              motion_guess=lambda points: np.tile([2.0, 0.0, 0.0], (len(points), 1)))
+    assert set(predicted.streams) == {"motion", "residual"}
+    assert sum(map(len, predicted.streams.values())) < 0.8 * sum(map(len, cold.streams.values()))
+    assert predicted.stats.psnr > cold.stats.psnr - 1.0
+    decoded = decode_values(ijk, predicted.header, predicted.streams, device="cpu", shared_decoder=keyframe.decoder,
+                            reference=keyframe.state)
+    assert np.array_equal(decoded, predicted.decoded)
+    with pytest.raises(ValueError, match="predicted from the previous one"):
+        decode_state(ijk, predicted.header, predicted.streams)
+
+
+GROUP = 20
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    """A 20-frame sequence of a drifting, slowly changing blob (with a velocity grid) coded as one group."""
+    folder = tmp_path_factory.mktemp("drift")
+    transform = np.diag([0.1, 0.1, 0.1, 1.0])
+    for t in range(GROUP):
+        ijk, values = moving_blob(0.5 * t, size=28, radius=5.0 + 0.05 * t)
+        velocity = np.tile([[0.5, 0.0, 0.0]], (len(ijk), 1)).astype(np.float32)
+        write_vdb(folder / f"drift.{t + 1:04d}.vdb", [
+            SparseGrid(name="density", ijk=ijk, values=values, grid_class="fog volume", transform=transform),
+            SparseGrid(name="vel", ijk=ijk, values=velocity, value_type="vec3s", transform=transform)])
+    out = tmp_path_factory.mktemp("drift_nvox") / "drift.nvox"
+    report = compress([str(folder)], out, grids=["density"], quality="low", device="cpu", gop=GROUP,
+                      progress=False)
+    return folder, out, report
+
+
+def test_closed_loop_group_decodes_without_drift(group) -> None:
+    folder, out, _ = group
+    with neuralvox.open(out, device="cpu") as nvox:
+        entries = nvox.header["frames"]
+        assert [e["key"] for e in entries] == [True] + [False] * (GROUP - 1)
+        assert all(e["grids"]["density"]["latents_from"] == e["number"] - 1 for e in entries[1:])
+        psnr = []
+        for entry in entries:
+            source = read_vdb(folder / f"drift.{entry['number']:04d}.vdb").grids["density"].sorted()
+            decoded = nvox.frame(entry["number"])["density"]
+            assert np.array_equal(decoded.ijk, source.ijk)
+            stats = error_stats(source.values, decoded.values, peak=float(np.ptp(source.values)))
+            recorded = entry["grids"]["density"]["stats"]
+            # the decoder reproduces what the encoder measured, frame after frame: nothing drifts
+            assert stats.max_abs_error == pytest.approx(recorded["max_abs_error"], rel=1e-6, abs=1e-7)
+            psnr.append(stats.psnr)
+    assert min(psnr[-5:]) > min(psnr[:5]) - 1.5, psnr
+
+
+def test_random_access_decodes_latents_only_and_equals_sequential(group, monkeypatch) -> None:
+    _, out, _ = group
+    with neuralvox.open(out, device="cpu") as nvox:
+        sequential = {n: nvox.frame(n)["density"].values for n in nvox.frames}
+    calls = []
+    original = decoder_module.decode_values
+    monkeypatch.setattr(decoder_module, "decode_values", lambda ijk, *a, **k: calls.append(len(ijk)) or
+                        original(ijk, *a, **k))
+    with neuralvox.open(out, device="cpu") as nvox:
+        values = nvox.frame(GROUP - 1)["density"].values
+    assert np.array_equal(values, sequential[GROUP - 1])
+    assert len(calls) == 1  # one frame's voxels decoded; the 18 frames before it only through their latents
+
+
+def test_predicted_frames_cost_less_than_keyframes(group) -> None:
+    _, out, report = group
+    with neuralvox.open(out, device="cpu") as nvox:
+        sizes = [e["grids"]["density"]["stats"]["bytes"] for e in nvox.header["frames"]]
+    key = sizes[0]["latents"] + sizes[0]["weights"]
+    assert all(s["motion"] + s["residual"] < 0.5 * key for s in sizes[1:])
+    assert report.grids[0].stream_bytes["motion"] > 0
+
+
+def test_gop_option_is_checked(group, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _, _ = group
+    assert main(["compress", str(folder), "-o", str(tmp_path / "x.nvox"), "--gop", "often", "--quiet"]) == 2
+    assert "--gop must be 'auto' or a number of frames" in capsys.readouterr().err
+    assert not (tmp_path / "x.nvox").exists()
