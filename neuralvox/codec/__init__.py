@@ -4,8 +4,10 @@ from neuralvox.codec.entropy import EntropyStreamError
 from neuralvox.codec.presets import QUALITY_PRESETS, Quality, quality_preset
 from neuralvox.codec.values import (
     EncodedValues,
+    LatentState,
     ValueStats,
     decode_latents,
+    decode_state,
     decode_values,
     decode_weights,
     encode_values,
@@ -13,5 +15,6 @@ from neuralvox.codec.values import (
 )
 from neuralvox.codec.weights import QuantizedDecoder
 
-__all__ = ["QUALITY_PRESETS", "EncodedValues", "EntropyStreamError", "Quality", "QuantizedDecoder", "ValueStats",
-           "decode_latents", "decode_values", "decode_weights", "encode_values", "quality_preset", "resolve_device"]
+__all__ = ["QUALITY_PRESETS", "EncodedValues", "EntropyStreamError", "LatentState", "Quality", "QuantizedDecoder",
+           "ValueStats", "decode_latents", "decode_state", "decode_values", "decode_weights", "encode_values",
+           "quality_preset", "resolve_device"]
