@@ -162,7 +162,10 @@ def _spread(volume: _Volume, weighted_motion: torch.Tensor, weight: torch.Tensor
     (*shape)) over the cells within ``reach`` voxels; zero where no cell with weight is that close."""
     radius = max(1, reach // volume.factor)
     stacked = torch.cat([weighted_motion, weight.unsqueeze(0)]).unsqueeze(0)
-    smoothed = F.avg_pool3d(F.pad(stacked, [radius] * 6), 2 * radius + 1, stride=1)[0]
+    smoothed = F.pad(stacked, [radius] * 6)
+    for kernel in ((2 * radius + 1, 1, 1), (1, 2 * radius + 1, 1), (1, 1, 2 * radius + 1)):  # separable box filter
+        smoothed = F.avg_pool3d(smoothed, kernel, stride=1)
+    smoothed = smoothed[0]
 
     def guess(voxels: np.ndarray) -> np.ndarray:
         sampled = _sample(smoothed, volume.positions(voxels))

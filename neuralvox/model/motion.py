@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuralvox.model.lattice import SparseInterpolation
 from neuralvox.model.points import CORNER_OFFSETS, find_rows, unique_keys
 from neuralvox.model.rate import LaplacePrior
 
@@ -48,20 +49,30 @@ def sample_lattice(coords: torch.Tensor, values: torch.Tensor, positions: torch.
     where it is known); a position with no allocated corner samples zero. ``rows`` (P, 8) are the corner rows if the
     caller already looked them up (see ``corner_rows``).
     """
-    base = torch.floor(positions)
-    frac = positions - base
     if rows is None:
-        rows = corner_rows(coords, base.to(torch.int64))
-    offsets = CORNER_OFFSETS.to(positions.device)
-    axis_weights = torch.where(offsets.unsqueeze(0) == 1, frac.unsqueeze(1), 1.0 - frac.unsqueeze(1))
-    present = rows >= 0
-    weight = axis_weights.prod(dim=-1) * present
-    total = weight.sum(dim=1, keepdim=True)
-    weight = weight / torch.where(total > 0, total, torch.ones_like(total))
+        rows = corner_rows(coords, torch.floor(positions).to(torch.int64))
+    weight = corner_weights(positions, rows)
     if values.shape[0] == 0:
         return torch.zeros((positions.shape[0], values.shape[1]), dtype=values.dtype, device=values.device)
     gathered = values[rows.clamp(min=0)]
     return (gathered * weight.unsqueeze(-1)).sum(dim=1)
+
+
+def corner_weights(positions: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Trilinear weights (P, 8) of the corners ``rows`` of the cells holding ``positions`` (P, 3), renormalized over
+    the allocated corners (zero where none is)."""
+    frac = positions - torch.floor(positions)
+    offsets = CORNER_OFFSETS.to(positions.device)
+    axis_weights = torch.where(offsets.unsqueeze(0) == 1, frac.unsqueeze(1), 1.0 - frac.unsqueeze(1))
+    weight = axis_weights.prod(dim=-1) * (rows >= 0)
+    total = weight.sum(dim=1, keepdim=True)
+    return weight / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def motion_interpolation(motion_coords: torch.Tensor, positions: torch.Tensor) -> SparseInterpolation:
+    """``sample_lattice`` of a motion lattice at fixed positions (P, 3) as a sparse matrix: (K, 3) -> (P, 3)."""
+    rows = LatticeIndex(motion_coords).corner_rows(torch.floor(positions).to(torch.int64))
+    return SparseInterpolation(rows.clamp(min=0), corner_weights(positions, rows), motion_coords.shape[0])
 
 
 def corner_rows(coords: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
@@ -69,14 +80,52 @@ def corner_rows(coords: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     return find_rows(coords, cells, CORNER_OFFSETS.to(cells.device))
 
 
+class LatticeIndex:
+    """Rows of lattice coordinates in ``coords`` (M, 3) (canonical order): a dense table over their bounding box when
+    it is small, else a sorted-key search (the same answers; the table is several times faster, which matters when
+    the motion changes at every fitting step)."""
+
+    _MAX_TABLE = 1 << 24
+
+    def __init__(self, coords: torch.Tensor):
+        self.coords = coords
+        self.table = None
+        if coords.shape[0]:
+            self.lo = coords.amin(dim=0)
+            self.extent = coords.amax(dim=0) - self.lo + 1
+            if int(self.extent.prod()) <= self._MAX_TABLE:
+                self.table = torch.full((int(self.extent.prod()),), -1, dtype=torch.int64, device=coords.device)
+                self.table[self._keys(coords - self.lo)] = torch.arange(coords.shape[0], device=coords.device)
+
+    def _keys(self, local: torch.Tensor) -> torch.Tensor:
+        return (local[..., 0] * self.extent[1] + local[..., 1]) * self.extent[2] + local[..., 2]
+
+    def corner_rows(self, cells: torch.Tensor) -> torch.Tensor:
+        """Rows of the 8 corners of lattice cells (P, 3) (their lower corners), -1 where not allocated: (P, 8)."""
+        if self.table is None:
+            return corner_rows(self.coords, cells)
+        local = cells.unsqueeze(1) + CORNER_OFFSETS.to(cells.device).unsqueeze(0) - self.lo
+        inside = ((local >= 0) & (local < self.extent)).all(dim=-1)
+        rows = self.table[self._keys(torch.minimum(local.clamp(min=0), self.extent - 1))]
+        return torch.where(inside, rows, -1)
+
+
 def warp_latents(previous_coords: torch.Tensor, previous_latents: torch.Tensor, stride: int, coords: torch.Tensor,
-                 motion_coords: torch.Tensor, motion: torch.Tensor, motion_stride: int) -> torch.Tensor:
+                 motion_coords: torch.Tensor, motion: torch.Tensor, motion_stride: int,
+                 previous_index: LatticeIndex | None = None,
+                 motion_operator: SparseInterpolation | None = None) -> torch.Tensor:
     """The previous frame's latents (M', C) on its lattice ``previous_coords`` carried to this frame's points
     ``coords`` (M, 3) of the same ``stride``: point x takes the previous latents at x - d(x), where d is ``motion``
-    (K, 3, voxels per frame) on ``motion_coords`` of ``motion_stride``, interpolated at x."""
+    (K, 3, voxels per frame) on ``motion_coords`` of ``motion_stride``, interpolated at x. ``previous_index`` and
+    ``motion_operator`` (the motion interpolation at the points, see ``motion_interpolation``) save lookups."""
     voxels = (coords * stride).to(motion.dtype)
-    displacement = sample_lattice(motion_coords, motion, voxels / motion_stride)
-    return sample_lattice(previous_coords, previous_latents, (voxels - displacement) / stride)
+    if motion_operator is None:
+        displacement = sample_lattice(motion_coords, motion, voxels / motion_stride)
+    else:
+        displacement = motion_operator(motion)
+    positions = (voxels - displacement) / stride
+    rows = None if previous_index is None else previous_index.corner_rows(torch.floor(positions).to(torch.int64))
+    return sample_lattice(previous_coords, previous_latents, positions, rows)
 
 
 class LatentPredictor(nn.Module):
@@ -98,6 +147,9 @@ class LatentPredictor(nn.Module):
         self.motion_stride = motion_stride
         self.motion_step = motion_step
         self.motion = nn.Parameter(initial_motion.to(torch.float32).clone())
+        self.previous_indices = [LatticeIndex(c) for c in previous_coords]
+        self.motion_operators = [motion_interpolation(motion_coords, (c * stride).to(torch.float32) / motion_stride)
+                                 for c, stride in zip(coords, strides, strict=True)]
         self.prior = LaplacePrior(3, initial_scale=4.0)
 
     def quantized_motion(self) -> torch.Tensor:
@@ -107,9 +159,11 @@ class LatentPredictor(nn.Module):
 
     def forward(self) -> list[torch.Tensor]:
         motion = self.quantized_motion()
-        return [warp_latents(previous_coords, previous, stride, coords, self.motion_coords, motion, self.motion_stride)
-                for previous_coords, previous, stride, coords in zip(self.previous_coords, self.previous_latents,
-                                                                     self.strides, self.coords, strict=True)]
+        return [warp_latents(previous_coords, previous, stride, coords, self.motion_coords, motion, self.motion_stride,
+                             index, operator)
+                for previous_coords, previous, stride, coords, index, operator in zip(
+                    self.previous_coords, self.previous_latents, self.strides, self.coords, self.previous_indices,
+                    self.motion_operators, strict=True)]
 
     def bits(self) -> torch.Tensor:
         """Estimated bits of the motion integers (uniform-noise proxy)."""
