@@ -36,7 +36,7 @@ from neuralvox.vdb import VdbError, grid_bytes, list_grids, read_vdb
 ARCHIVE_FORMAT = "neuralvox/1"
 DEFAULT_GOP = "auto"
 MAX_AUTO_GOP = 32  # an automatic group ends after this many frames (random access decodes up to this many latents)
-_AUTO_GOP_COST = 1.0  # an automatic group ends when a predicted frame costs this share of its keyframe's values
+_AUTO_GOP_COST = 1.0  # a group ends when a predicted frame's bits per voxel reach this share of its keyframe's
 PREDICTED_STREAMS = ("motion", "residual")
 
 
@@ -228,10 +228,10 @@ def compress(
     Topology is exact. Frames form groups: the keyframe fits each grid's decoder weights and latents; every later
     frame of the group is predicted: a motion field (first guessed from the frame's velocity grid, or by block
     matching) warps the previous frame's decoded latents and a residual is coded, with the keyframe's decoder.
-    ``gop`` "auto" ends a group when a predicted frame costs as much as its keyframe's latents and weights did (or
-    after ``MAX_AUTO_GOP`` frames); a number fixes the group length (1: every frame a keyframe). Each frame's
-    topology is coded against the previous frame's (also moved by the frame's motion) or another grid of the same
-    frame, whichever is shortest. Every group decodes without the others.
+    ``gop`` "auto" ends a group when a predicted frame costs as many bits per active voxel as its keyframe's latents
+    and weights did (or after ``MAX_AUTO_GOP`` frames); a number fixes the group length (1: every frame a
+    keyframe). Each frame's topology is coded against the previous frame's (also moved by the frame's motion) or
+    another grid of the same frame, whichever is shortest. Every group decodes without the others.
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
@@ -261,6 +261,7 @@ def compress(
         previous_number = 0
         group_length = 0
         key_value_bytes = 0
+        key_cost = 0.0
         for frame in sequence.frames:
             number = frame.number if frame.number is not None else 0
             key_frame = group_length == 0
@@ -328,7 +329,10 @@ def compress(
                 coded_this_frame.append(((number, name), grid.ijk))
                 previous_ijk[name] = grid.ijk
             previous_number = number
-            costly = gop == "auto" and not key_frame and predicted_bytes > _AUTO_GOP_COST * key_value_bytes
+            voxels = max(1, sum(info["voxels"] for info in entry["grids"].values()))
+            if key_frame:
+                key_cost = key_value_bytes / voxels
+            costly = gop == "auto" and not key_frame and predicted_bytes / voxels > _AUTO_GOP_COST * key_cost
             if costly or group_length == (MAX_AUTO_GOP if gop == "auto" else gop):
                 group_length = 0
             frames_header.append(entry)
