@@ -11,7 +11,7 @@ import torch
 import neuralvox
 from neuralvox.cli import main
 from neuralvox.codec import decoder as decoder_module
-from neuralvox.codec.encoder import compress
+from neuralvox.codec.encoder import _AutoGroup, compress
 from neuralvox.codec.motion_guess import _centred_velocity, block_matching_guess, velocity_guess
 from neuralvox.codec.values import decode_state, decode_values, encode_values
 from neuralvox.grid import SparseGrid
@@ -189,3 +189,20 @@ def test_gop_option_is_checked(group, tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["compress", str(folder), "-o", str(tmp_path / "x.nvox"), "--gop", "often", "--quiet"]) == 2
     assert "--gop must be 'auto' or a number of frames" in capsys.readouterr().err
     assert not (tmp_path / "x.nvox").exists()
+
+
+def _entry(key: bool, voxels: int, coded: int, psnr: float) -> dict:
+    stats = {"bytes": {"topology": 99, "residual": coded}, "psnr": psnr}
+    return {"key": key, "grids": {"density": {"voxels": voxels, "stats": stats}}}
+
+
+@pytest.mark.parametrize(("voxels", "coded", "psnr", "ends"), [
+    (1000, 400, 30.0, False),   # cheaper than the keyframe, as good, same size: the group goes on
+    (1000, 1000, 30.0, True),   # as many bits per voxel as the keyframe: prediction stopped paying
+    (1000, 400, 28.5, True),    # more than 1 dB worse: the keyframe's decoder no longer fits
+    (1600, 400, 30.0, True),    # grown past 1.5x the keyframe's voxels
+])
+def test_auto_group_ends_when_prediction_stops_paying(voxels: int, coded: int, psnr: float, ends: bool) -> None:
+    group = _AutoGroup()
+    assert not group.ends_after(_entry(True, 1000, 1000, 30.0))
+    assert group.ends_after(_entry(False, voxels, coded, psnr)) is ends

@@ -36,8 +36,6 @@ from neuralvox.vdb import VdbError, grid_bytes, list_grids, read_vdb
 ARCHIVE_FORMAT = "neuralvox/1"
 DEFAULT_GOP = "auto"
 MAX_AUTO_GOP = 32  # an automatic group ends after this many frames (random access decodes up to this many latents)
-_AUTO_GOP_COST = 1.0  # a group ends when a predicted frame's bits per voxel reach this share of its keyframe's
-PREDICTED_STREAMS = ("motion", "residual")
 
 
 def payload_key(frame: int, grid: str, stream: str) -> str:
@@ -192,6 +190,31 @@ def _best_topology(ijk: np.ndarray, candidates: list[tuple[tuple, np.ndarray]]) 
     return best, best_ref
 
 
+class _AutoGroup:
+    """When ``--gop auto`` ends a group, after a predicted frame: when it costs as many value bits per active voxel as
+    its keyframe, when a grid's PSNR falls more than ``MAX_PSNR_DROP`` below the keyframe's, or when the frame has
+    grown past ``MAX_GROWTH`` times the keyframe's active voxels (the keyframe's decoder no longer fits it)."""
+
+    MAX_PSNR_DROP = 1.0
+    MAX_GROWTH = 1.5
+
+    def __init__(self) -> None:
+        self.key: tuple[float, int, dict[str, float]] = (0.0, 0, {})
+
+    def ends_after(self, entry: dict[str, Any]) -> bool:
+        grids = entry["grids"].values()
+        voxels = max(1, sum(info["voxels"] for info in grids))
+        coded = sum(size for info in grids for stream, size in info["stats"]["bytes"].items() if stream != "topology")
+        psnr = {name: info["stats"]["psnr"] for name, info in entry["grids"].items()}
+        if entry["key"]:
+            self.key = (coded / voxels, voxels, psnr)
+            return False
+        key_cost, key_voxels, key_psnr = self.key
+        dropped = any(math.isfinite(key_psnr.get(name, math.inf)) and value < key_psnr[name] - self.MAX_PSNR_DROP
+                      for name, value in psnr.items())
+        return coded / voxels >= key_cost or voxels > self.MAX_GROWTH * key_voxels or dropped
+
+
 class _Progress:
     """tqdm bar over frames whose postfix shows the running PSNR and bits per voxel."""
 
@@ -228,10 +251,10 @@ def compress(
     Topology is exact. Frames form groups: the keyframe fits each grid's decoder weights and latents; every later
     frame of the group is predicted: a motion field (first guessed from the frame's velocity grid, or by block
     matching) warps the previous frame's decoded latents and a residual is coded, with the keyframe's decoder.
-    ``gop`` "auto" ends a group when a predicted frame costs as many bits per active voxel as its keyframe's latents
-    and weights did (or after ``MAX_AUTO_GOP`` frames); a number fixes the group length (1: every frame a
-    keyframe). Each frame's topology is coded against the previous frame's (also moved by the frame's motion) or
-    another grid of the same frame, whichever is shortest. Every group decodes without the others.
+    ``gop`` "auto" ends a group when prediction stops paying (see ``_AutoGroup``) or after ``MAX_AUTO_GOP`` frames;
+    a number fixes the group length (1: every frame a keyframe). Each frame's topology is coded against the previous
+    frame's (also moved by the frame's motion) or another grid of the same frame, whichever is shortest. Every group
+    decodes without the others.
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
@@ -260,8 +283,7 @@ def compress(
         previous: dict[str, tuple[LatentState, np.ndarray]] = {}  # grid -> decoded latents and values, last frame
         previous_number = 0
         group_length = 0
-        key_value_bytes = 0
-        key_cost = 0.0
+        auto_group = _AutoGroup()
         for frame in sequence.frames:
             number = frame.number if frame.number is not None else 0
             key_frame = group_length == 0
@@ -269,9 +291,7 @@ def compress(
                 shared.clear()
                 previous_ijk.clear()
                 previous.clear()
-                key_value_bytes = 0
             group_length += 1
-            predicted_bytes = 0
             vdb = read_vdb(frame.path, to_read, warn_skipped=False)
             for name, reason in vdb.skipped:
                 skipped.setdefault(name, reason)
@@ -300,9 +320,6 @@ def compress(
                     previous[name] = (encoded.state, encoded.decoded)
                 else:
                     previous.pop(name, None)
-                if key_frame:
-                    key_value_bytes += sum(len(encoded.streams.get(s, b"")) for s in ("latents", "weights"))
-                predicted_bytes += sum(len(encoded.streams.get(s, b"")) for s in PREDICTED_STREAMS)
 
                 candidates = sorted(coded_this_frame, key=lambda c: abs(len(c[1]) - grid.voxel_count))[:1]
                 if name in previous_ijk:
@@ -329,11 +346,8 @@ def compress(
                 coded_this_frame.append(((number, name), grid.ijk))
                 previous_ijk[name] = grid.ijk
             previous_number = number
-            voxels = max(1, sum(info["voxels"] for info in entry["grids"].values()))
-            if key_frame:
-                key_cost = key_value_bytes / voxels
-            costly = gop == "auto" and not key_frame and predicted_bytes / voxels > _AUTO_GOP_COST * key_cost
-            if costly or group_length == (MAX_AUTO_GOP if gop == "auto" else gop):
+            ends = auto_group.ends_after(entry) if gop == "auto" else False
+            if ends or group_length == (MAX_AUTO_GOP if gop == "auto" else gop):
                 group_length = 0
             frames_header.append(entry)
             bar.frame_done(trackers)
