@@ -1,11 +1,13 @@
 """Predicted frames against every frame a keyframe: bits, PSNR, flicker and bit split; and warm vs cold fit times.
 
-    .venv/bin/python benchmarks/motion.py SEQUENCE [--grid density] [--quality medium] [--device auto]
+    .venv/bin/python benchmarks/motion.py SEQUENCE [--grid density] [--qualities low medium] [--device auto]
         [--warm-pairs 3] [--json out.json]
 
-Compresses the grid twice with the CLI's encoder (``--gop 1``: every frame a keyframe; ``--gop auto``: keyframe plus
-predicted frames) and prints one table row per mode, then times warm-started predicted fits against cold fits of the
-same frames (same shared decoder) on ``--warm-pairs`` consecutive frame pairs spread over the sequence.
+Compresses the grid with the CLI's encoder in both modes (``--gop 1``: every frame a keyframe; ``--gop auto``:
+keyframes plus predicted frames) at each quality and prints one table row per run; then, for each motion run, the
+keyframe mode's bits at the same PSNR (interpolated on its runs, log bits linear in PSNR); then times warm-started
+predicted fits against cold fits of the same frames (same shared decoder) on ``--warm-pairs`` consecutive frame
+pairs spread over the sequence, at the last quality.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuralvox.bench.compare import bpv_at_psnr
 from neuralvox.codec.encoder import compress, guess_motion
 from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import encode_values
@@ -35,15 +38,15 @@ def compress_modes(paths: list[str], grid: str, quality: str, device: str, folde
     rows = []
     for mode, gop in (("every frame a keyframe", 1), ("motion (gop auto)", "auto")):
         start = time.perf_counter()
-        report = compress(paths, folder / f"{gop}.nvox", grids=[grid], quality=quality, device=device, gop=gop,
-                          progress=False, force=True)
+        report = compress(paths, folder / f"{gop}-{quality}.nvox", grids=[grid], quality=quality, device=device,
+                          gop=gop, progress=False, force=True)
         seconds = time.perf_counter() - start
         result = next(g for g in report.grids if g.name == grid)
         split = {s: 8 * result.stream_bytes.get(s, 0) / result.voxels for s in SPLIT}
-        rows.append({"mode": mode, "gop": gop, "frames": result.frames, "voxels": result.voxels, "bpv": result.bpv,
-                     "ratio": result.ratio, "psnr": result.psnr, "max_abs_error": result.max_abs_error,
-                     "flicker": result.flicker, "split_bpv": split, "fit_seconds": result.fit_seconds,
-                     "seconds": seconds})
+        rows.append({"mode": mode, "quality": quality, "gop": gop, "frames": result.frames, "voxels": result.voxels,
+                     "bpv": result.bpv, "ratio": result.ratio, "psnr": result.psnr,
+                     "max_abs_error": result.max_abs_error, "flicker": result.flicker, "split_bpv": split,
+                     "fit_seconds": result.fit_seconds, "seconds": seconds})
     return rows
 
 
@@ -79,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--grid", default="density")
-    parser.add_argument("--quality", default="medium")
+    parser.add_argument("--qualities", nargs="+", default=["low", "medium"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warm-pairs", type=int, default=3)
     parser.add_argument("--json")
@@ -88,20 +91,24 @@ def main() -> None:
     print(f"machine: {platform.node()} ({platform.machine()}), date: {datetime.date.today()}, device: {device}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
-        modes = compress_modes(args.paths, args.grid, args.quality, device, Path(tmp))
-    print(f"| mode | frames | voxels | bpv | {' | '.join(SPLIT)} | ratio vs source | PSNR dB | max err | flicker | "
-          "fit s |")
-    print("|---|---:|---:|---:|" + "---:|" * len(SPLIT) + "---:|---:|---:|---:|---:|")
+        modes = [row for quality in args.qualities
+                 for row in compress_modes(args.paths, args.grid, quality, device, Path(tmp))]
+    print(f"| mode | quality | frames | voxels | bpv | {' | '.join(SPLIT)} | ratio vs source | PSNR dB | max err | "
+          "flicker | fit s |")
+    print("|---|---|---:|---:|---:|" + "---:|" * len(SPLIT) + "---:|---:|---:|---:|---:|")
     for row in modes:
         split = " | ".join(f"{row['split_bpv'][s]:.3f}" for s in SPLIT)
         flicker = "-" if row["flicker"] is None else f"{row['flicker']:.2f}"
-        print(f"| {row['mode']} | {row['frames']} | {row['voxels']:,} | {row['bpv']:.3f} | {split} | "
-              f"{row['ratio']:.1f}x | {row['psnr']:.2f} | {row['max_abs_error']:.3g} | {flicker} | "
+        print(f"| {row['mode']} | {row['quality']} | {row['frames']} | {row['voxels']:,} | {row['bpv']:.3f} | "
+              f"{split} | {row['ratio']:.1f}x | {row['psnr']:.2f} | {row['max_abs_error']:.3g} | {flicker} | "
               f"{row['fit_seconds']:.0f} |", flush=True)
-    keyframes, motion = modes
-    print(f"bits with motion / bits with every frame a keyframe: {motion['bpv'] / keyframes['bpv']:.3f} "
-          f"(PSNR {motion['psnr'] - keyframes['psnr']:+.2f} dB)")
-    warm = warm_versus_cold(args.paths, args.grid, args.quality, device, args.warm_pairs)
+    keyframe_curve = [(row["bpv"], row["psnr"]) for row in modes if row["gop"] == 1]
+    for row in (r for r in modes if r["gop"] == "auto"):
+        matched = bpv_at_psnr(keyframe_curve, row["psnr"])
+        verdict = ("outside the keyframe runs' PSNR range" if matched is None
+                   else f"keyframes need {matched:.3f} bpv: motion needs {row['bpv'] / matched:.3f}x the bits")
+        print(f"motion at {row['quality']}: {row['psnr']:.2f} dB at {row['bpv']:.3f} bpv; {verdict}")
+    warm = warm_versus_cold(args.paths, args.grid, args.qualities[-1], device, args.warm_pairs)
     print("| frame | voxels | cold: iterations, s, PSNR dB, bytes | warm: iterations, s, PSNR dB, bytes | speed-up |")
     print("|---:|---:|---|---|---:|")
     for row in warm:
