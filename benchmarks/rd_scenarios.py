@@ -30,7 +30,7 @@ SEQUENCES: dict[str, tuple[tuple[str, int, int] | Path, str]] = {
     "liquid64": (("liquid", 64, 12), "surface"),
     "blender": (ROOT.parent / "shared" / "data" / "blender_smoke_c42", "density"),
 }
-BASELINES = ("sz3", "zfp", "nanovdb-fpn", "openvdb-half-blosc")
+BASELINES = ("sz3", "zfp", "nanovdb-fpn")
 
 
 def frames_of(source: tuple[str, int, int] | Path, device: str) -> Path:
@@ -56,9 +56,16 @@ def matched_rows(name: str, result: BenchResult) -> list[str]:
 
 
 def _cell(comparison: Comparison | None) -> str:
+    """The factor; without one (the baseline's curve does not reach the PSNR) "loses" or "wins" when one of its
+    points is better or worse on both counts, else "-"."""
     if comparison is None:
         return "-"
-    return comparison.verdict if comparison.factor is None else f"{comparison.factor:.2f}x"
+    if comparison.factor is not None:
+        return f"{comparison.factor:.2f}x"
+    for word in ("loses", "wins"):
+        if comparison.verdict.startswith(f"neuralvox {word}"):
+            return word
+    return "-"
 
 
 def main() -> None:
@@ -81,7 +88,8 @@ def main() -> None:
         print(f"{name}: done", flush=True)
     print(f"machine: {platform.node()} ({platform.machine()}), date: {datetime.date.today()}, command: {command}")
     print("Baseline columns: the baseline's bits per voxel at neuralvox's PSNR (interpolated on its Pareto front) over "
-          "neuralvox's; above 1x neuralvox is smaller, below 1x it loses.")
+          "neuralvox's; above 1x neuralvox is smaller, below 1x it loses; 'loses'/'wins': the baseline's curve does "
+          "not reach that PSNR but has a point better/worse on both counts; '-': no comparison.")
     print(f"| sequence | grid | quality | bpv | ratio vs source | PSNR dB | {' | '.join(BASELINES)} |")
     print("|---|---|---|---:|---:|---:|" + "---:|" * len(BASELINES))
     print("\n".join(rows))
