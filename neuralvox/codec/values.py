@@ -246,9 +246,9 @@ def decode_latents(ijk: np.ndarray, header: dict, streams: dict[str, bytes]) -> 
     decoder reads them; empty lists for a constant grid."""
     if "constant" in header:
         return [], []
-    levels = [build_lattice(torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32)), stride)
-              for stride, _ in header["levels"]]
-    return _decode_latents(_stream(streams, _latent_stream(header)), [level.point_count for level in levels],
+    voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32))
+    return _decode_latents(_stream(streams, _latent_stream(header)),
+                           [len(lattice_points(voxels, stride)) for stride, _ in header["levels"]],
                            [c for _, c in header["levels"]])
 
 
