@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 GRID_CLASSES = ("unknown", "level set", "fog volume", "staggered")
-VALUE_TYPES = ("float", "double", "vec3s", "vec3d")
+VECTOR_TYPES = ("vec3s", "vec3d")
+VALUE_TYPES = ("float", "double", *VECTOR_TYPES)
 
 
 class GridError(ValueError):
@@ -45,7 +46,7 @@ class SparseGrid:
 
     @property
     def is_vector(self) -> bool:
-        return self.value_type in ("vec3s", "vec3d")
+        return self.value_type in VECTOR_TYPES
 
     @property
     def channels(self) -> int:

@@ -26,7 +26,7 @@ from neuralvox.codec.values import (
 )
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.container import ArchiveError, ArchiveReader
-from neuralvox.grid import SparseGrid
+from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume
 from neuralvox.sequence import NamePattern
@@ -34,7 +34,6 @@ from neuralvox.topology import decode_topology
 from neuralvox.vdb import write_nvdb, write_vdb
 
 OUTPUT_FORMATS = ("vdb", "nvdb")
-VECTOR_TYPES = ("vec3s", "vec3d")
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
 
 

@@ -26,7 +26,7 @@ from neuralvox.codec.values import (
     resolve_device,
 )
 from neuralvox.container import ArchiveWriter
-from neuralvox.grid import SparseGrid
+from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.metrics import bits_per_voxel, error_stats, flicker_ratio, merge, value_range
 from neuralvox.model.motion import MotionGuess
 from neuralvox.sequence import FrameSequence, discover
@@ -275,7 +275,7 @@ def compress(
         if unknown:
             raise VdbError(f"{first}: no grid named {', '.join(unknown)}")
         # the velocity grid guides motion even when it is not stored
-        velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in ("vec3s", "vec3d")]
+        velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in VECTOR_TYPES]
         to_read = list(dict.fromkeys([*grids, *velocity[:1]]))
     with ArchiveWriter(output, force=force) as archive, _Progress(len(sequence.frames), progress) as bar:
         shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
