@@ -86,7 +86,7 @@ def main() -> None:
         for size in args.sizes:
             ijk = smoke_like(size)
             n = len(ijk)
-            big_header, streams = big_frame_streams(ijk, header, small.streams, small.latent_steps)
+            big_header, streams = big_frame_streams(ijk, header, small.streams, small.state.steps)
             for device in args.devices:
                 for backend in ("torch", "warp"):
                     decode = functools.partial(decode_values, ijk, big_header, streams, device=device, backend=backend)

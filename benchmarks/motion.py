@@ -1,7 +1,7 @@
 """Predicted frames against every frame a keyframe: bits, PSNR, flicker and bit split; and warm vs cold fit times.
 
     .venv/bin/python benchmarks/motion.py SEQUENCE [--grid density] [--qualities low medium] [--device auto]
-        [--warm-pairs 3] [--json out.json]
+        [--warm-pairs 3] [--coherence 0] [--json out.json]
 
 Compresses the grid with the CLI's encoder in both modes (``--gop 1``: every frame a keyframe; ``--gop auto``:
 keyframes plus predicted frames) at each quality and prints one table row per run; then, for each motion run, the
@@ -34,16 +34,18 @@ from neuralvox.vdb import read_vdb
 SPLIT = ("topology", "latents", "weights", "motion", "residual")
 
 
-def compress_modes(paths: list[str], grid: str, quality: str, device: str, folder: Path) -> list[dict]:
+def compress_modes(paths: list[str], grid: str, quality: str, device: str, folder: Path,
+                   coherence: float) -> list[dict]:
     rows = []
     for mode, gop in (("every frame a keyframe", 1), ("motion (gop auto)", "auto")):
         start = time.perf_counter()
         report = compress(paths, folder / f"{gop}-{quality}.nvox", grids=[grid], quality=quality, device=device,
-                          gop=gop, progress=False, force=True)
+                          gop=gop, coherence=coherence, progress=False, force=True)
         seconds = time.perf_counter() - start
         result = next(g for g in report.grids if g.name == grid)
         split = {s: 8 * result.stream_bytes.get(s, 0) / result.voxels for s in SPLIT}
-        rows.append({"mode": mode, "quality": quality, "gop": gop, "frames": result.frames, "voxels": result.voxels,
+        rows.append({"mode": mode, "quality": quality, "gop": gop, "coherence": coherence, "frames": result.frames,
+                     "voxels": result.voxels,
                      "bpv": result.bpv, "ratio": result.ratio, "psnr": result.psnr,
                      "max_abs_error": result.max_abs_error, "flicker": result.flicker, "split_bpv": split,
                      "fit_seconds": result.fit_seconds, "seconds": seconds})
@@ -85,14 +87,15 @@ def main() -> None:
     parser.add_argument("--qualities", nargs="+", default=["low", "medium"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warm-pairs", type=int, default=3)
+    parser.add_argument("--coherence", type=float, default=0.0, help="compress's --coherence, both modes")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"machine: {platform.node()} ({platform.machine()}), date: {datetime.date.today()}, device: {device}")
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}; coherence {args.coherence}")
     with tempfile.TemporaryDirectory() as tmp:
         modes = [row for quality in args.qualities
-                 for row in compress_modes(args.paths, args.grid, quality, device, Path(tmp))]
+                 for row in compress_modes(args.paths, args.grid, quality, device, Path(tmp), args.coherence)]
     print(f"| mode | quality | frames | voxels | bpv | {' | '.join(SPLIT)} | ratio vs source | PSNR dB | max err | "
           "flicker | fit s |")
     print("|---|---|---:|---:|---:|" + "---:|" * len(SPLIT) + "---:|---:|---:|---:|---:|")

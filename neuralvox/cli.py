@@ -172,7 +172,8 @@ def print_compress_report(report: CompressReport) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> None:
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
-                      device=args.device, gop=args.gop, force=args.force, progress=not args.quiet)
+                      device=args.device, gop=args.gop, coherence=args.coherence, force=args.force,
+                      progress=not args.quiet)
     print_compress_report(report)
 
 
@@ -240,7 +241,7 @@ def cmd_sim(args: argparse.Namespace) -> None:
     if args.scenario not in sim.SCENARIOS:
         raise UsageError(f"unknown scenario {args.scenario!r}; choose from {', '.join(sim.SCENARIOS)}")
     paths = sim.simulate(args.scenario, args.output, res=args.res, frames=args.frames, seed=args.seed,
-                         device=args.device, force=args.force)
+                         device=args.device, force=args.force, fps=args.fps)
     print(f"wrote {len(paths)} frames to {args.output}")
 
 
@@ -295,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--gop", default=DEFAULT_GOP,
                       help="frames per group (keyframe + predicted frames): a number, or auto (default: a group ends "
                            "when prediction gets costly)")
+    comp.add_argument("--coherence", type=float, default=0.0,
+                      help="0 to below 1: the fraction of each frame's error the next frame's fit carries on (less "
+                           "flicker for some PSNR; default 0)")
     comp.add_argument("--force", action="store_true", help="overwrite an existing archive")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)
@@ -340,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--res", type=int, default=64, help="cells across the domain width")
     simulate.add_argument("--frames", type=int, default=24)
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--fps", type=float, help="frames written per simulated second (default 24)")
     simulate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     simulate.add_argument("--force", action="store_true", help="overwrite existing frames")
     simulate.set_defaults(run=cmd_sim)

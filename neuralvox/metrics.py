@@ -71,14 +71,14 @@ def flicker_ratio(
     The caller divides the pooled RMS by the per-frame RMSE: ~1.41 means frame errors are independent (flicker),
     below 1 means they are coherent in time.
     """
-    common_prev, common = _common_voxels(ijk_prev, ijk)
+    common_prev, common = common_voxels(ijk_prev, ijk)
     if len(common) == 0:
         return 0.0, 0
     change = (dec[common] - dec_prev[common_prev]) - (orig[common] - orig_prev[common_prev])
     return float(np.sqrt(np.mean(np.asarray(change, dtype=np.float64) ** 2))), len(common)
 
 
-def _common_voxels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def common_voxels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices into a and b of the coordinates both hold."""
     view = np.dtype((np.void, 12))
     ka = np.ascontiguousarray(a, dtype=np.int32).view(view).ravel()

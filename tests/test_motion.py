@@ -11,7 +11,7 @@ import torch
 import neuralvox
 from neuralvox.cli import main
 from neuralvox.codec import decoder as decoder_module
-from neuralvox.codec.encoder import _AutoGroup, compress
+from neuralvox.codec.encoder import _AutoGroup, coherent_aim, compress
 from neuralvox.codec.motion_guess import _centred_velocity, block_matching_guess, velocity_guess
 from neuralvox.codec.values import decode_state, decode_values, encode_values
 from neuralvox.grid import SparseGrid
@@ -188,7 +188,28 @@ def test_gop_option_is_checked(group, tmp_path: Path, capsys: pytest.CaptureFixt
     folder, _, _ = group
     assert main(["compress", str(folder), "-o", str(tmp_path / "x.nvox"), "--gop", "often", "--quiet"]) == 2
     assert "--gop must be 'auto' or a number of frames" in capsys.readouterr().err
+    assert main(["compress", str(folder), "-o", str(tmp_path / "x.nvox"), "--coherence", "1", "--quiet"]) == 2
+    assert "--coherence must be at least 0 and below 1, got 1.0" in capsys.readouterr().err
     assert not (tmp_path / "x.nvox").exists()
+
+
+def test_coherent_aim_carries_the_previous_error_where_both_frames_have_voxels() -> None:
+    previous = (np.array([[0, 0, 0], [0, 0, 1], [0, 0, 2]], np.int32), np.array([1.0, 2.0, 3.0], np.float32),
+                np.array([1.5, 1.0, 3.0], np.float32))
+    grid = SparseGrid(name="density", ijk=np.array([[0, 0, 1], [0, 0, 2], [0, 0, 3]], np.int32),
+                      values=np.array([5.0, 6.0, 7.0], np.float32))
+    assert coherent_aim(grid, previous, 0.5).tolist() == [4.5, 6.0, 7.0]  # (0,0,1) was decoded 1.0 too low
+    moved = SparseGrid(name="density", ijk=grid.ijk + 10, values=grid.values)
+    assert coherent_aim(moved, previous, 0.5) is None
+
+
+def test_coherence_makes_errors_persist(group, tmp_path: Path) -> None:
+    folder, _, plain = group
+    coherent = compress([str(folder)], tmp_path / "coherent.nvox", grids=["density"], quality="low", device="cpu",
+                        gop=GROUP, coherence=0.8, progress=False)
+    assert coherent.grids[0].flicker < 0.8 * plain.grids[0].flicker, (coherent.grids[0], plain.grids[0])
+    with neuralvox.open(tmp_path / "coherent.nvox", device="cpu") as nvox:
+        assert nvox.header["codec"]["coherence"] == 0.8
 
 
 def _entry(key: bool, voxels: int, coded: int, psnr: float) -> dict:

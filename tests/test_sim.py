@@ -182,6 +182,19 @@ def test_bad_arguments_are_named() -> None:
         generate("plume", 16, 0)
     with pytest.raises(ValueError, match="device"):
         generate("plume", 16, 1, device="no-such-device")
+    with pytest.raises(ValueError, match="frames per second"):
+        generate("plume", 16, 1, fps=0)
+
+
+def test_more_frames_per_second_change_less_between_frames() -> None:
+    def mean_change(fps: float) -> float:
+        (_, first), (_, second) = generate("plume", 24, 2, fps=fps)
+        a, b = (next(g for g in grids if g.name == "density") for grids in (first, second))
+        dense = np.zeros((2, *np.maximum(a.ijk.max(0), b.ijk.max(0)) + 1), np.float32)
+        dense[(0, *a.ijk.T)], dense[(1, *b.ijk.T)] = a.values, b.values
+        return float(np.abs(dense[1] - dense[0]).mean())
+
+    assert mean_change(96) < 0.5 * mean_change(24)
 
 
 def test_simulate_refuses_existing_output_before_simulating(tmp_path) -> None:

@@ -98,10 +98,10 @@ def test_entropy_decoded_latents_are_the_encoders_integers(blob, encoded):
     ijk, _ = blob
     latents, steps = decode_latents(ijk, encoded.header, encoded.streams)
     assert len(latents) == len(encoded.latents) == 2
-    for got, want, coords in zip(latents, encoded.latents, encoded.lattice_coords, strict=True):
+    for got, want, coords in zip(latents, encoded.latents, encoded.state.coords, strict=True):
         assert got.dtype == np.int32 and np.array_equal(got, want)
         assert got.shape[0] == coords.shape[0]
-    assert all(np.array_equal(a, b) for a, b in zip(steps, encoded.latent_steps, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(steps, encoded.state.steps, strict=True))
     assert any(np.abs(level).max() > 0 for level in latents)
 
 

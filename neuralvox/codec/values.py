@@ -62,20 +62,17 @@ class ValueStats:
 class EncodedValues:
     """The coded values of one grid: ``header`` (small JSON-serializable dict) and ``streams`` (name -> bytes).
 
-    ``latents`` (int32 (M_l, C_l) per level, rows ordered like ``lattice_coords`` (M_l, 3) int64; the decoder's input
-    is ``latents * latent_steps``, plus the prediction for a predicted frame, whose ``latents`` are the residual)
-    and ``decoder`` are what the decoder will reconstruct, kept for predicting later frames and sharing the decoder;
-    they are not to be stored (empty lists and None for a constant grid). ``state`` holds the decoded latents (None
-    for a constant grid) and ``decoded`` the values exactly as ``decode_values`` returns them (what ``stats``
-    measured).
+    ``latents`` are the coded integers (int32 (M_l, C_l) per level, rows ordered like ``state.coords``; the decoder's
+    input is ``latents * state.steps``, plus the prediction for a predicted frame, whose ``latents`` are the residual)
+    and ``decoder`` the decoder weights, kept for sharing with later frames, not to be stored (an empty list and None
+    for a constant grid). ``state`` holds the decoded latents, what the next frame is predicted from (None for a
+    constant grid), and ``decoded`` the values exactly as ``decode_values`` returns them (what ``stats`` measured).
     """
 
     header: dict
     streams: dict[str, bytes]
     stats: ValueStats
     latents: list[np.ndarray]
-    latent_steps: list[np.ndarray]
-    lattice_coords: list[np.ndarray]
     decoder: QuantizedDecoder | None
     decoded: np.ndarray
     state: LatentState | None = None
@@ -91,7 +88,7 @@ def resolve_device(device: str) -> torch.device:
 def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quality: str | Quality = "medium",
                   device: str = "auto", progress: Progress | None = None,
                   shared_decoder: QuantizedDecoder | None = None, reference: LatentState | None = None,
-                  motion_guess: MotionGuess | None = None) -> EncodedValues:
+                  motion_guess: MotionGuess | None = None, aim: np.ndarray | None = None) -> EncodedValues:
     """Fit and code ``values`` (N,) or (N, 3) float32 at voxels ``ijk`` (N, 3) int32 in canonical order.
 
     ``decode_values`` must be given the same ``ijk`` in the same order. ``stats`` are measured on exactly what
@@ -100,7 +97,9 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     fitted and sent: the caller stores the shared weights once and passes them to ``decode_values`` too.
     With ``reference`` (the previous frame's ``state``, coded with the same decoder) the frame is predicted: a motion
     field (started from ``motion_guess``, else zero) warps the reference latents and a residual is coded; pass the
-    same reference to ``decode_values``. ``progress(done, total)`` is called with fitting iterations.
+    same reference to ``decode_values``. ``aim`` (shaped like ``values``) is what the fit aims at instead of
+    ``values`` (the encoder's temporal coherence moves it towards the previous frame's error); the normalization and
+    ``stats`` still come from ``values``. ``progress(done, total)`` is called with fitting iterations.
     """
     ijk, values = _check_inputs(ijk, values, grid_class)
     preset = quality_preset(quality) if isinstance(quality, str) else quality
@@ -110,8 +109,7 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     if len(values) == 0 or float(columns.max()) == float(columns.min()):
         header["constant"] = [_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels))]
         decoded = decode_values(ijk, header, {}, device="cpu")
-        return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], [], [], None,
-                             decoded)
+        return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], None, decoded)
 
     header.update(_architecture(preset, channels))
     header["low"] = [_json_float32(v) for v in columns.min(axis=0)]
@@ -126,7 +124,8 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
         header["predicted"] = {"motion_stride": MOTION_STRIDE, "motion_step": MOTION_STEP}
     torch_device = resolve_device(device)
     offset, scale = _normalization(header)
-    target = torch.from_numpy((columns - offset) / scale).to(torch_device)
+    aimed = columns if aim is None else np.asarray(aim, dtype=np.float32).reshape(columns.shape)
+    target = torch.from_numpy((aimed - offset) / scale).to(torch_device)
     # Same input, same archive: the decoder's initial weights and the training noise come from a fixed seed, without
     # touching the caller's random state.
     with torch.random.fork_rng(devices=[torch_device] if torch_device.type == "cuda" else []):
@@ -146,9 +145,8 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
             streams["weights"] = encode_decoder_weights(result.decoder)
         state = decode_state(ijk, header, streams, reference, device=device)
         decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder, state=state)
-    coords = [level.coords.cpu().numpy() for level in field.levels]
-    return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.steps, coords,
-                         result.decoder, decoded, state)
+    return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.decoder, decoded,
+                         state)
 
 
 def decode_state(ijk: np.ndarray, header: dict, streams: dict[str, bytes], reference: LatentState | None = None,

@@ -39,19 +39,23 @@ def make_scenario(scenario: str, res: int, seed: int = 0, device: str | torch.de
 
 
 def generate(
-    scenario: str, res: int, frames: int, seed: int = 0, device: str | torch.device = "cpu"
+    scenario: str, res: int, frames: int, seed: int = 0, device: str | torch.device = "cpu", fps: float | None = None
 ) -> Iterator[tuple[int, list[SparseGrid]]]:
-    """Simulate ``frames`` frames (24 per second) and yield ``(frame_number, grids)`` from frame 1; needs no OpenVDB.
+    """Simulate ``frames`` frames, ``fps`` per second (default the scenario's 24), and yield ``(frame_number, grids)``
+    from frame 1; needs no OpenVDB. ``fps`` only sets when frames are taken: the time steps stay CFL-limited.
 
     Arguments are checked at once (ValueError), before the first frame is asked for."""
     if int(frames) != frames or frames < 1:
         raise ValueError(f"scenario {scenario!r}: frames must be a positive integer, got {frames}")
-    return _frames(make_scenario(scenario, res, seed, device), int(frames))
+    if fps is not None and not fps > 0:
+        raise ValueError(f"scenario {scenario!r}: frames per second must be positive, got {fps}")
+    sim = make_scenario(scenario, res, seed, device)
+    return _frames(sim, int(frames), sim.frame_time if fps is None else 1.0 / fps)
 
 
-def _frames(sim: Scenario, frames: int) -> Iterator[tuple[int, list[SparseGrid]]]:
+def _frames(sim: Scenario, frames: int, frame_time: float) -> Iterator[tuple[int, list[SparseGrid]]]:
     for frame in range(1, frames + 1):
-        sim.advance(sim.frame_time)
+        sim.advance(frame_time)
         yield frame, sim.grids()
 
 
@@ -70,6 +74,7 @@ def simulate(
     name: str | None = None,
     force: bool = False,
     progress: bool = True,
+    fps: float | None = None,
 ) -> list[Path]:
     """Simulate and write ``out_dir/NAME.0001.vdb`` ... (NAME defaults to the scenario); returns the paths written.
 
@@ -79,7 +84,7 @@ def simulate(
 
     from neuralvox.vdb import write_vdb
 
-    steps = generate(scenario, res, frames, seed, device)
+    steps = generate(scenario, res, frames, seed, device, fps)
     name = name or scenario
     paths = [frame_path(out_dir, name, frame) for frame in range(1, int(frames) + 1)]
     if not force:
@@ -87,6 +92,8 @@ def simulate(
             if path.exists():
                 raise OutputExistsError(f"{path}: exists (use --force to overwrite)")
     metadata = {"creator": "neuralvox.sim", "scenario": scenario, "seed": int(seed), "resolution": int(res)}
+    if fps is not None:
+        metadata["fps"] = float(fps)
     written = []
     for frame, grids in tqdm(steps, total=len(paths), desc=f"sim {scenario}", unit="frame", disable=not progress):
         path = paths[frame - 1]
