@@ -45,8 +45,7 @@ def compress_modes(paths: list[str], grid: str, quality: str, device: str, folde
         result = next(g for g in report.grids if g.name == grid)
         split = {s: 8 * result.stream_bytes.get(s, 0) / result.voxels for s in SPLIT}
         rows.append({"mode": mode, "quality": quality, "gop": gop, "coherence": coherence, "frames": result.frames,
-                     "voxels": result.voxels,
-                     "bpv": result.bpv, "ratio": result.ratio, "psnr": result.psnr,
+                     "voxels": result.voxels, "bpv": result.bpv, "ratio": result.ratio, "psnr": result.psnr,
                      "max_abs_error": result.max_abs_error, "flicker": result.flicker, "split_bpv": split,
                      "fit_seconds": result.fit_seconds, "seconds": seconds})
     return rows

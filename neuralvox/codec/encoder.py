@@ -275,9 +275,8 @@ def compress(
     ``gop`` "auto" ends a group when prediction stops paying (see ``_AutoGroup``) or after ``MAX_AUTO_GOP`` frames;
     a number fixes the group length (1: every frame a keyframe). ``coherence`` (0 to below 1) makes each frame's fit
     carry that fraction of the previous frame's error (see ``coherent_aim``): less flicker for some PSNR. Each
-    frame's topology is coded against the previous
-    frame's (also moved by the frame's motion) or another grid of the same frame, whichever is shortest. Every group
-    decodes without the others.
+    frame's topology is coded against the previous frame's (also moved by the frame's motion) or another grid of the
+    same frame, whichever is shortest. Every group decodes without the others.
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
