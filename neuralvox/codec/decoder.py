@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from neuralvox.codec.encoder import ARCHIVE_FORMAT, payload_key
 from neuralvox.codec.values import (
+    STATE_STREAMS,
     LatentState,
     decode_state,
     decode_values,
@@ -107,7 +108,7 @@ class Frame(Mapping[str, SparseGrid]):
             else:
                 archive = self.archive
                 self._voxel_decoders[grid] = fused_decoder(
-                    archive.topology(self.number, grid), header, archive._streams(self.number, grid),
+                    archive.topology(self.number, grid), header, archive._weight_streams(self.number, grid),
                     torch.device(archive.device), archive._shared_decoder(self.number, grid, info),
                     archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
@@ -180,7 +181,8 @@ class NvoxArchive:
             data = self.reader.get(payload_key(number, grid, "topology"))
             try:
                 if source is not None and source[2:] == ["motion"]:
-                    reference = motion_compensated_voxels(info["values"], self._streams(number, grid), reference)
+                    reference = motion_compensated_voxels(info["values"], self._streams(number, grid, ("motion",)),
+                                                          reference)
                 self._topology_cache[key] = decode_topology(data, reference)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'topology': {exc}") from None
@@ -195,14 +197,21 @@ class NvoxArchive:
             reference = None if source is None else self.latent_state(source, grid)
             try:
                 self._state_cache[key] = decode_state(self.topology(number, grid), info["values"],
-                                                      self._streams(number, grid), reference, device=self.device)
+                                                      self._streams(number, grid, STATE_STREAMS), reference,
+                                                      device=self.device)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}': {exc}") from None
         return self._state_cache[key]
 
-    def _streams(self, number: int, grid: str) -> dict[str, bytes]:
-        info = self._entry(number)["grids"][grid]
-        return {name: self.reader.get(payload_key(number, grid, name)) for name in info["streams"]}
+    def _streams(self, number: int, grid: str, names: Sequence[str] | None = None) -> dict[str, bytes]:
+        """The grid's coded streams (only ``names`` of them, where it has them): read and checked on every call."""
+        stored = self._entry(number)["grids"][grid]["streams"]
+        return {name: self.reader.get(payload_key(number, grid, name)) for name in stored
+                if names is None or name in names}
+
+    def _weight_streams(self, number: int, grid: str) -> dict[str, bytes]:
+        """What decoding voxels reads besides the latent state: the frame's own decoder weights, if it sent them."""
+        return self._streams(number, grid, ("weights",))
 
     def _shared_decoder(self, number: int, grid: str, info: dict[str, Any]) -> QuantizedDecoder | None:
         owner = info["weights_from"]
@@ -218,7 +227,7 @@ class NvoxArchive:
         """Decode one grid of one frame."""
         info = self._entry(number)["grids"][grid]
         ijk = self.topology(number, grid)
-        values = decode_values(ijk, info["values"], self._streams(number, grid), device=self.device,
+        values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
                                shared_decoder=self._shared_decoder(number, grid, info),
                                state=self.latent_state(number, grid))
         background = info["background"]

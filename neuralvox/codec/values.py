@@ -27,6 +27,7 @@ _ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation
 BACKENDS = ("auto", "torch", "warp")
 MOTION_STRIDE = 16  # voxels between motion points
 MOTION_STEP = 0.25  # voxels per motion integer
+STATE_STREAMS = ("latents", "residual", "motion")  # what decode_state reads; decoding voxels adds "weights"
 
 
 @dataclasses.dataclass
