@@ -113,33 +113,43 @@ def print_archive_info(info: dict[str, Any]) -> None:
     numbers = [n for n in info["frames"] if n is not None]
     span = f"{numbers[0]}-{numbers[-1]}" if numbers else "-"
     codec = info["codec"]
-    print(f"{info['archive']}: {len(info['frames'])} frames ({span}), {human_bytes(info['bytes'])}, "
-          f"quality {codec['quality']}, gop {codec['gop']}, encoded on {codec['device']}")
+    quality = codec.get("target") or f"neural base alone, quality {codec['quality']}, gop {codec['gop']}"
+    print(f"{info['archive']}: {len(info['frames'])} frames ({span}), {human_bytes(info['bytes'])} "
+          f"({archive_bpv(info['bytes'], info['grids']):.3f} bits per active voxel, headers included); "
+          f"{quality}; encoded on {codec['device']}")
     print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info["stream_bytes"].items()))
     print(format_table(*report_table(info["grids"])))
     for name, reason in info["skipped"].items():
         print(f"not stored: {name} ({reason})")
 
 
-STREAM_COLUMNS = ("topology", "latents", "weights", "motion", "residual")
+STREAM_COLUMNS = {"topology": "topo", "values": "values", "latents": "key latents", "weights": "weights",
+                  "motion": "motion", "residual": "residual"}
 
 
 def report_table(grids: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """The per-grid closing table: ratio vs source, bits per voxel and its split (topology, keyframe latents, decoder
-    weights, motion, predicted frames' residuals), errors, flicker ratio, fit time."""
-    header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", "topo", "key latents", "weights",
-              "motion", "residual", "PSNR dB", "RMSE", "max err", "flicker", "fit s"]
+    """The per-grid closing table: ratio vs source, bits per voxel and its split over the streams the grids have
+    (topology, bounded values, or the neural base's keyframe latents, decoder weights, motion and predicted frames'
+    residuals), the error bound, errors, flicker ratio, coding time."""
+    streams = [s for s in STREAM_COLUMNS if any(g["stream_bytes"].get(s) for g in grids)]
+    header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", *(STREAM_COLUMNS[s] for s in streams),
+              "bound", "PSNR dB", "RMSE", "max err", "flicker", "code s"]
     rows = []
     for g in grids:
         voxels = max(g["voxels"], 1)
         split = {k: 8 * v / voxels for k, v in g["stream_bytes"].items()}
         flicker = "-" if g["flicker"] is None else f"{g['flicker']:.2f}"
+        bound = "-" if g.get("bound") is None else f"{g['bound']:.2e}"
         rows.append([g["name"], g["frames"], f"{g['voxels']:,}", human_bytes(g["source_bytes"]),
                      human_bytes(g["coded_bytes"]), f"{g['ratio']:.1f}x", f"{g['bpv']:.3f}",
-                     *(f"{split.get(stream, 0):.3f}" for stream in STREAM_COLUMNS), f"{g['psnr']:.1f}",
-                     f"{g['rmse']:.2e}",
-                     f"{g['max_abs_error']:.2e}", flicker, f"{g['fit_seconds']:.1f}"])
+                     *(f"{split.get(stream, 0):.3f}" for stream in streams), bound, f"{g['psnr']:.1f}",
+                     f"{g['rmse']:.2e}", f"{g['max_abs_error']:.2e}", flicker, f"{g['fit_seconds']:.1f}"])
     return header, rows
+
+
+def archive_bpv(archive_bytes: int, grids: Sequence[dict[str, Any]]) -> float:
+    """Bits per coded active voxel of the whole archive file, headers included."""
+    return 8 * archive_bytes / max(sum(g["voxels"] for g in grids), 1)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -163,7 +173,9 @@ def split_names(text: str | None) -> list[str] | None:
 def print_compress_report(report: CompressReport) -> None:
     print(format_table(*report_table([g.to_dict() for g in report.grids])))
     total_ratio = report.coded_source_bytes / report.archive_bytes if report.archive_bytes else 0.0
-    print(f"{report.archive}: {human_bytes(report.archive_bytes)}; coded grids in the source "
+    print(f"{report.archive}: {human_bytes(report.archive_bytes)} "
+          f"({archive_bpv(report.archive_bytes, [g.to_dict() for g in report.grids]):.3f} bits per active voxel, "
+          f"headers included); coded grids in the source "
           f"{human_bytes(report.coded_source_bytes)} ({total_ratio:.1f}x); whole source files "
           f"{human_bytes(report.source_file_bytes)}; {report.seconds:.1f} s")
     if report.skipped:
@@ -172,8 +184,8 @@ def print_compress_report(report: CompressReport) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> None:
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
-                      device=args.device, gop=args.gop, coherence=args.coherence, force=args.force,
-                      progress=not args.quiet)
+                      max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
+                      gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet)
     print_compress_report(report)
 
 
@@ -291,14 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
     comp.add_argument("-o", "--output", type=Path, required=True, help="the .nvox archive to write")
     comp.add_argument("--grids", help="comma-separated grid names (default: every float/double/vec3 grid)")
-    comp.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
+    comp.add_argument("--quality", choices=["low", "medium", "high"], default="medium",
+                      help="the preset: 30, 40 or 50 dB PSNR under an error bound (default medium); with --base-only "
+                           "the neural base's size")
+    comp.add_argument("--max-error", metavar="BOUND",
+                      help="largest error of any voxel: 0.001 (grid units), 0.1%% (of the value range), 0.05vox (level "
+                           "sets), or per grid: density=0.001,vel=1%%")
+    comp.add_argument("--psnr", type=float, help="target PSNR in dB: the bound is searched to land within 0.5 dB")
+    comp.add_argument("--base-only", action="store_true",
+                      help="code values with the neural base alone (no error bound, no guarantee)")
     comp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     comp.add_argument("--gop", default=DEFAULT_GOP,
-                      help="frames per group (keyframe + predicted frames): a number, or auto (default: a group ends "
-                           "when prediction gets costly)")
+                      help="with --base-only: frames per group (keyframe + predicted frames): a number, or auto "
+                           "(default: a group ends when prediction gets costly)")
     comp.add_argument("--coherence", type=float, default=0.0,
-                      help="0 to below 1: the fraction of each frame's error the next frame's fit carries on (less "
-                           "flicker for some PSNR; default 0)")
+                      help="with --base-only: 0 to below 1, the fraction of each frame's error the next frame's fit "
+                           "carries on (less flicker for some PSNR; default 0)")
     comp.add_argument("--force", action="store_true", help="overwrite an existing archive")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)

@@ -53,7 +53,7 @@ def sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def archive(sequence: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("nvox") / "blob.nvox"
-    report = compress([str(sequence)], out, quality="low", device="cpu", gop=3, progress=False)
+    report = compress([str(sequence)], out, quality="low", base_only=True, device="cpu", gop=3, progress=False)
     return out, report
 
 

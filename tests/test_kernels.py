@@ -128,7 +128,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        background=(0.0, 0.0, 0.0), transform=transform),
         ])
     out = tmp_path_factory.mktemp("nvox") / "blob.nvox"
-    compress([str(folder)], out, quality="low", device="cpu", gop=2, progress=False)
+    compress([str(folder)], out, quality="low", base_only=True, device="cpu", gop=2, progress=False)
     return out
 
 

@@ -137,7 +137,7 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
             SparseGrid(name="density", ijk=ijk, values=values, grid_class="fog volume", transform=transform),
             SparseGrid(name="vel", ijk=ijk, values=velocity, value_type="vec3s", transform=transform)])
     out = tmp_path_factory.mktemp("drift_nvox") / "drift.nvox"
-    report = compress([str(folder)], out, grids=["density"], quality="low", device="cpu", gop=GROUP,
+    report = compress([str(folder)], out, grids=["density"], quality="low", base_only=True, device="cpu", gop=GROUP,
                       progress=False)
     return folder, out, report
 
@@ -205,8 +205,8 @@ def test_coherent_aim_carries_the_previous_error_where_both_frames_have_voxels()
 
 def test_coherence_makes_errors_persist(group, tmp_path: Path) -> None:
     folder, _, plain = group
-    coherent = compress([str(folder)], tmp_path / "coherent.nvox", grids=["density"], quality="low", device="cpu",
-                        gop=GROUP, coherence=0.8, progress=False)
+    coherent = compress([str(folder)], tmp_path / "coherent.nvox", grids=["density"], quality="low", base_only=True,
+                        device="cpu", gop=GROUP, coherence=0.8, progress=False)
     assert coherent.grids[0].flicker < 0.8 * plain.grids[0].flicker, (coherent.grids[0], plain.grids[0])
     with neuralvox.open(tmp_path / "coherent.nvox", device="cpu") as nvox:
         assert nvox.header["codec"]["coherence"] == 0.8

@@ -14,7 +14,8 @@ import torch
 import warp as wp
 from tqdm import tqdm
 
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, payload_key
+from neuralvox.codec import bounded
+from neuralvox.codec.encoder import ARCHIVE_FORMAT, BOUNDED_STREAM, payload_key
 from neuralvox.codec.values import (
     STATE_STREAMS,
     LatentState,
@@ -30,6 +31,7 @@ from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume
+from neuralvox.model.points import find_rows
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
 from neuralvox.vdb import write_nvdb, write_vdb
@@ -105,6 +107,8 @@ class Frame(Mapping[str, SparseGrid]):
             if "constant" in header:
                 constant = np.asarray(header["constant"], dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
+            elif header.get("format") == bounded.FORMAT:
+                self._voxel_decoders[grid] = _lookup(self[grid])
             else:
                 archive = self.archive
                 self._voxel_decoders[grid] = fused_decoder(
@@ -112,6 +116,13 @@ class Frame(Mapping[str, SparseGrid]):
                     torch.device(archive.device), archive._shared_decoder(self.number, grid, info),
                     archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
+
+
+def _lookup(grid: SparseGrid) -> Callable[[np.ndarray], np.ndarray]:
+    """Values (K, channels) of active voxels (K, 3) of a decoded grid."""
+    columns = grid.values.reshape(grid.voxel_count, grid.channels)
+    ijk = torch.from_numpy(grid.ijk)
+    return lambda voxels: columns[find_rows(ijk, torch.from_numpy(np.asarray(voxels, np.int32))).numpy()]
 
 
 def _with_half(grid: SparseGrid) -> SparseGrid:
@@ -189,10 +200,13 @@ class NvoxArchive:
         return self._topology_cache[key]
 
     def latent_state(self, number: int, grid: str) -> LatentState | None:
-        """Decoded latents of a grid (None if constant), through the chain of predicted frames from its keyframe."""
+        """Decoded latents of a grid (None if constant or coded without the neural base), through the chain of
+        predicted frames from its keyframe."""
         key = (number, grid)
         if key not in self._state_cache:
             info = self._entry(number)["grids"][grid]
+            if info["values"].get("format") == bounded.FORMAT:
+                return None
             source = info.get("latents_from")
             reference = None if source is None else self.latent_state(source, grid)
             try:
@@ -227,9 +241,12 @@ class NvoxArchive:
         """Decode one grid of one frame."""
         info = self._entry(number)["grids"][grid]
         ijk = self.topology(number, grid)
-        values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
-                               shared_decoder=self._shared_decoder(number, grid, info),
-                               state=self.latent_state(number, grid))
+        if info["values"].get("format") == bounded.FORMAT:
+            values = self._bounded_values(number, grid, ijk, info["values"])
+        else:
+            values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
+                                   shared_decoder=self._shared_decoder(number, grid, info),
+                                   state=self.latent_state(number, grid))
         background = info["background"]
         return SparseGrid(
             name=grid, ijk=ijk, values=values, grid_class=info["grid_class"], value_type=info["value_type"],
@@ -238,6 +255,13 @@ class NvoxArchive:
             metadata={k: tuple(v) if isinstance(v, list) else v for k, v in info["metadata"].items()},
             metadata_types=info["metadata_types"],
         )
+
+    def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: dict[str, Any]) -> np.ndarray:
+        try:
+            return bounded.decode_bounded(ijk, bounded.BoundedHeader.from_dict(header),
+                                          self.reader.get(payload_key(number, grid, BOUNDED_STREAM)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""

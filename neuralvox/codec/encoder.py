@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -16,11 +17,15 @@ import numpy as np
 from tqdm import tqdm
 
 from neuralvox import __version__
+from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
+from neuralvox.codec.bounded import encode_grid
 from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
+from neuralvox.codec.quality import QualityTarget, quality_target
 from neuralvox.codec.values import (
     MOTION_STRIDE,
     EncodedValues,
     LatentState,
+    ValueStats,
     encode_values,
     motion_compensated_voxels,
     resolve_device,
@@ -57,6 +62,7 @@ class GridReport:
     peak: float
     flicker: float | None
     fit_seconds: float
+    bound: float | None = None
 
     @property
     def coded_bytes(self) -> int:
@@ -128,14 +134,14 @@ class _GridTracker:
                 self.flicker_count += count
         self.previous = (grid.ijk, grid.values, decoded)
 
-    def report(self) -> GridReport:
+    def report(self, bound: float | None = None) -> GridReport:
         peak = self.high - self.low if self.high >= self.low else 0.0
         total = merge(self.frame_stats, peak)
         flicker = None
         if self.change_count and self.flicker_sq > 0:
             flicker = math.sqrt(self.change_sq / self.change_count) / math.sqrt(self.flicker_sq / self.flicker_count)
         return GridReport(self.name, self.frames, self.voxels, self.source_bytes, dict(self.stream_bytes), total.psnr,
-                          total.rmse, total.max_abs_error, peak, flicker, self.fit_seconds)
+                          total.rmse, total.max_abs_error, peak, flicker, self.fit_seconds, bound)
 
 
 def _check_finite(grid: SparseGrid, path: Path) -> None:
@@ -235,6 +241,58 @@ class _AutoGroup:
         return coded / voxels >= key_cost or voxels > self.MAX_GROWTH * key_voxels or dropped
 
 
+BOUNDED_STREAM = "values"
+
+
+def encode_bounded_values(grid: SparseGrid, bound: float) -> EncodedValues:
+    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream)."""
+    start = time.perf_counter()
+    code = encode_grid(grid, bound)
+    error = error_stats(grid.values, code.decoded, peak=value_range(grid.values))
+    stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
+    return EncodedValues(code.header.to_dict(), {BOUNDED_STREAM: code.stream}, stats, [], None, code.decoded)
+
+
+class _GridBounds:
+    """The absolute error bound of each grid for a QualityTarget; a survey of the sequence comes first when the bound
+    depends on it (a PSNR, or a bound in % of the value range)."""
+
+    def __init__(self, target: QualityTarget, sequence: FrameSequence, to_read: list[str] | None,
+                 grids: Sequence[str] | None, progress: bool) -> None:
+        self.target = target
+        self.surveys: dict[str, GridSurvey] = {}
+        self.bounds: dict[str, float] = {}
+        if not needs_survey(target):
+            return
+        keep = sample_frames(len(sequence.frames)) if target.psnr is not None else set()
+        for index, frame in enumerate(tqdm(sequence.frames, desc="survey", unit="frame", disable=not progress)):
+            for name, grid in read_vdb(frame.path, to_read, warn_skipped=False).grids.items():
+                if grids is None or name in grids:
+                    _check_finite(grid, frame.path)
+                    self.surveys.setdefault(name, GridSurvey(name)).add(grid.sorted(), index in keep)
+
+    def of(self, grid: SparseGrid) -> float:
+        if grid.name not in self.bounds:
+            survey = self.surveys.get(grid.name)
+            if survey is None:
+                survey = GridSurvey(grid.name)
+                survey.add(grid, keep=False)
+            self.bounds[grid.name] = resolve_bound(self.target, survey)
+        return self.bounds[grid.name]
+
+
+def _check_bound_names(target: QualityTarget | None, grids: Sequence[str] | None, first: Path) -> None:
+    """A bound may only name grids that are coded."""
+    named = target.named_grids() if target is not None else []
+    if not named:
+        return
+    coded = set(grids) if grids is not None else {g.name for g in list_grids(first)}
+    unknown = sorted(set(named) - coded)
+    if unknown:
+        raise ValueError(f"--max-error names {', '.join(unknown)}, not among the coded grids "
+                         f"({', '.join(sorted(coded))})")
+
+
 class _Progress:
     """tqdm bar over frames whose postfix shows the running PSNR and bits per voxel."""
 
@@ -261,6 +319,9 @@ def compress(
     *,
     grids: Sequence[str] | None = None,
     quality: str = "medium",
+    max_error: str | float | None = None,
+    psnr: float | None = None,
+    base_only: bool = False,
     device: str = "auto",
     gop: int | str = DEFAULT_GOP,
     coherence: float = 0.0,
@@ -269,7 +330,12 @@ def compress(
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
-    Topology is exact. Frames form groups: the keyframe fits each grid's decoder weights and latents; every later
+    Topology is exact. Values are coded under an error bound (``neuralvox.codec.bounded``): ``max_error`` ("0.001",
+    "0.1%" of the value range, "0.05vox" for level sets, or per grid "density=0.001,vel=1%"), or the bound found for
+    ``psnr`` dB, or for the ``quality`` preset's PSNR (``PRESET_PSNR``). Every decoded voxel is within the bound.
+
+    With ``base_only`` the values are coded by the neural base alone, with no bound, at the ``quality`` preset.
+    Frames form groups: the keyframe fits each grid's decoder weights and latents; every later
     frame of the group is predicted: a motion field (first guessed from the frame's velocity grid, or by block
     matching) warps the previous frame's decoded latents and a residual is coded, with the keyframe's decoder.
     ``gop`` "auto" ends a group when prediction stops paying (see ``_AutoGroup``) or after ``MAX_AUTO_GOP`` frames;
@@ -282,6 +348,11 @@ def compress(
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
     gop = _check_gop(gop)
     coherence = _check_coherence(coherence)
+    if base_only and (max_error is not None or psnr is not None):
+        raise ValueError("--base-only codes with the neural base alone, without a bound: drop --max-error/--psnr")
+    if not base_only and (coherence or gop != DEFAULT_GOP):
+        raise ValueError("--gop and --coherence shape the neural base's groups of frames: use them with --base-only")
+    target = None if base_only else quality_target(quality, max_error, psnr)
     output = Path(output)
     inputs = {f.path.resolve() for f in sequence.frames}
     if output.resolve() in inputs:
@@ -300,7 +371,11 @@ def compress(
         # the velocity grid guides motion even when it is not stored
         velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in VECTOR_TYPES]
         to_read = list(dict.fromkeys([*grids, *velocity[:1]]))
-    with ArchiveWriter(output, force=force) as archive, _Progress(len(sequence.frames), progress) as bar:
+    _check_bound_names(target, grids, sequence.frames[0].path)
+    with contextlib.ExitStack() as stack:
+        archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
+        bounds = None if target is None else _GridBounds(target, sequence, to_read, grids, progress)
+        bar = stack.enter_context(_Progress(len(sequence.frames), progress))
         shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
         previous_ijk: dict[str, np.ndarray] = {}
         previous: dict[str, tuple[LatentState, np.ndarray]] = {}  # grid -> decoded latents and values, last frame
@@ -339,9 +414,12 @@ def compress(
                 aim = None
                 if coherence and tracker.previous is not None:
                     aim = coherent_aim(grid, tracker.previous, coherence)
-                encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
-                                        device=torch_device, shared_decoder=shared_decoder, reference=reference,
-                                        motion_guess=guess, aim=aim)
+                if bounds is not None:
+                    encoded = encode_bounded_values(grid, bounds.of(grid))
+                else:
+                    encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
+                                            device=torch_device, shared_decoder=shared_decoder, reference=reference,
+                                            motion_guess=guess, aim=aim)
                 fit_seconds = time.perf_counter() - fit_start
                 if encoded.state is not None:
                     previous[name] = (encoded.state, encoded.decoded)
@@ -380,11 +458,13 @@ def compress(
         if skipped:
             listed = "; ".join(f"{n} ({r})" for n, r in skipped.items())
             warnings.warn(f"not stored in the archive: {listed}", stacklevel=2)
-        reports = [t.report() for t in trackers.values()]
+        reports = [t.report(None if bounds is None else bounds.bounds.get(t.name)) for t in trackers.values()]
         archive.set_header({
             "format": ARCHIVE_FORMAT, "neuralvox": __version__, "created": datetime.datetime.now().isoformat(),
             "pattern": sequence.pattern.to_dict(), "gaps": sequence.gaps(),
-            "codec": {"quality": quality, "gop": gop, "coherence": coherence, "device": torch_device},
+            "codec": {"quality": quality, "gop": gop, "coherence": coherence, "device": torch_device,
+                      "target": None if target is None else target.describe(),
+                      "bounds": None if bounds is None else bounds.bounds},
             "frames": frames_header, "skipped": skipped, "report": [r.to_dict() for r in reports],
         })
     source_file_bytes = sum(f.path.stat().st_size for f in sequence.frames)

@@ -1,0 +1,134 @@
+"""Context-modelled range coding of quantization codes: one adaptive-free entropy model per context, fitted per stream.
+
+Each context holds a zero-inflated two-sided geometric distribution over the codes ``-K .. K`` plus one escape
+symbol (the voxel's value is stored exactly elsewhere): ``P(0) = p0``, ``P(±j) = (1 - p0) / 2 * (1 - t) * t**(j-1)``.
+A context's parameters are three integers (``p0 = 1 - 2**(-a/16)``, ``t = 1 - 2**(-b/16)``, and ``K``), written into
+the range-coded stream just before the context's first symbol, so a context costs nothing until it is used and the
+decoder learns it exactly when it needs it. Probability tables are built from the integers with IEEE float64
+multiplications alone, so encoder and decoder build bit-identical tables on any machine.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+MAX_CODE = 1 << 15  # |code| beyond this escapes (the value is stored exactly)
+_PARAM_LEVELS = 256
+_ESCAPE_WEIGHT = 2.0**-30
+# 2**(-k/16) for k = 0..255 by repeated multiplication of one literal: bit-identical everywhere (no exp/log)
+_SIXTEENTH_ROOT_HALF = 0.9576032806985737
+_POWERS = np.cumprod(np.concatenate([[1.0], np.full(_PARAM_LEVELS - 1, _SIXTEENTH_ROOT_HALF)]))
+_NEAR_ONE = 1.0 - _POWERS  # the value of a parameter code
+
+
+class ContextStreamError(ValueError):
+    """A coded code stream is truncated or inconsistent with the contexts the decoder computes."""
+
+
+def _table(zero_code: int, decay_code: int, support: int) -> np.ndarray:
+    """Probabilities of codes ``-support .. support`` and the escape symbol (last)."""
+    p0 = _NEAR_ONE[zero_code]
+    decay = _NEAR_ONE[decay_code]
+    tail = np.cumprod(np.concatenate([[(1.0 - p0) * 0.5 * (1.0 - decay)], np.full(max(support - 1, 0), decay)]))
+    tail = tail[:support]
+    return np.concatenate([tail[::-1], [p0], tail, [_ESCAPE_WEIGHT]])
+
+
+def _fit(codes: np.ndarray) -> tuple[int, int, int]:
+    """The parameter codes (zero, decay, support) minimizing the ideal code length of ``codes`` (escapes left out)."""
+    magnitude = np.abs(codes[codes <= MAX_CODE].astype(np.int64))
+    zeros = int(np.count_nonzero(magnitude == 0))
+    nonzero = magnitude[magnitude > 0]
+    candidates = np.arange(1, _PARAM_LEVELS)
+    p = _NEAR_ONE[candidates]
+    zero_cost = -zeros * np.log2(p) - nonzero.size * np.log2(1.0 - p)
+    zero_code = int(candidates[np.argmin(zero_cost)]) if nonzero.size else _PARAM_LEVELS - 1
+    if zeros == 0:
+        zero_code = 0
+    decay_code, support = 0, int(nonzero.max()) if nonzero.size else 0
+    if nonzero.size:
+        excess = float((nonzero - 1).sum())
+        decay_cost = -nonzero.size * np.log2(1.0 - p) - excess * np.log2(p)
+        decay_code = int(candidates[np.argmin(decay_cost)]) if excess else 0
+    return zero_code, decay_code, support
+
+
+class _Models:
+    """The per-context tables and their parameters, built once per context."""
+
+    def __init__(self) -> None:
+        self.params: dict[int, tuple[int, int, int]] = {}
+        self.models: dict[int, constriction.stream.model.Categorical] = {}
+
+    def add(self, context: int, params: tuple[int, int, int]) -> None:
+        self.params[context] = params
+        self.models[context] = constriction.stream.model.Categorical(_table(*params), perfect=False)
+
+
+_ZERO_MODEL = constriction.stream.model.Uniform(_PARAM_LEVELS)
+_SUPPORT_MODEL = constriction.stream.model.Uniform(MAX_CODE + 1)
+
+
+def encode_codes(passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """Range-code the codes of every pass, in order: ``passes`` holds (codes, contexts) int arrays; a code above
+    ``MAX_CODE`` in magnitude is written as the escape symbol."""
+    all_codes = np.concatenate([codes for codes, _ in passes]) if passes else np.zeros(0, np.int64)
+    all_contexts = np.concatenate([contexts for _, contexts in passes]) if passes else np.zeros(0, np.int64)
+    order = np.argsort(all_contexts.astype(np.int16), kind="stable")  # radix sort
+    sorted_contexts = all_contexts[order]
+    starts = np.flatnonzero(np.r_[True, sorted_contexts[1:] != sorted_contexts[:-1]])
+    fitted = {int(sorted_contexts[s]): _fit(all_codes[order[s:e]])
+              for s, e in zip(starts, [*starts[1:], len(order)], strict=True)}
+    coder = constriction.stream.queue.RangeEncoder()
+    models = _Models()
+    for codes, contexts in passes:
+        for context, rows in _by_context(contexts):
+            if context not in models.params:
+                params = fitted[context]
+                coder.encode(np.array(params[:2], np.int32), _ZERO_MODEL)
+                coder.encode(np.array(params[2:], np.int32), _SUPPORT_MODEL)
+                models.add(context, params)
+            support = models.params[context][2]
+            values = codes[rows].astype(np.int64)
+            symbols = np.where(np.abs(values) <= support, values + support, 2 * support + 1)
+            coder.encode(symbols.astype(np.int32), models.models[context])
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+class CodeDecoder:
+    """Decode the codes of ``encode_codes`` pass by pass: ``decode(contexts)`` returns the next pass's codes, with
+    ``ESCAPE`` where the encoder escaped."""
+
+    ESCAPE = MAX_CODE + 1
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) % 4:
+            raise ContextStreamError(f"code stream of {len(data)} bytes is not whole 32-bit words")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        self._coder = constriction.stream.queue.RangeDecoder(words)
+        self._models = _Models()
+
+    def decode(self, contexts: np.ndarray) -> np.ndarray:
+        codes = np.empty(len(contexts), np.int64)
+        try:
+            for context, rows in _by_context(contexts):
+                if context not in self._models.params:
+                    zero_code, decay_code = (int(v) for v in self._coder.decode(_ZERO_MODEL, 2))
+                    support = int(self._coder.decode(_SUPPORT_MODEL, 1)[0])
+                    self._models.add(context, (zero_code, decay_code, support))
+                support = self._models.params[context][2]
+                symbols = self._coder.decode(self._models.models[context], len(rows)).astype(np.int64)
+                codes[rows] = np.where(symbols == 2 * support + 1, self.ESCAPE, symbols - support)
+        except Exception as error:  # constriction raises a bare exception type on exhausted data
+            raise ContextStreamError(f"corrupt or truncated code stream ({error})") from error
+        return codes
+
+
+def _by_context(contexts: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(context, rows) for each distinct context of one pass, contexts ascending, rows in pass order."""
+    order = np.argsort(contexts.astype(np.int16), kind="stable")  # radix sort
+    ordered = contexts[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+    ends = [*starts[1:], len(ordered)]
+    return [(int(ordered[s]), order[s:e]) for s, e in zip(starts, ends, strict=True)]
