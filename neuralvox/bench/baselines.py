@@ -223,10 +223,11 @@ def _zfp(grid: SparseGrid, topology: TopologyCode, peak: float, *, fraction: flo
                  encode + topology.encode_seconds, decode + topology.decode_seconds, tolerance + _slack(grid.values))
 
 
-def _dense_box(ijk: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
-    origin = ijk.min(axis=0)
-    shape = tuple(int(s) for s in ijk.max(axis=0) - origin + 1)
-    return origin, shape
+def _zfp_dense(grid: SparseGrid, topology: TopologyCode, peak: float, *, fraction: float) -> Coded:
+    """ZFP fixed-accuracy mode on each component's dense bounding box (inactive voxels hold the background)."""
+    tolerance = fraction * _scale(peak, grid)
+    return _dense_coder(grid, topology, tolerance, lambda dense: zfpy.compress_numpy(dense, tolerance=tolerance),
+                        lambda payload, shape: zfpy.decompress_numpy(payload))
 
 
 def _sz3(grid: SparseGrid, topology: TopologyCode, peak: float, *, fraction: float) -> Coded:
@@ -234,9 +235,32 @@ def _sz3(grid: SparseGrid, topology: TopologyCode, peak: float, *, fraction: flo
     import pysz
 
     tolerance = fraction * _scale(peak, grid)
+
+    def compress(dense: np.ndarray) -> bytes:
+        config = pysz.szConfig(dense.shape)
+        config.errorBoundMode = pysz.szErrorBoundMode.ABS
+        config.absErrorBound = tolerance
+        return pysz.sz.compress(dense, config)[0].tobytes()
+
+    return _dense_coder(grid, topology, tolerance, compress,
+                        lambda payload, shape: pysz.sz.decompress(np.frombuffer(payload, np.uint8), np.float32,
+                                                                  shape)[0])
+
+
+def _dense_box(ijk: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    origin = ijk.min(axis=0)
+    shape = tuple(int(s) for s in ijk.max(axis=0) - origin + 1)
+    return origin, shape
+
+
+def _dense_coder(grid: SparseGrid, topology: TopologyCode, tolerance: float,
+                 compress: Callable[[np.ndarray], bytes],
+                 decompress: Callable[[bytes, tuple[int, int, int]], np.ndarray]) -> Coded:
+    """A dense-array codec run on each component's bounding box (inactive voxels hold the background), its values
+    read back at the decoded topology."""
     background = np.broadcast_to(np.asarray(grid.background, np.float32).reshape(-1), (grid.channels,))
     start = time.perf_counter()
-    payloads: list[np.ndarray] = []
+    payloads: list[bytes] = []
     if grid.voxel_count:
         origin, shape = _dense_box(grid.ijk)
         if math.prod(shape) > _DENSE_LIMIT:
@@ -246,20 +270,17 @@ def _sz3(grid: SparseGrid, topology: TopologyCode, peak: float, *, fraction: flo
         for channel in range(grid.channels):
             dense = np.full(shape, background[channel], np.float32)
             dense[local] = columns[:, channel]
-            config = pysz.szConfig(shape)
-            config.errorBoundMode = pysz.szErrorBoundMode.ABS
-            config.absErrorBound = tolerance
-            payloads.append(pysz.sz.compress(dense, config)[0])
+            payloads.append(compress(dense))
     encode = time.perf_counter() - start
     start = time.perf_counter()
     values = np.zeros_like(grid.values)
     if payloads:
         origin, shape = _dense_box(topology.ijk)
         local = tuple((topology.ijk - origin).T)
-        columns = [pysz.sz.decompress(p, np.float32, shape)[0][local] for p in payloads]
+        columns = [decompress(payload, shape)[local] for payload in payloads]
         values = columns[0] if grid.channels == 1 else np.stack(columns, axis=1)
     decode = time.perf_counter() - start
-    return Coded({"topology": len(topology.data), "payload": sum(p.nbytes for p in payloads)}, topology.ijk,
+    return Coded({"topology": len(topology.data), "payload": sum(len(p) for p in payloads)}, topology.ijk,
                  values.astype(np.float32), encode + topology.encode_seconds, decode + topology.decode_seconds,
                  tolerance + _slack(grid.values))
 
@@ -300,6 +321,7 @@ def _registry(tolerances: Sequence[float]) -> dict[str, list[Baseline]]:
                                                 functools.partial(_nanovdb, codec=codec, fraction=None))]
     methods["nanovdb-fpn"] = _sweep("nanovdb-fpn", functools.partial(_nanovdb, codec="fpn"), tolerances, False, False)
     methods["zfp"] = _sweep("zfp", _zfp, tolerances, True, True)
+    methods["zfp-dense"] = _sweep("zfp-dense", _zfp_dense, tolerances, True, True)
     methods["sz3"] = _sweep("sz3", _sz3, tolerances, True, True)
     for dtype in ("float32", "float16"):
         methods[f"zstd-{dtype}"] = [Baseline(f"zstd-{dtype}", f"level {ZSTD_LEVEL}", True, True,

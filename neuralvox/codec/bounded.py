@@ -3,8 +3,8 @@
 Each channel of a grid is visited coarse to fine (``interpolation.plan_levels``); each voxel is predicted from the
 values already decoded around it, the prediction error is quantized in steps of twice the bound (closed loop: the
 encoder predicts from what the decoder will have), and the codes are range coded under a context model
-(``context_coder``) whose context is the pass's level, how many neighbours the interpolation had, whether those
-neighbours' own codes were zero, and the neighbours' spread in units of the step. A voxel whose code would be too
+(``context_coder``) whose context is the pass's level, how many neighbours the interpolation had, and the
+neighbours' spread in units of the step. A voxel whose code would be too
 large, or whose float32 result would miss the bound by rounding, is stored exactly. The arithmetic is IEEE float64
 elementwise (no transcendental functions), so the decode is bit-identical on every machine and the bound holds with
 no margin.
@@ -13,7 +13,9 @@ no margin.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,6 +31,7 @@ _SQRT2 = 1.4142135623730951
 _THRESHOLDS = np.cumprod(np.full(_SPREAD_BUCKETS - 1, _SQRT2)) - 1.0
 _LENGTH = struct.Struct("<I")
 SHRINK = (1.5, 2.0)
+AXIS_ORDERS = tuple(itertools.permutations(range(3)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,7 @@ class BoundedHeader:
     inactive_known: bool
     modes: tuple[int, ...]  # per channel: bit i set when pass i interpolates cubically
     shrink: tuple[float, float] = (1.0, 1.0)  # (alpha, beta) of ``pass_bound``
+    axes: tuple[int, int, int] = (0, 1, 2)  # the index axes in the visiting order's x, y, z (the last gets half)
     max_level: int = MAX_LEVEL
 
     @property
@@ -50,7 +54,8 @@ class BoundedHeader:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "voxels": self.voxels, "channels": self.channels, "bounds": list(self.bounds),
                 "background": list(self.background), "inactive_known": self.inactive_known,
-                "modes": list(self.modes), "shrink": list(self.shrink), "max_level": self.max_level}
+                "modes": list(self.modes), "shrink": list(self.shrink), "axes": list(self.axes),
+                "max_level": self.max_level}
 
     @classmethod
     def from_dict(cls, header: dict) -> BoundedHeader:
@@ -59,7 +64,7 @@ class BoundedHeader:
         return cls(int(header["voxels"]), tuple(float(b) for b in header["bounds"]),
                    tuple(float(b) for b in header["background"]), bool(header["inactive_known"]),
                    tuple(int(m) for m in header["modes"]), (float(header["shrink"][0]), float(header["shrink"][1])),
-                   int(header["max_level"]))
+                   _axes(header["axes"]), int(header["max_level"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +79,7 @@ class BoundedCode:
 
 def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[float, ...], *,
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
-                   shrink: tuple[float, float] = SHRINK) -> BoundedCode:
+                   shrink: tuple[float, float] = SHRINK, axes: tuple[int, int, int] = (0, 1, 2)) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set)."""
@@ -86,7 +91,7 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     for bound in bound_list:
         if not (bound > 0 and np.isfinite(bound)):
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
-    plan = plan_levels(ijk)
+    plan = plan_levels(np.asarray(ijk)[:, _axes(axes)])
     decoded = np.empty_like(columns)
     parts, modes, exact_count = [], [], 0
     for channel in range(channels):
@@ -95,7 +100,8 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
         parts.append(data)
         modes.append(mode_bits)
         exact_count += exact
-    header = BoundedHeader(len(columns), tuple(bound_list), tuple(backgrounds), inactive_known, tuple(modes), shrink)
+    header = BoundedHeader(len(columns), tuple(bound_list), tuple(backgrounds), inactive_known, tuple(modes), shrink,
+                           _axes(axes))
     return BoundedCode(header, b"".join(parts), decoded.reshape(values.shape), exact_count)
 
 
@@ -103,7 +109,7 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
-    plan = plan_levels(ijk, header.max_level)
+    plan = plan_levels(np.asarray(ijk)[:, header.axes], header.max_level)
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset = 0
     for channel in range(header.channels):
@@ -115,36 +121,17 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.
     return columns[:, 0] if header.channels == 1 else columns
 
 
-class _Contexts:
-    """The context of each voxel of a pass, from the canvas of decoded codes (zero or not) and the prediction."""
-
-    def __init__(self, plan: LevelPlan) -> None:
-        self.plan = plan
-        self.nonzero = np.zeros(plan.box_size, np.int8)
-
-    def of(self, step: Pass, support: np.ndarray, spread: np.ndarray, quantum: float) -> np.ndarray:
-        flat = self.plan.flat[step.rows]
-        neighbours = np.zeros(len(flat), np.int64)
-        if step.axis >= 0:
-            coordinate = np.unravel_index(flat, self.plan.shape)[step.axis]
-            stride = int(np.prod(self.plan.shape[step.axis + 1:]))
-            h = 1 << step.level
-            for offset in (-h, h):
-                target = coordinate + offset
-                inside = (target >= 0) & (target < self.plan.shape[step.axis])
-                neighbours += np.where(inside, self.nonzero[np.where(inside, flat + offset * stride, 0)], 0)
-        level = min(step.level, _LEVEL_CLASSES - 1) if step.axis >= 0 else _LEVEL_CLASSES
-        bucket = np.searchsorted(_THRESHOLDS * quantum, spread, side="right")
-        return ((level * 4 + support.astype(np.int64)) * 3 + neighbours) * _SPREAD_BUCKETS + bucket
-
-    def store(self, step: Pass, codes: np.ndarray) -> None:
-        self.nonzero[self.plan.flat[step.rows]] = codes != 0
+def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float) -> np.ndarray:
+    """The context of each voxel of a pass: its level, how many neighbours its interpolation had, and their spread
+    in units of the quantization step."""
+    level = min(visit.level, _LEVEL_CLASSES - 1) if visit.axis >= 0 else _LEVEL_CLASSES
+    bucket = np.searchsorted(_THRESHOLDS * step, spread, side="right")
+    return (level * 4 + support.astype(np.int64)) * _SPREAD_BUCKETS + bucket
 
 
 def _encode_channel(plan: LevelPlan, values: np.ndarray, bound: float, background: float, inactive_known: bool,
                     shrink: tuple[float, float]) -> tuple[bytes, int, np.ndarray, int]:
     canvas = Canvas.start(plan, background, inactive_known)
-    contexts = _Contexts(plan)
     fallback = background if inactive_known else 0.0
     decoded = np.empty(len(values), np.float32)
     coded, exact, mode_bits = [], [], 0
@@ -162,9 +149,8 @@ def _encode_channel(plan: LevelPlan, values: np.ndarray, bound: float, backgroun
         codes = np.where(escaped, CodeDecoder.ESCAPE, codes).astype(np.int64)
         result[escaped] = values[visit.rows][escaped]
         exact.append(values[visit.rows][escaped])
-        coded.append((codes, contexts.of(visit, prediction.support, prediction.spread, step)))
+        coded.append((codes, _contexts(visit, prediction.support, prediction.spread, step)))
         canvas.store(plan.flat[visit.rows], result)
-        contexts.store(visit, codes)
         decoded[visit.rows] = result
     exact_values = np.concatenate(exact) if exact else np.zeros(0, np.float32)
     data = _framed(encode_codes(coded)) + _framed(exact_values.astype("<f4").tobytes())
@@ -175,7 +161,6 @@ def _decode_channel(plan: LevelPlan, codes_data: bytes, exact: np.ndarray, heade
                     channel: int) -> np.ndarray:
     background = header.background[channel]
     canvas = Canvas.start(plan, background, header.inactive_known)
-    contexts = _Contexts(plan)
     fallback = background if header.inactive_known else 0.0
     decoder = CodeDecoder(codes_data)
     decoded = np.empty(header.voxels, np.float32)
@@ -183,7 +168,7 @@ def _decode_channel(plan: LevelPlan, codes_data: bytes, exact: np.ndarray, heade
     for index, visit in enumerate(plan.passes):
         step = 2.0 * pass_bound(header.bounds[channel], visit.level, header.shrink)
         prediction = predict(canvas, plan, visit, fallback)
-        codes = decoder.decode(contexts.of(visit, prediction.support, prediction.spread, step))
+        codes = decoder.decode(_contexts(visit, prediction.support, prediction.spread, step))
         escaped = codes == CodeDecoder.ESCAPE
         mode = (header.modes[channel] >> index) & 1
         result = (prediction.values(mode) + np.where(escaped, 0, codes) * step).astype(np.float32)
@@ -193,7 +178,6 @@ def _decode_channel(plan: LevelPlan, codes_data: bytes, exact: np.ndarray, heade
         result[escaped] = exact[used:used + count]
         used += count
         canvas.store(plan.flat[visit.rows], result)
-        contexts.store(visit, codes)
         decoded[visit.rows] = result
     return decoded
 
@@ -240,7 +224,21 @@ def _frame(stream: bytes, offset: int, what: str) -> tuple[bytes, int]:
     return stream[start:start + length], start + length
 
 
-def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...]) -> BoundedCode:
+def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...], axes: tuple[int, int, int] = (0, 1, 2)
+                ) -> BoundedCode:
     """``encode_bounded`` of a grid's values: inactive voxels are known to hold the background except in a level set."""
     return encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
-                          inactive_known=grid.grid_class != "level set")
+                          inactive_known=grid.grid_class != "level set", axes=axes)
+
+
+def best_axes(grid: SparseGrid, bound: float | tuple[float, ...]) -> tuple[int, int, int]:
+    """The visiting order's axis order that codes ``grid`` in the fewest bytes: the finest pass, half the voxels,
+    interpolates along the last axis, so the smoothest direction should come last."""
+    return min(AXIS_ORDERS, key=lambda axes: len(encode_grid(grid, bound, axes).stream))
+
+
+def _axes(axes: Sequence[int]) -> tuple[int, int, int]:
+    ordered = tuple(int(a) for a in axes)
+    if ordered not in AXIS_ORDERS:
+        raise ValueError(f"axis order {list(ordered)} is not a permutation of 0, 1, 2")
+    return ordered[0], ordered[1], ordered[2]
