@@ -42,7 +42,7 @@ class BoundedHeader:
     bounds: tuple[float, ...]  # per channel, in the grid's units
     background: tuple[float, ...]
     inactive_known: bool
-    modes: tuple[int, ...]  # per channel: bit i set when pass i interpolates cubically
+    choices: tuple[tuple[int, ...], ...]  # per channel, per pass: LINEAR or CUBIC interpolation
     shrink: tuple[float, float] = (1.0, 1.0)  # (alpha, beta) of ``pass_bound``
     axes: tuple[int, int, int] = (0, 1, 2)  # the index axes in the visiting order's x, y, z (the last gets half)
     max_level: int = MAX_LEVEL
@@ -54,17 +54,20 @@ class BoundedHeader:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "voxels": self.voxels, "channels": self.channels, "bounds": list(self.bounds),
                 "background": list(self.background), "inactive_known": self.inactive_known,
-                "modes": list(self.modes), "shrink": list(self.shrink), "axes": list(self.axes),
+                "choices": [list(c) for c in self.choices], "shrink": list(self.shrink), "axes": list(self.axes),
                 "max_level": self.max_level}
 
     @classmethod
     def from_dict(cls, header: dict) -> BoundedHeader:
         if header.get("format") != FORMAT:
             raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
+        choices = tuple(tuple(int(c) for c in channel) for channel in header["choices"])
+        if any(c not in (LINEAR, CUBIC) for channel in choices for c in channel):
+            raise ValueError("value header names an interpolation other than linear (0) or cubic (1)")
         return cls(int(header["voxels"]), tuple(float(b) for b in header["bounds"]),
-                   tuple(float(b) for b in header["background"]), bool(header["inactive_known"]),
-                   tuple(int(m) for m in header["modes"]), (float(header["shrink"][0]), float(header["shrink"][1])),
-                   _axes(header["axes"]), int(header["max_level"]))
+                   tuple(float(b) for b in header["background"]), bool(header["inactive_known"]), choices,
+                   (float(header["shrink"][0]), float(header["shrink"][1])), _axes(header["axes"]),
+                   int(header["max_level"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +85,8 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
                    shrink: tuple[float, float] = SHRINK, axes: tuple[int, int, int] = (0, 1, 2)) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
-    ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set)."""
+    ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``axes`` orders the
+    index axes for the visiting order (``best_axes``)."""
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), -1)
     channels = columns.shape[1]
@@ -93,15 +97,15 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
     plan = plan_levels(np.asarray(ijk)[:, _axes(axes)])
     decoded = np.empty_like(columns)
-    parts, modes, exact_count = [], [], 0
+    parts, choices, exact_count = [], [], 0
     for channel in range(channels):
-        data, mode_bits, decoded[:, channel], exact = _encode_channel(
-            plan, columns[:, channel], bound_list[channel], backgrounds[channel], inactive_known, shrink)
+        coder = _ChannelCoder(plan, bound_list[channel], backgrounds[channel], inactive_known, shrink)
+        data, chosen, decoded[:, channel], exact = coder.encode(columns[:, channel])
         parts.append(data)
-        modes.append(mode_bits)
+        choices.append(chosen)
         exact_count += exact
-    header = BoundedHeader(len(columns), tuple(bound_list), tuple(backgrounds), inactive_known, tuple(modes), shrink,
-                           _axes(axes))
+    header = BoundedHeader(len(columns), tuple(bound_list), tuple(backgrounds), inactive_known, tuple(choices),
+                           shrink, _axes(axes))
     return BoundedCode(header, b"".join(parts), decoded.reshape(values.shape), exact_count)
 
 
@@ -115,7 +119,9 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.
     for channel in range(header.channels):
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
-        columns[:, channel] = _decode_channel(plan, codes, np.frombuffer(exact, "<f4"), header, channel)
+        coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
+                              header.shrink)
+        columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
     if offset != len(stream):
         raise ContextStreamError(f"value stream has {len(stream) - offset} bytes past its last channel")
     return columns[:, 0] if header.channels == 1 else columns
@@ -129,57 +135,63 @@ def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float)
     return (level * 4 + support.astype(np.int64)) * _SPREAD_BUCKETS + bucket
 
 
-def _encode_channel(plan: LevelPlan, values: np.ndarray, bound: float, background: float, inactive_known: bool,
-                    shrink: tuple[float, float]) -> tuple[bytes, int, np.ndarray, int]:
-    canvas = Canvas.start(plan, background, inactive_known)
-    fallback = background if inactive_known else 0.0
-    decoded = np.empty(len(values), np.float32)
-    coded, exact, mode_bits = [], [], 0
-    for index, visit in enumerate(plan.passes):
-        level_bound = pass_bound(bound, visit.level, shrink)
-        step = 2.0 * level_bound
-        prediction = predict(canvas, plan, visit, fallback)
-        original = values[visit.rows].astype(np.float64)
-        mode = _cheaper_mode(prediction.linear, prediction.cubic, original, step)
-        mode_bits |= mode << index
-        predicted = prediction.values(mode)
-        codes = np.rint((original - predicted) / step)
-        result = (predicted + codes * step).astype(np.float32)
-        escaped = (np.abs(codes) > MAX_CODE) | (np.abs(result.astype(np.float64) - original) > level_bound)
-        codes = np.where(escaped, CodeDecoder.ESCAPE, codes).astype(np.int64)
-        result[escaped] = values[visit.rows][escaped]
-        exact.append(values[visit.rows][escaped])
-        coded.append((codes, _contexts(visit, prediction.support, prediction.spread, step)))
-        canvas.store(plan.flat[visit.rows], result)
-        decoded[visit.rows] = result
-    exact_values = np.concatenate(exact) if exact else np.zeros(0, np.float32)
-    data = _framed(encode_codes(coded)) + _framed(exact_values.astype("<f4").tobytes())
-    return data, mode_bits, decoded, len(exact_values)
+class _ChannelCoder:
+    """The pass loop of one channel, shared by encoder and decoder: the canvas of decoded values and each pass's
+    candidate predictions (linear and cubic)."""
 
+    def __init__(self, plan: LevelPlan, bound: float, background: float, inactive_known: bool,
+                 shrink: tuple[float, float]) -> None:
+        self.plan, self.bound, self.shrink = plan, bound, shrink
+        self.canvas = Canvas.start(plan, background, inactive_known)
+        self.fallback = background if inactive_known else 0.0
 
-def _decode_channel(plan: LevelPlan, codes_data: bytes, exact: np.ndarray, header: BoundedHeader,
-                    channel: int) -> np.ndarray:
-    background = header.background[channel]
-    canvas = Canvas.start(plan, background, header.inactive_known)
-    fallback = background if header.inactive_known else 0.0
-    decoder = CodeDecoder(codes_data)
-    decoded = np.empty(header.voxels, np.float32)
-    used = 0
-    for index, visit in enumerate(plan.passes):
-        step = 2.0 * pass_bound(header.bounds[channel], visit.level, header.shrink)
-        prediction = predict(canvas, plan, visit, fallback)
-        codes = decoder.decode(_contexts(visit, prediction.support, prediction.spread, step))
-        escaped = codes == CodeDecoder.ESCAPE
-        mode = (header.modes[channel] >> index) & 1
-        result = (prediction.values(mode) + np.where(escaped, 0, codes) * step).astype(np.float32)
-        count = int(escaped.sum())
-        if used + count > len(exact):
-            raise ContextStreamError(f"value stream holds {len(exact)} exact values, the codes escape more")
-        result[escaped] = exact[used:used + count]
-        used += count
-        canvas.store(plan.flat[visit.rows], result)
-        decoded[visit.rows] = result
-    return decoded
+    def candidates(self, visit: Pass) -> tuple[list[np.ndarray], np.ndarray, float]:
+        """The predictions of a pass (LINEAR, CUBIC), its contexts and its quantization step."""
+        step = 2.0 * pass_bound(self.bound, visit.level, self.shrink)
+        prediction = predict(self.canvas, self.plan, visit, self.fallback)
+        contexts = _contexts(visit, prediction.support, prediction.spread, step)
+        return [prediction.linear, prediction.cubic], contexts, step
+
+    def encode(self, values: np.ndarray) -> tuple[bytes, tuple[int, ...], np.ndarray, int]:
+        decoded = np.empty(len(values), np.float32)
+        coded, exact, chosen = [], [], []
+        for visit in self.plan.passes:
+            options, contexts, step = self.candidates(visit)
+            original = values[visit.rows].astype(np.float64)
+            choice = _cheapest(options, original, step)
+            chosen.append(choice)
+            codes = np.rint((original - options[choice]) / step)
+            result = (options[choice] + codes * step).astype(np.float32)
+            escaped = (np.abs(codes) > MAX_CODE) | (np.abs(result.astype(np.float64) - original) > step / 2)
+            codes = np.where(escaped, CodeDecoder.ESCAPE, codes).astype(np.int64)
+            result[escaped] = values[visit.rows][escaped]
+            exact.append(values[visit.rows][escaped])
+            coded.append((codes, contexts))
+            self.canvas.store(self.plan.flat[visit.rows], result)
+            decoded[visit.rows] = result
+        exact_values = np.concatenate(exact) if exact else np.zeros(0, np.float32)
+        data = _framed(encode_codes(coded)) + _framed(exact_values.astype("<f4").tobytes())
+        return data, tuple(chosen), decoded, len(exact_values)
+
+    def decode(self, codes_data: bytes, exact: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
+        if len(choices) != len(self.plan.passes):
+            raise ValueError(f"value header lists {len(choices)} predictor choices for {len(self.plan.passes)} passes")
+        decoder = CodeDecoder(codes_data)
+        decoded = np.empty(len(self.plan.flat), np.float32)
+        used = 0
+        for visit, choice in zip(self.plan.passes, choices, strict=True):
+            options, contexts, step = self.candidates(visit)
+            codes = decoder.decode(contexts)
+            escaped = codes == CodeDecoder.ESCAPE
+            result = (options[choice] + np.where(escaped, 0, codes) * step).astype(np.float32)
+            count = int(escaped.sum())
+            if used + count > len(exact):
+                raise ContextStreamError(f"value stream holds {len(exact)} exact values, the codes escape more")
+            result[escaped] = exact[used:used + count]
+            used += count
+            self.canvas.store(self.plan.flat[visit.rows], result)
+            decoded[visit.rows] = result
+        return decoded
 
 
 def pass_bound(bound: float, level: int, shrink: tuple[float, float]) -> float:
@@ -192,13 +204,12 @@ def pass_bound(bound: float, level: int, shrink: tuple[float, float]) -> float:
     return bound / min(factor, beta)
 
 
-def _cheaper_mode(linear: np.ndarray, cubic: np.ndarray, original: np.ndarray, step: float) -> int:
-    """CUBIC when cubic interpolation's errors would take fewer bits (a log-magnitude estimate), else LINEAR."""
-    if np.array_equal(linear, cubic):
-        return LINEAR
-    cost_linear = np.log2(1.0 + np.abs(original - linear) / step).sum()
-    cost_cubic = np.log2(1.0 + np.abs(original - cubic) / step).sum()
-    return CUBIC if cost_cubic < cost_linear else LINEAR
+def _cheapest(options: list[np.ndarray], original: np.ndarray, step: float) -> int:
+    """The prediction whose errors would take the fewest bits (a log-magnitude estimate); the first on a tie. (Also
+    offering the previous frame's value, or its interpolation error at the voxel, was measured on the plume, liquid
+    and Blender sequences and saved nothing: see benchmarks/RESULTS.md.)"""
+    costs = [np.log2(1.0 + np.abs(original - option) / step).sum() for option in options]
+    return int(np.argmin(costs))
 
 
 def _per_channel(value: float | tuple[float, ...], channels: int, what: str) -> list[float]:
