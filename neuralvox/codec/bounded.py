@@ -13,14 +13,12 @@ no margin.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import struct
-from collections.abc import Sequence
 
 import numpy as np
 
 from neuralvox.codec.context_coder import MAX_CODE, CodeDecoder, ContextStreamError, encode_codes
-from neuralvox.codec.interpolation import CUBIC, LINEAR, MAX_LEVEL, Canvas, LevelPlan, Pass, plan_levels, predict
+from neuralvox.codec.interpolation import MAX_LEVEL, MAX_OPTIONS, Canvas, LevelPlan, Pass, plan_levels, predict
 from neuralvox.grid import SparseGrid
 
 FORMAT = "neuralvox-bounded/1"
@@ -30,8 +28,7 @@ _LEVEL_CLASSES = 4
 _SQRT2 = 1.4142135623730951
 _THRESHOLDS = np.cumprod(np.full(_SPREAD_BUCKETS - 1, _SQRT2)) - 1.0
 _LENGTH = struct.Struct("<I")
-SHRINK = (1.5, 2.0)
-AXIS_ORDERS = tuple(itertools.permutations(range(3)))
+SHRINK = (1.5, 4.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +39,8 @@ class BoundedHeader:
     bounds: tuple[float, ...]  # per channel, in the grid's units
     background: tuple[float, ...]
     inactive_known: bool
-    choices: tuple[tuple[int, ...], ...]  # per channel, per pass: LINEAR or CUBIC interpolation
+    choices: tuple[tuple[int, ...], ...]  # per channel, per pass: which of ``predict``'s options
     shrink: tuple[float, float] = (1.0, 1.0)  # (alpha, beta) of ``pass_bound``
-    axes: tuple[int, int, int] = (0, 1, 2)  # the index axes in the visiting order's x, y, z (the last gets half)
     max_level: int = MAX_LEVEL
 
     @property
@@ -54,20 +50,18 @@ class BoundedHeader:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "voxels": self.voxels, "channels": self.channels, "bounds": list(self.bounds),
                 "background": list(self.background), "inactive_known": self.inactive_known,
-                "choices": [list(c) for c in self.choices], "shrink": list(self.shrink), "axes": list(self.axes),
-                "max_level": self.max_level}
+                "choices": [list(c) for c in self.choices], "shrink": list(self.shrink), "max_level": self.max_level}
 
     @classmethod
     def from_dict(cls, header: dict) -> BoundedHeader:
         if header.get("format") != FORMAT:
             raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
         choices = tuple(tuple(int(c) for c in channel) for channel in header["choices"])
-        if any(c not in (LINEAR, CUBIC) for channel in choices for c in channel):
-            raise ValueError("value header names an interpolation other than linear (0) or cubic (1)")
+        if any(not 0 <= c < MAX_OPTIONS for channel in choices for c in channel):
+            raise ValueError(f"value header names a prediction outside 0..{MAX_OPTIONS - 1}")
         return cls(int(header["voxels"]), tuple(float(b) for b in header["bounds"]),
                    tuple(float(b) for b in header["background"]), bool(header["inactive_known"]), choices,
-                   (float(header["shrink"][0]), float(header["shrink"][1])), _axes(header["axes"]),
-                   int(header["max_level"]))
+                   (float(header["shrink"][0]), float(header["shrink"][1])), int(header["max_level"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +76,10 @@ class BoundedCode:
 
 def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[float, ...], *,
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
-                   shrink: tuple[float, float] = SHRINK, axes: tuple[int, int, int] = (0, 1, 2)) -> BoundedCode:
+                   shrink: tuple[float, float] = SHRINK) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
-    ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``axes`` orders the
-    index axes for the visiting order (``best_axes``)."""
+    ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set)."""
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), -1)
     channels = columns.shape[1]
@@ -95,7 +88,7 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     for bound in bound_list:
         if not (bound > 0 and np.isfinite(bound)):
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
-    plan = plan_levels(np.asarray(ijk)[:, _axes(axes)])
+    plan = plan_levels(ijk)
     decoded = np.empty_like(columns)
     parts, choices, exact_count = [], [], 0
     for channel in range(channels):
@@ -105,7 +98,7 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
         choices.append(chosen)
         exact_count += exact
     header = BoundedHeader(len(columns), tuple(bound_list), tuple(backgrounds), inactive_known, tuple(choices),
-                           shrink, _axes(axes))
+                           shrink)
     return BoundedCode(header, b"".join(parts), decoded.reshape(values.shape), exact_count)
 
 
@@ -113,7 +106,7 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
-    plan = plan_levels(np.asarray(ijk)[:, header.axes], header.max_level)
+    plan = plan_levels(ijk, header.max_level)
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset = 0
     for channel in range(header.channels):
@@ -130,7 +123,7 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.
 def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float) -> np.ndarray:
     """The context of each voxel of a pass: its level, how many neighbours its interpolation had, and their spread
     in units of the quantization step."""
-    level = min(visit.level, _LEVEL_CLASSES - 1) if visit.axis >= 0 else _LEVEL_CLASSES
+    level = _LEVEL_CLASSES if visit.is_anchor else min(visit.level, _LEVEL_CLASSES - 1)
     bucket = np.searchsorted(_THRESHOLDS * step, spread, side="right")
     return (level * 4 + support.astype(np.int64)) * _SPREAD_BUCKETS + bucket
 
@@ -146,11 +139,11 @@ class _ChannelCoder:
         self.fallback = background if inactive_known else 0.0
 
     def candidates(self, visit: Pass) -> tuple[list[np.ndarray], np.ndarray, float]:
-        """The predictions of a pass (LINEAR, CUBIC), its contexts and its quantization step."""
+        """The candidate predictions of a pass, its contexts and its quantization step."""
         step = 2.0 * pass_bound(self.bound, visit.level, self.shrink)
         prediction = predict(self.canvas, self.plan, visit, self.fallback)
         contexts = _contexts(visit, prediction.support, prediction.spread, step)
-        return [prediction.linear, prediction.cubic], contexts, step
+        return prediction.options, contexts, step
 
     def encode(self, values: np.ndarray) -> tuple[bytes, tuple[int, ...], np.ndarray, int]:
         decoded = np.empty(len(values), np.float32)
@@ -181,6 +174,8 @@ class _ChannelCoder:
         used = 0
         for visit, choice in zip(self.plan.passes, choices, strict=True):
             options, contexts, step = self.candidates(visit)
+            if choice >= len(options):
+                raise ValueError(f"value header names prediction {choice} of a pass that has {len(options)}")
             codes = decoder.decode(contexts)
             escaped = codes == CodeDecoder.ESCAPE
             result = (options[choice] + np.where(escaped, 0, codes) * step).astype(np.float32)
@@ -235,21 +230,7 @@ def _frame(stream: bytes, offset: int, what: str) -> tuple[bytes, int]:
     return stream[start:start + length], start + length
 
 
-def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...], axes: tuple[int, int, int] = (0, 1, 2)
-                ) -> BoundedCode:
+def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...]) -> BoundedCode:
     """``encode_bounded`` of a grid's values: inactive voxels are known to hold the background except in a level set."""
     return encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
-                          inactive_known=grid.grid_class != "level set", axes=axes)
-
-
-def best_axes(grid: SparseGrid, bound: float | tuple[float, ...]) -> tuple[int, int, int]:
-    """The visiting order's axis order that codes ``grid`` in the fewest bytes: the finest pass, half the voxels,
-    interpolates along the last axis, so the smoothest direction should come last."""
-    return min(AXIS_ORDERS, key=lambda axes: len(encode_grid(grid, bound, axes).stream))
-
-
-def _axes(axes: Sequence[int]) -> tuple[int, int, int]:
-    ordered = tuple(int(a) for a in axes)
-    if ordered not in AXIS_ORDERS:
-        raise ValueError(f"axis order {list(ordered)} is not a permutation of 0, 1, 2")
-    return ordered[0], ordered[1], ordered[2]
+                          inactive_known=grid.grid_class != "level set")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from neuralvox import __version__
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
-from neuralvox.codec.bounded import best_axes, encode_grid
+from neuralvox.codec.bounded import encode_grid
 from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
 from neuralvox.codec.quality import QualityTarget, quality_target
 from neuralvox.codec.values import (
@@ -244,26 +244,24 @@ class _AutoGroup:
 BOUNDED_STREAM = "values"
 
 
-def encode_bounded_values(grid: SparseGrid, bound: float, axes: tuple[int, int, int]) -> EncodedValues:
+def encode_bounded_values(grid: SparseGrid, bound: float) -> EncodedValues:
     """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream)."""
     start = time.perf_counter()
-    code = encode_grid(grid, bound, axes)
+    code = encode_grid(grid, bound)
     error = error_stats(grid.values, code.decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
     return EncodedValues(code.header.to_dict(), {BOUNDED_STREAM: code.stream}, stats, [], None, code.decoded)
 
 
 class _GridBounds:
-    """The absolute error bound of each grid for a QualityTarget, and its visiting order's axis order (the best on
-    its first frame); a survey of the sequence comes first when the bound depends on it (a PSNR, or a bound in % of
-    the value range)."""
+    """The absolute error bound of each grid for a QualityTarget; a survey of the sequence comes first when the bound
+    depends on it (a PSNR, or a bound in % of the value range)."""
 
     def __init__(self, target: QualityTarget, sequence: FrameSequence, to_read: list[str] | None,
                  grids: Sequence[str] | None, progress: bool) -> None:
         self.target = target
         self.surveys: dict[str, GridSurvey] = {}
         self.bounds: dict[str, float] = {}
-        self.axes: dict[str, tuple[int, int, int]] = {}
         if not needs_survey(target):
             return
         keep = sample_frames(len(sequence.frames)) if target.psnr is not None else set()
@@ -280,8 +278,6 @@ class _GridBounds:
                 survey = GridSurvey(grid.name)
                 survey.add(grid, keep=False)
             self.bounds[grid.name] = resolve_bound(self.target, survey)
-            largest = max([grid, *survey.samples], key=lambda g: g.voxel_count)
-            self.axes[grid.name] = best_axes(largest, self.bounds[grid.name])
         return self.bounds[grid.name]
 
 
@@ -419,7 +415,7 @@ def compress(
                 if coherence and tracker.previous is not None:
                     aim = coherent_aim(grid, tracker.previous, coherence)
                 if bounds is not None:
-                    encoded = encode_bounded_values(grid, bounds.of(grid), bounds.axes[grid.name])
+                    encoded = encode_bounded_values(grid, bounds.of(grid))
                 else:
                     encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
                                             device=torch_device, shared_decoder=shared_decoder, reference=reference,

@@ -2,12 +2,13 @@
 
 The voxels are visited level by level, coarse to fine, as in SZ3's interpolation predictor: first the anchors (every
 coordinate a multiple of ``2**max_level``), then for each half-step ``h = 2**m`` (m from ``max_level - 1`` down to 0)
-three passes, one per axis. In the pass of axis ``d`` a voxel's coordinate on ``d`` is an odd multiple of ``h``, its
-coordinates on the axes before ``d`` multiples of ``h`` and on the axes after ``d`` multiples of ``2h``; its neighbours
-at ``±h`` and ``±3h`` along ``d`` were all visited earlier, so a whole pass is predicted in one vectorized step from
-decoded values alone. Inactive voxels are either known (they hold the grid's background, as in a fog volume) or
-unknown (a level set's inactive voxels are ``±background`` by a sign the topology does not give); unknown neighbours
-are left out of the interpolation.
+seven passes, one per pattern of the coordinates that are odd multiples of ``h``: the three edge patterns (one odd
+axis), then the three face patterns (two), then the cube centres (three), as in QoZ/HPEZ's multi-dimensional
+interpolation. Along each odd axis a voxel's neighbours at ``±h`` and ``±3h`` were visited earlier (they have one odd
+coordinate fewer), so a voxel is predicted by interpolating (linearly or cubically) along its odd axes, one alone or
+all averaged, and a whole pass is predicted in one vectorized step from decoded values alone. Inactive voxels are
+either known (they hold the grid's background, as in a fog volume) or unknown (a level set's inactive voxels are
+``±background`` by a sign the topology does not give); unknown neighbours are left out of the interpolation.
 """
 
 from __future__ import annotations
@@ -17,19 +18,27 @@ import dataclasses
 import numpy as np
 
 MAX_LEVEL = 4  # anchors every 16 voxels
-LINEAR, CUBIC = 0, 1
+MAX_OPTIONS = 8  # predictions of a cube-centre pass: linear and cubic, averaged and along each of three axes
 # How many of the neighbours an interpolation had: what the context model conditions on besides the neighbours' spread.
 SUPPORT_NONE, SUPPORT_ONE_SIDE, SUPPORT_LINEAR, SUPPORT_CUBIC = range(4)
+
+
+# the odd-axis patterns of one level in visiting order (bit d set: the coordinate on axis d is an odd multiple of h)
+PATTERNS = (0b001, 0b010, 0b100, 0b011, 0b101, 0b110, 0b111)
 
 
 @dataclasses.dataclass(frozen=True)
 class Pass:
     """One vectorized step of the visiting order: the rows (into the grid's voxel arrays) predicted together, their
-    half-step exponent ``level`` (``max_level`` for the anchors) and the ``axis`` interpolated along (-1: anchors)."""
+    half-step exponent ``level`` (``max_level`` for the anchors) and the ``axes`` interpolated along (none: anchors)."""
 
     rows: np.ndarray
     level: int
-    axis: int
+    axes: tuple[int, ...]
+
+    @property
+    def is_anchor(self) -> bool:
+        return not self.axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,15 +68,17 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     flat = np.ravel_multi_index(tuple(local.T), shape)
     exponents = _trailing_zeros(local, max_level)  # (N, 3)
     level = exponents.min(axis=1)
-    # the pass axis is the last axis whose exponent equals the voxel's level; anchors get -1
-    is_level = exponents == level[:, None]
-    axis = np.where(level == max_level, -1, 2 - np.argmax(is_level[:, ::-1], axis=1))
-    # a small-integer key sorts by radix: anchors first, then coarse to fine, axis by axis
-    order = np.argsort(((max_level - level) * 4 + axis + 1).astype(np.int16), kind="stable")
-    level, axis = level[order], axis[order]
-    cuts = np.flatnonzero((np.diff(level) != 0) | (np.diff(axis) != 0)) + 1
-    passes = [Pass(rows, int(level[start]), int(axis[start]))
-              for rows, start in zip(np.split(order, cuts), [0, *cuts], strict=True)]
+    odd = exponents == level[:, None]
+    pattern = np.where(level == max_level, 0, odd[:, 0] * 1 + odd[:, 1] * 2 + odd[:, 2] * 4)
+    rank = np.zeros(8, np.int64)
+    rank[list(PATTERNS)] = np.arange(1, len(PATTERNS) + 1)
+    # a small-integer key sorts by radix: anchors first, then coarse to fine, pattern by pattern
+    key = ((max_level - level) * 8 + rank[pattern]).astype(np.int16)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    cuts = np.flatnonzero(np.diff(key) != 0) + 1
+    passes = [Pass(rows, int(level[rows[0]]), tuple(d for d in range(3) if pattern[rows[0]] >> d & 1))
+              for rows in np.split(order, cuts)]
     return LevelPlan(origin, shape, flat, passes, max_level)
 
 
@@ -114,40 +125,54 @@ class Canvas:
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Predicted values (float64) of one pass's voxels, with what the context model reads: how many neighbours each
-    interpolation had (``support``) and their spread (``spread``, in the grid's units)."""
+    """Candidate predictions (float64) of one pass's voxels: linear and cubic, averaged over the odd axes and, where
+    there are several, along each alone; with what the context model reads: how many neighbours the interpolations
+    had (``support``) and their spread (``spread``, in the grid's units)."""
 
-    linear: np.ndarray
-    cubic: np.ndarray
+    options: list[np.ndarray]  # [mean linear, mean cubic, then linear and cubic along each axis of several]
     support: np.ndarray
     spread: np.ndarray
 
-    def values(self, mode: int) -> np.ndarray:
-        return self.cubic if mode == CUBIC else self.linear
-
 
 def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float) -> Prediction:
-    """Linear and cubic predictions of one pass from the canvas (anchors and voxels without a known neighbour get
-    ``fallback``)."""
+    """The candidate predictions of one pass from the canvas. Along one axis: the interpolation where both nearest
+    neighbours are known, else a known neighbour on one side, else ``fallback`` (as for the anchors); the mean over
+    the axes averages the two-sided interpolations only."""
     flat = plan.flat[step.rows]
     count = len(flat)
-    if step.axis < 0:
-        none = np.zeros(count, np.int8)
+    if step.is_anchor:
         constant = np.full(count, fallback, np.float64)
-        return Prediction(constant, constant, none, np.zeros(count))
-    coordinate = np.asarray(np.unravel_index(flat, plan.shape)[step.axis], dtype=np.int64)
+        return Prediction([constant, constant], np.zeros(count, np.int8), np.zeros(count))
+    coordinates = np.unravel_index(flat, plan.shape)
     h = 1 << step.level
-    v0, k0 = canvas.neighbours(flat, coordinate, step.axis, -3 * h)
-    v1, k1 = canvas.neighbours(flat, coordinate, step.axis, -h)
-    v2, k2 = canvas.neighbours(flat, coordinate, step.axis, h)
-    v3, k3 = canvas.neighbours(flat, coordinate, step.axis, 3 * h)
-    both = k1 & k2
-    one = k1 ^ k2
-    linear = np.where(both, (v1 + v2) * 0.5, np.where(k1, v1, np.where(k2, v2, fallback)))
-    cubic_ok = both & k0 & k3
-    cubic = np.where(cubic_ok, (9.0 * (v1 + v2) - (v0 + v3)) * 0.0625, linear)
-    support = np.where(cubic_ok, SUPPORT_CUBIC, np.where(both, SUPPORT_LINEAR, np.where(one, SUPPORT_ONE_SIDE,
-                                                                                          SUPPORT_NONE)))
-    spread = np.where(both, np.abs(v2 - v1), 0.0)
-    spread = spread + np.where(cubic_ok, 0.5 * (np.abs(v1 - v0) + np.abs(v3 - v2)), 0.0)
-    return Prediction(linear, cubic, support.astype(np.int8), spread)
+    linear_sum, cubic_sum, spread_sum, two_sided = np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count)
+    one_sided = np.full(count, np.nan)
+    support = np.zeros(count, np.int8)
+    per_axis = []
+    for axis in step.axes:
+        coordinate = np.asarray(coordinates[axis], dtype=np.int64)
+        v0, k0 = canvas.neighbours(flat, coordinate, axis, -3 * h)
+        v1, k1 = canvas.neighbours(flat, coordinate, axis, -h)
+        v2, k2 = canvas.neighbours(flat, coordinate, axis, h)
+        v3, k3 = canvas.neighbours(flat, coordinate, axis, 3 * h)
+        both = k1 & k2
+        cubic_ok = both & k0 & k3
+        side = np.where(k1, v1, np.where(k2, v2, fallback))
+        linear = np.where(both, (v1 + v2) * 0.5, side)
+        cubic = np.where(cubic_ok, (9.0 * (v1 + v2) - (v0 + v3)) * 0.0625, linear)
+        per_axis += [linear, cubic]
+        linear_sum += np.where(both, linear, 0.0)
+        cubic_sum += np.where(both, cubic, 0.0)
+        spread_sum += np.where(both, np.abs(v2 - v1) + np.where(cubic_ok, 0.5 * (np.abs(v1 - v0) + np.abs(v3 - v2)),
+                                                                   0.0), 0.0)
+        two_sided += both
+        one_sided = np.where(np.isnan(one_sided) & (k1 | k2), side, one_sided)
+        axis_support = np.where(cubic_ok, SUPPORT_CUBIC, np.where(both, SUPPORT_LINEAR,
+                                                                  np.where(k1 | k2, SUPPORT_ONE_SIDE, SUPPORT_NONE)))
+        support = np.maximum(support, axis_support.astype(np.int8))
+    if len(step.axes) == 1:
+        return Prediction(per_axis, support, spread_sum)
+    lacking = np.where(np.isnan(one_sided), fallback, one_sided)
+    divisor = np.maximum(two_sided, 1.0)
+    mean = [np.where(two_sided > 0, total / divisor, lacking) for total in (linear_sum, cubic_sum)]
+    return Prediction(mean + per_axis, support, spread_sum / divisor)
