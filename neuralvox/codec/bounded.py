@@ -81,7 +81,7 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set)."""
     values = np.asarray(values, dtype=np.float32)
-    columns = values.reshape(len(values), -1)
+    columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
     channels = columns.shape[1]
     bound_list = _per_channel(bounds, channels, "bound")
     backgrounds = _per_channel(background, channels, "background")

@@ -75,11 +75,7 @@ def encode_codes(passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
     ``MAX_CODE`` in magnitude is written as the escape symbol."""
     all_codes = np.concatenate([codes for codes, _ in passes]) if passes else np.zeros(0, np.int64)
     all_contexts = np.concatenate([contexts for _, contexts in passes]) if passes else np.zeros(0, np.int64)
-    order = np.argsort(all_contexts.astype(np.int16), kind="stable")  # radix sort
-    sorted_contexts = all_contexts[order]
-    starts = np.flatnonzero(np.r_[True, sorted_contexts[1:] != sorted_contexts[:-1]])
-    fitted = {int(sorted_contexts[s]): _fit(all_codes[order[s:e]])
-              for s, e in zip(starts, [*starts[1:], len(order)], strict=True)}
+    fitted = {context: _fit(all_codes[rows]) for context, rows in _by_context(all_contexts)}
     coder = constriction.stream.queue.RangeEncoder()
     models = _Models()
     for codes, contexts in passes:
@@ -126,9 +122,11 @@ class CodeDecoder:
 
 
 def _by_context(contexts: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(context, rows) for each distinct context of one pass, contexts ascending, rows in pass order."""
+    """(context, rows) for each distinct context, contexts ascending, rows in their original order."""
+    if len(contexts) == 0:
+        return []
     order = np.argsort(contexts.astype(np.int16), kind="stable")  # radix sort
     ordered = contexts[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = [*starts[1:], len(ordered)]
     return [(int(ordered[s]), order[s:e]) for s, e in zip(starts, ends, strict=True)]
