@@ -84,9 +84,10 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
 
 def _trailing_zeros(local: np.ndarray, cap: int) -> np.ndarray:
     """Exponent of the largest power of two dividing each coordinate, at most ``cap`` (0 counts as ``cap``)."""
-    lowest = local & -local
-    exponents = np.frexp(np.maximum(lowest, 1).astype(np.float64))[1] - 1
-    return np.where(local == 0, cap, np.minimum(exponents, cap))
+    exponents = np.zeros(local.shape, np.int64)
+    for bit in range(cap):
+        exponents += (local & ((2 << bit) - 1)) == 0
+    return exponents
 
 
 @dataclasses.dataclass
