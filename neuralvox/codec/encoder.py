@@ -445,12 +445,15 @@ def compress(
                     **_grid_attributes(grid), "topology_ref": topology_ref, "values": encoded.header,
                     "weights_from": weights_from, "streams": sorted(encoded.streams),
                     "latents_from": previous_number if reference is not None else None,
-                    "stats": {**tracker.frame_stats[-1].to_dict(), "bytes": stream_sizes, "fit_seconds": fit_seconds},
                 }
+                if bounds is None:  # what --gop auto decides on; the bounded codec's totals are in the report
+                    entry["grids"][name]["stats"] = {**tracker.frame_stats[-1].to_dict(), "bytes": stream_sizes,
+                                                     "fit_seconds": fit_seconds}
                 coded_this_frame.append(((number, name), grid.ijk))
                 previous_ijk[name] = grid.ijk
             previous_number = number
-            ends = auto_group.ends_after(entry) if gop == "auto" else False
+            # bounded values need no groups: the topology references the previous frame up to MAX_AUTO_GOP frames
+            ends = auto_group.ends_after(entry) if gop == "auto" and bounds is None else False
             if ends or group_length == (MAX_AUTO_GOP if gop == "auto" else gop):
                 group_length = 0
             frames_header.append(entry)
