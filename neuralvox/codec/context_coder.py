@@ -1,11 +1,12 @@
-"""Context-modelled range coding of quantization codes: one adaptive-free entropy model per context, fitted per stream.
+"""Context-modelled range coding of quantization codes: one entropy model per context, fitted per stream.
 
 Each context holds a zero-inflated two-sided geometric distribution over the codes ``-K .. K`` plus one escape
 symbol (the voxel's value is stored exactly elsewhere): ``P(0) = p0``, ``P(±j) = (1 - p0) / 2 * (1 - t) * t**(j-1)``.
-A context's parameters are three integers (``p0 = 1 - 2**(-a/16)``, ``t = 1 - 2**(-b/16)``, and ``K``), written into
-the range-coded stream just before the context's first symbol, so a context costs nothing until it is used and the
-decoder learns it exactly when it needs it. Probability tables are built from the integers with IEEE float64
-multiplications alone, so encoder and decoder build bit-identical tables on any machine.
+A context's parameters are three integers (``p0 = 1 - 2**(-a/16)``, ``t = 1 - 2**(-b/16)`` in 8 bits each, and ``K``
+in about ``4 + log2 K`` bits), written into the range-coded stream just before the context's first symbol, so a
+context costs nothing until it is used and the decoder learns it exactly when it needs it. Probability tables are
+built from the integers with IEEE float64 multiplications alone, so encoder and decoder build bit-identical tables
+on any machine.
 """
 
 from __future__ import annotations
@@ -66,8 +67,28 @@ class _Models:
         self.models[context] = constriction.stream.model.Categorical(_table(*params), perfect=False)
 
 
-_ZERO_MODEL = constriction.stream.model.Uniform(_PARAM_LEVELS)
-_SUPPORT_MODEL = constriction.stream.model.Uniform(MAX_CODE + 1)
+_PARAM_MODEL = constriction.stream.model.Uniform(_PARAM_LEVELS)
+_LENGTH_MODEL = constriction.stream.model.Uniform(MAX_CODE.bit_length() + 1)
+
+
+def _encode_params(coder: constriction.stream.queue.RangeEncoder, params: tuple[int, int, int]) -> None:
+    """The two parameter codes in 8 bits each; the support as its bit length, then the bits below the leading one."""
+    zero_code, decay_code, support = params
+    coder.encode(np.array([zero_code, decay_code], np.int32), _PARAM_MODEL)
+    length = support.bit_length()
+    coder.encode(np.array([length], np.int32), _LENGTH_MODEL)
+    if length > 1:
+        coder.encode(np.array([support - (1 << (length - 1))], np.int32),
+                     constriction.stream.model.Uniform(1 << (length - 1)))
+
+
+def _decode_params(coder: constriction.stream.queue.RangeDecoder) -> tuple[int, int, int]:
+    zero_code, decay_code = (int(v) for v in coder.decode(_PARAM_MODEL, 2))
+    length = int(coder.decode(_LENGTH_MODEL, 1)[0])
+    support = length and 1 << (length - 1)
+    if length > 1:
+        support += int(coder.decode(constriction.stream.model.Uniform(1 << (length - 1)), 1)[0])
+    return zero_code, decay_code, support
 
 
 def encode_codes(passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -81,10 +102,8 @@ def encode_codes(passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
     for codes, contexts in passes:
         for context, rows in _by_context(contexts):
             if context not in models.params:
-                params = fitted[context]
-                coder.encode(np.array(params[:2], np.int32), _ZERO_MODEL)
-                coder.encode(np.array(params[2:], np.int32), _SUPPORT_MODEL)
-                models.add(context, params)
+                _encode_params(coder, fitted[context])
+                models.add(context, fitted[context])
             support = models.params[context][2]
             values = codes[rows].astype(np.int64)
             symbols = np.where(np.abs(values) <= support, values + support, 2 * support + 1)
@@ -110,9 +129,7 @@ class CodeDecoder:
         try:
             for context, rows in _by_context(contexts):
                 if context not in self._models.params:
-                    zero_code, decay_code = (int(v) for v in self._coder.decode(_ZERO_MODEL, 2))
-                    support = int(self._coder.decode(_SUPPORT_MODEL, 1)[0])
-                    self._models.add(context, (zero_code, decay_code, support))
+                    self._models.add(context, _decode_params(self._coder))
                 support = self._models.params[context][2]
                 symbols = self._coder.decode(self._models.models[context], len(rows)).astype(np.int64)
                 codes[rows] = np.where(symbols == 2 * support + 1, self.ESCAPE, symbols - support)
