@@ -167,20 +167,25 @@ def print_compress_report(report: CompressReport) -> None:
           f"{human_bytes(report.coded_source_bytes)} ({total_ratio:.1f}x); whole source files "
           f"{human_bytes(report.source_file_bytes)}; {report.seconds:.1f} s")
     if report.skipped:
-        print(f"not stored (not float/double/vec3 grids): {', '.join(report.skipped)}")
+        print(f"not stored (see the warning for why): {', '.join(report.skipped)}")
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
+    new_folder = not args.output.parent.exists()
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
                       device=args.device, gop=args.gop, coherence=args.coherence, force=args.force,
-                      progress=not args.quiet)
+                      progress=not args.quiet, skip_bad_frames=args.skip_bad_frames)
     print_compress_report(report)
+    if new_folder:
+        print(f"created the folder {args.output.parent}")
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
+    new_folder = not args.output.exists()
     paths = decompress(args.archive, args.output, frames=args.frames, grids=split_names(args.grids), half=args.half,
-                       force=args.force, device=args.device, progress=not args.quiet, format=args.format)
-    print(f"wrote {len(paths)} frames to {args.output}")
+                       force=args.force, device=args.device, progress=not args.quiet, format=args.format,
+                       resume=args.resume)
+    print(f"wrote {len(paths)} frames to {args.output}{' (a folder it created)' if new_folder else ''}")
 
 
 # ---------------------------------------------------------------------------------------------------------- bench
@@ -300,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="0 to below 1: the fraction of each frame's error the next frame's fit carries on (less "
                            "flicker for some PSNR; default 0)")
     comp.add_argument("--force", action="store_true", help="overwrite an existing archive")
+    comp.add_argument("--skip-bad-frames", action="store_true",
+                      help="leave out, with a warning, a frame where a grid named in --grids is missing or unreadable "
+                           "(default: refuse the sequence)")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)
 
@@ -313,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="vdb: one .vdb per frame; nvdb: one NanoVDB file per frame and float grid")
     decomp.add_argument("--device", default="auto")
     decomp.add_argument("--force", action="store_true", help="overwrite existing frames")
+    decomp.add_argument("--resume", action="store_true",
+                        help="keep the frames an interrupted run already wrote and write the others")
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
 
