@@ -12,7 +12,8 @@ from typing import Any
 
 from neuralvox.atomic import OutputExistsError, atomic_output
 from neuralvox.codec.decoder import decompress, open_archive
-from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress
+from neuralvox.codec.encoder import ARCHIVE_FORMAT, DEFAULT_GOP, CompressReport, compress
+from neuralvox.codec.schema import check_header, check_summary
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import GridError
 from neuralvox.render import AXES, render_comparison_png, render_grid_png
@@ -102,6 +103,8 @@ def archive_info(path: str) -> dict[str, Any]:
     """Frames, grids, bytes per stream, ratio and recorded errors of a .nvox archive (from its header)."""
     with ArchiveReader(path) as reader:
         header = reader.header
+        check_header(Path(path), header, {key: reader.nbytes(key) for key in reader}, ARCHIVE_FORMAT)
+        check_summary(Path(path), header)
         streams = reader.stream_sizes()
         size = reader.file_size
     numbers = [f["number"] for f in header["frames"]]

@@ -152,7 +152,8 @@ def check_header(archive: Path, header: dict[str, Any], payload_sizes: Mapping[s
     seen: dict[int, dict[str, Any]] = {}  # frame number -> its grids, frames before this one
     files: set[str] = set()
     for index, entry in enumerate(frames):
-        at = check.at(frame=index if not isinstance(entry, dict) else _short(entry.get("number")))
+        label = entry.get("number", index) if isinstance(entry, dict) else index
+        at = check.at(frame=label if isinstance(label, int) and not isinstance(label, bool) else _short(label))
         if not isinstance(entry, dict):
             raise at.fail("frames", f"entry {index} is not an object")
         number = at.get(entry, "number", (int, type(None)))
@@ -248,3 +249,29 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
         owner = earlier.get(source, {}).get(name)
         if not isinstance(owner, dict) or "constant" in owner["values"] or (needs and needs not in owner["streams"]):
             raise check.fail(field, f"frame {source} is not an earlier frame holding this grid's {needs or 'latents'}")
+
+
+_REPORT_NUMBERS = ("frames", "voxels", "source_bytes", "coded_bytes", "ratio", "bpv", "psnr", "rmse", "max_abs_error",
+                   "fit_seconds")
+
+
+def check_summary(archive: Path, header: dict[str, Any]) -> None:
+    """Check what ``neuralvox info`` prints besides the frames: codec settings, per-grid report, skipped grids."""
+    check = _Checker(archive)
+    codec = check.get(header, "codec", dict)
+    for field in ("quality", "gop", "device"):
+        check.get(codec, field, (str, int))
+    for entry in check.get(header, "report", list):
+        at = check.at(grid=_short(entry.get("name")) if isinstance(entry, dict) else None)
+        if not isinstance(entry, dict):
+            raise at.fail("report", "entry is not an object")
+        at.get(entry, "name", str)
+        for field in _REPORT_NUMBERS:
+            at.get(entry, field, (int, float))
+        at.get(entry, "flicker", (int, float, type(None)))
+        streams = at.get(entry, "stream_bytes", dict)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
+            raise at.fail("stream_bytes", "expected byte counts")
+    skipped = check.get(header, "skipped", dict)
+    if not all(isinstance(v, str) for v in skipped.values()):
+        raise check.fail("skipped", "expected a reason per grid")
