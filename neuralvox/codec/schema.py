@@ -188,6 +188,20 @@ def _check_metadata(check: _Checker, entry: dict[str, Any]) -> None:
     types = check.get(entry, "metadata_types", dict)
     if not all(isinstance(v, str) for v in types.values()) or not set(types) <= set(metadata):
         raise check.fail("metadata_types", "expected type names of metadata fields")
+    for key, value in metadata.items():
+        if not _metadata_value_ok(value, types.get(key)):
+            raise check.fail("metadata", f"{_short(key)}: {_short(value)} is not a value a .vdb can hold")
+
+
+def _metadata_value_ok(value: Any, kind: str | None) -> bool:
+    """What the binding writes as OpenVDB metadata: text, true/false, an integer of the type's range, a number, or
+    3 numbers."""
+    if isinstance(value, (str, bool, float)):
+        return True
+    if isinstance(value, int):
+        bits = 31 if kind == "int32" else 63
+        return -(1 << bits) <= value < 1 << bits
+    return isinstance(value, list) and len(value) == 3 and all(_is_finite(v) for v in value)
 
 
 def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dict[int, dict[str, Any]],
@@ -219,7 +233,8 @@ def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dic
             raise check.fail("streams", f"payload {stream!r} is not in the archive")
     _check_references(check, number, name, grid, earlier, this_frame)
     values = check.get(grid, "values", dict)
-    validator = VALUE_VALIDATORS.get(values.get("format"))
+    format_name = values.get("format")
+    validator = VALUE_VALIDATORS.get(format_name) if isinstance(format_name, str) else None
     if validator is None:
         raise check.fail("values.format", f"unknown value format {_short(values.get('format'))} (known: "
                                           f"{', '.join(VALUE_VALIDATORS)}; from a newer neuralvox?)")
