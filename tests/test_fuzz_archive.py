@@ -92,6 +92,8 @@ def mutations(draw: st.DrawFn, table: dict[str, Any]) -> tuple[dict[str, Any], l
     table = json.loads(json.dumps(table))
     for _ in range(draw(st.integers(1, 3))):
         places = [p for p in paths_of(table) if p]
+        if not places:  # everything deleted
+            break
         place = draw(st.sampled_from(places))
         parent = table
         for key in place[:-1]:
@@ -102,8 +104,7 @@ def mutations(draw: st.DrawFn, table: dict[str, Any]) -> tuple[dict[str, Any], l
         elif action == "delete":
             del parent[place[-1]]
         else:
-            parent[place[-1]] = json.loads(json.dumps(draw(st.sampled_from([table["header"], table["payloads"],
-                                                                             parent[place[-1]]]))))
+            parent[place[-1]] = json.loads(json.dumps(draw(st.sampled_from([*table.values(), parent[place[-1]]]))))
     flips = draw(st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3))
     return table, flips
 
