@@ -12,7 +12,8 @@ from typing import Any
 
 from neuralvox.atomic import OutputExistsError, atomic_output
 from neuralvox.codec.decoder import decompress, open_archive
-from neuralvox.codec.encoder import DEFAULT_GOP, CompressReport, compress
+from neuralvox.codec.encoder import ARCHIVE_FORMAT, DEFAULT_GOP, CompressReport, compress
+from neuralvox.codec.schema import check_header, check_summary
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import GridError
 from neuralvox.render import AXES, render_comparison_png, render_grid_png
@@ -102,6 +103,8 @@ def archive_info(path: str) -> dict[str, Any]:
     """Frames, grids, bytes per stream, ratio and recorded errors of a .nvox archive (from its header)."""
     with ArchiveReader(path) as reader:
         header = reader.header
+        check_header(Path(path), header, {key: reader.nbytes(key) for key in reader}, ARCHIVE_FORMAT)
+        check_summary(Path(path), header)
         streams = reader.stream_sizes()
         size = reader.file_size
     numbers = [f["number"] for f in header["frames"]]
@@ -179,20 +182,26 @@ def print_compress_report(report: CompressReport) -> None:
           f"{human_bytes(report.coded_source_bytes)} ({total_ratio:.1f}x); whole source files "
           f"{human_bytes(report.source_file_bytes)}; {report.seconds:.1f} s")
     if report.skipped:
-        print(f"not stored (not float/double/vec3 grids): {', '.join(report.skipped)}")
+        print(f"not stored (see the warning for why): {', '.join(report.skipped)}")
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
+    new_folder = not args.output.parent.exists()
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
                       max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
-                      gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet)
+                      gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet,
+                      skip_bad_frames=args.skip_bad_frames)
     print_compress_report(report)
+    if new_folder:
+        print(f"created the folder {args.output.parent}")
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
+    new_folder = not args.output.exists()
     paths = decompress(args.archive, args.output, frames=args.frames, grids=split_names(args.grids), half=args.half,
-                       force=args.force, device=args.device, progress=not args.quiet, format=args.format)
-    print(f"wrote {len(paths)} frames to {args.output}")
+                       force=args.force, device=args.device, progress=not args.quiet, format=args.format,
+                       resume=args.resume)
+    print(f"wrote {len(paths)} frames to {args.output}{' (a folder it created)' if new_folder else ''}")
 
 
 # ---------------------------------------------------------------------------------------------------------- bench
@@ -320,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --base-only: 0 to below 1, the fraction of each frame's error the next frame's fit "
                            "carries on (less flicker for some PSNR; default 0)")
     comp.add_argument("--force", action="store_true", help="overwrite an existing archive")
+    comp.add_argument("--skip-bad-frames", action="store_true",
+                      help="leave out, with a warning, a frame where a grid named in --grids is missing or unreadable "
+                           "(default: refuse the sequence)")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)
 
@@ -333,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="vdb: one .vdb per frame; nvdb: one NanoVDB file per frame and float grid")
     decomp.add_argument("--device", default="auto")
     decomp.add_argument("--force", action="store_true", help="overwrite existing frames")
+    decomp.add_argument("--resume", action="store_true",
+                        help="keep the frames an interrupted run already wrote and write the others")
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
 

@@ -37,10 +37,28 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 1.8 file format, readable by every h5py; small metadata blocks keep the file overhead low.
 _FILE_OPTIONS: dict[str, Any] = {"libver": ("v108", "v108"), "meta_block_size": 512}
 _COPY_BLOCK_BYTES = 16 << 20
+# The table of contents inflates to at most this many bytes per compressed byte, and never past _MAX_TOC_BYTES:
+# a real one compresses about 10:1, a zlib bomb 1000:1.
+_TOC_INFLATION = 64
+_MIN_TOC_BYTES = 16 << 20
+_MAX_TOC_BYTES = 256 << 20
+_MAX_CRC = (1 << 32) - 1
 
 
 class ArchiveError(Exception):
     """The archive is missing, damaged, or not a neuralvox archive."""
+
+
+class ArchiveFormatError(ArchiveError):
+    """A field of an archive's table of contents is missing, malformed or out of bounds: the message names the
+    archive, and where they apply the frame, the grid and the field."""
+
+    def __init__(self, archive: str | os.PathLike, field: str, problem: str, *, frame: object = None,
+                 grid: str | None = None) -> None:
+        self.archive, self.field, self.problem, self.frame, self.grid = Path(archive), field, problem, frame, grid
+        where = [f"frame {frame}"] if frame is not None else []
+        where += [f"grid {grid!r}"] if grid is not None else []
+        super().__init__(f"{archive}: malformed archive: {', '.join([*where, f'field {field!r}'])}: {problem}")
 
 
 def describe_key(key: str) -> str:
@@ -139,6 +157,11 @@ class ArchiveReader:
             listed = sum(size for _, size, _ in self._table.values())
             if self._payloads.size != listed:
                 raise ArchiveError(f"{self.path}: payload data holds {self._payloads.size} bytes, table lists {listed}")
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5 errors name no file
+            self._file.close()
+            if isinstance(error, ArchiveError):
+                raise
+            raise ArchiveError(f"{self.path}: damaged archive ({error})") from None
         except BaseException:
             self._file.close()
             raise
@@ -204,9 +227,12 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: no {describe_key(key)} in the archive") from None
 
     def _dataset(self, name: str) -> h5py.Dataset:
+        """A 1-D uint8 dataset stored unfiltered, so that its bytes are in the file: never larger than the file."""
         dataset = self._file.get(name)
         if not isinstance(dataset, h5py.Dataset) or dataset.dtype != np.uint8 or dataset.ndim != 1:
             raise ArchiveError(f"{self.path}: damaged archive: dataset '{name}' missing or malformed")
+        if dataset.size > self.file_size or dataset.compression is not None:
+            raise ArchiveFormatError(self.path, name, f"claims {dataset.size} bytes in a file of {self.file_size}")
         return dataset
 
     def _read_toc(self) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]]]:
@@ -215,14 +241,44 @@ class ArchiveReader:
         if zlib.crc32(toc) != dataset.attrs.get("crc32"):
             raise ArchiveError(f"{self.path}: checksum mismatch in the header")
         try:
-            table = json.loads(zlib.decompress(toc))
-            payloads, offset = {}, 0
-            for key, size, crc in table["payloads"]:
-                payloads[key] = (offset, size, crc)
-                offset += size
-            return table["header"], payloads
-        except (zlib.error, ValueError, KeyError, TypeError) as error:
-            raise ArchiveError(f"{self.path}: damaged header ({error})") from error
+            table = json.loads(self._inflate(toc))
+        except (zlib.error, ValueError, RecursionError) as error:
+            raise ArchiveError(f"{self.path}: damaged header ({error})") from None
+        if not isinstance(table, dict) or not isinstance(table.get("header"), dict):
+            raise ArchiveFormatError(self.path, "header", "missing, or not a JSON object")
+        return table["header"], self._payload_table(table.get("payloads"))
+
+    def _inflate(self, toc: bytes) -> bytes:
+        """The table of contents inflated, refusing one that inflates past a bound (a zlib bomb)."""
+        limit = min(_MAX_TOC_BYTES, max(_MIN_TOC_BYTES, _TOC_INFLATION * len(toc)))
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(toc, limit)
+        if inflater.unconsumed_tail:
+            raise ArchiveFormatError(self.path, "toc", f"inflates past {limit} bytes from {len(toc)}")
+        if not inflater.eof:
+            raise ArchiveError(f"{self.path}: damaged header (truncated table of contents)")
+        return data
+
+    def _payload_table(self, rows: Any) -> dict[str, tuple[int, int, int]]:
+        """key -> (offset, size, crc32) of every payload, each row checked: a unique key, a size that fits the file."""
+        if not isinstance(rows, list):
+            raise ArchiveFormatError(self.path, "payloads", "not a list")
+        payloads, offset, limit = {}, 0, self.file_size
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and row[0]):
+                raise ArchiveFormatError(self.path, "payloads", f"row {str(row)[:80]} is not [key, size, crc32]")
+            key, size, crc = row
+            if not _is_int(size) or not 0 <= size <= limit - offset:
+                raise ArchiveFormatError(self.path, "payloads", f"{describe_key(key)}: size {size!r} out of range")
+            if not _is_int(crc) or not 0 <= crc <= _MAX_CRC or key in payloads:
+                raise ArchiveFormatError(self.path, "payloads", f"{describe_key(key)}: bad checksum or repeated key")
+            payloads[key] = (offset, size, crc)
+            offset += size
+        return payloads
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _open_hdf5(path: Path) -> h5py.File:
@@ -235,8 +291,12 @@ def _open_hdf5(path: Path) -> h5py.File:
         file = h5py.File(path, "r")
     except OSError as error:
         raise ArchiveError(f"{path}: damaged or truncated archive ({error})") from error
-    format_name = file.attrs.get("format")
-    version = file.attrs.get("format_version")
+    try:
+        format_name = file.attrs.get("format")
+        version = file.attrs.get("format_version")
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5's message names no file
+        file.close()
+        raise ArchiveError(f"{path}: damaged archive ({error})") from None
     if not isinstance(format_name, bytes) or format_name != FORMAT.encode() or not isinstance(version, np.integer):
         file.close()
         raise ArchiveError(f"{path}: not a neuralvox archive (HDF5 file without the neuralvox format mark)")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from neuralvox.codec import bounded
 from neuralvox.codec.encoder import ARCHIVE_FORMAT, BOUNDED_STREAM, payload_key
+from neuralvox.codec.schema import check_header, is_plain_name
 from neuralvox.codec.values import (
     STATE_STREAMS,
     LatentState,
@@ -34,7 +35,7 @@ from neuralvox.kernels.volume import grid_to_volume
 from neuralvox.model.points import find_rows
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
-from neuralvox.vdb import write_nvdb, write_vdb
+from neuralvox.vdb import VdbError, list_grids, write_nvdb, write_vdb
 
 OUTPUT_FORMATS = ("vdb", "nvdb")
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
@@ -54,8 +55,15 @@ class Frame(Mapping[str, SparseGrid]):
         if name not in self._entry["grids"]:
             raise KeyError(f"frame {self.number} has no grid {name!r}; it has {', '.join(self._entry['grids'])}")
         if name not in self._grids:
-            self._grids[name] = self.archive.decode_grid(self.number, name)
+            try:
+                self._grids[name] = self.archive.decode_grid(self.number, name)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:  # never "absent": say where decoding failed
+                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+                raise ArchiveError(f"{self.archive.path}: frame {self.number}, grid {name!r}: {message}") from exc
         return self._grids[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entry["grids"]  # from the header: Mapping's default would decode the grid
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entry["grids"])
@@ -141,9 +149,11 @@ class NvoxArchive:
         self.path = Path(path)
         self.reader = ArchiveReader(self.path)
         self.header: dict[str, Any] = self.reader.header
-        if self.header.get("format") != ARCHIVE_FORMAT:
+        try:
+            check_header(self.path, self.header, {key: self.reader.nbytes(key) for key in self.reader}, ARCHIVE_FORMAT)
+        except ArchiveError:
             self.reader.close()
-            raise ArchiveError(f"{self.path}: archive format {self.header.get('format')!r} is not {ARCHIVE_FORMAT!r}")
+            raise
         self.device = str(resolve_device(device))
         self._frames = {(f["number"] if f["number"] is not None else 0): f for f in self.header["frames"]}
         self._topology_cache: dict[tuple[int, str], np.ndarray] = {}
@@ -194,7 +204,7 @@ class NvoxArchive:
                 if source is not None and source[2:] == ["motion"]:
                     reference = motion_compensated_voxels(info["values"], self._streams(number, grid, ("motion",)),
                                                           reference)
-                self._topology_cache[key] = decode_topology(data, reference)
+                self._topology_cache[key] = decode_topology(data, reference, expected=info["voxels"])
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'topology': {exc}") from None
         return self._topology_cache[key]
@@ -303,8 +313,11 @@ def parse_frames(spec: str | None, available: list[int]) -> list[int]:
 
 def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *, frames: str | None = None,
                grids: Sequence[str] | None = None, half: bool = False, force: bool = False, device: str = "auto",
-               progress: bool = True, format: str = "vdb") -> list[Path]:
+               progress: bool = True, format: str = "vdb", resume: bool = False) -> list[Path]:
     """Write frames of an archive under their original names; returns the paths written.
+
+    Each file is written atomically and created exclusively (unless ``force``); ``resume`` skips the files an
+    interrupted run already finished (a .vdb holding the grids it should), so that a rerun writes the rest.
 
     ``format`` "vdb" writes one .vdb per frame; "nvdb" one NanoVDB file per frame and float grid, as
     ``output_dir/<grid>/<frame name>.nvdb`` (vector grids are skipped with a warning). A frame is decoded while the
@@ -327,9 +340,12 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
             _warn_skipped_vector_grids(archive, numbers, grids)
             if not any(plans):
                 raise ValueError(f"{archive_path}: no float grid to write as NanoVDB (vector grids are skipped)")
+        if resume and not force:
+            numbers, plans = _unfinished(numbers, plans, format)
         existing = [path for plan in plans for path, _ in plan if path.exists()]
         if existing and not force:
-            raise FileExistsError(f"{existing[0]}: exists (use --force to overwrite)")
+            raise FileExistsError(f"{existing[0]}: exists (use --force to overwrite, or --resume to keep the frames "
+                                  f"already written)")
         written: list[Path] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer") as writer:
             pending: Future[list[Path]] | None = None
@@ -349,6 +365,8 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
 def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_dir: Path) -> _Plan:
     """The files of one frame and the grids each holds: all grids in one .vdb, or each float grid in a .nvdb."""
     names = [g for g in (grids or frame) if g in frame]
+    if not is_plain_name(frame.file_name):  # the schema refused such archives: a last guard before writing
+        raise ArchiveError(f"{frame.archive.path}: frame {frame.number}: unsafe file name {frame.file_name!r}")
     if format == "vdb":
         return [(output_dir / frame.file_name, names)]
     plan = []
@@ -359,6 +377,25 @@ def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_
             raise ValueError(f"grid name {name!r} cannot name a folder for NanoVDB output")
         plan.append((output_dir / name / Path(frame.file_name).with_suffix(".nvdb").name, [name]))
     return plan
+
+
+def _unfinished(numbers: list[int], plans: list[_Plan], format: str) -> tuple[list[int], list[_Plan]]:
+    """The frames, and files of each, that a resumed run still has to write: every file not already complete."""
+    todo = [(n, [(path, names) for path, names in plan if not _complete(path, names, format)])
+            for n, plan in zip(numbers, plans, strict=True)]
+    return [n for n, plan in todo if plan], [plan for _, plan in todo if plan]
+
+
+def _complete(path: Path, names: list[str], format: str) -> bool:
+    """An output file a finished write left: files appear only when whole; a .vdb must list the planned grids."""
+    if not path.is_file():
+        return False
+    if format != "vdb":
+        return path.stat().st_size > 0
+    try:
+        return sorted(g.name for g in list_grids(path)) == sorted(names)
+    except VdbError:
+        return False
 
 
 def _write_frame(frame: Frame, decoded: dict[str, SparseGrid], plan: _Plan, format: str, half: bool,

@@ -36,7 +36,7 @@ from neuralvox.metrics import bits_per_voxel, common_voxels, error_stats, flicke
 from neuralvox.model.motion import MotionGuess
 from neuralvox.sequence import FrameSequence, discover
 from neuralvox.topology import encode_topology
-from neuralvox.vdb import VdbError, grid_bytes, list_grids, read_vdb
+from neuralvox.vdb import VdbError, VdbFile, grid_bytes, list_grids, read_vdb
 
 ARCHIVE_FORMAT = "neuralvox/1"
 DEFAULT_GOP = "auto"
@@ -205,6 +205,33 @@ def guess_motion(grids: dict[str, SparseGrid], grid: SparseGrid,
     return block_matching_guess(previous, current, MOTION_STRIDE)
 
 
+def read_frame(path: Path, grids: Sequence[str] | None, skip: bool) -> VdbFile | None:
+    """The grids of one frame to code (those named, when ``grids``, plus the velocity grid that guides motion). A
+    named grid the frame lacks or cannot read raises VdbError, or with ``skip`` warns and gives None."""
+    if grids is None:
+        return read_vdb(path, None, warn_skipped=False)
+    listed = {g.name: g for g in list_grids(path)}
+    velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in VECTOR_TYPES][:1]
+    missing = [n for n in grids if n not in listed]
+    vdb = None if missing else read_vdb(path, list(dict.fromkeys([*grids, *velocity])), warn_skipped=False)
+    problems = [f"no grid named {n} (it has {', '.join(listed) or 'none'})" for n in missing]
+    problems += [f"grid {n} cannot be read: {reason}" for n, reason in (vdb.skipped if vdb else []) if n in grids]
+    if not problems:
+        return vdb
+    if not skip:
+        raise VdbError(f"{path}: {'; '.join(problems)} (--skip-bad-frames leaves such frames out)")
+    warnings.warn(f"{path}: frame left out: {'; '.join(problems)}", stacklevel=3)
+    return None
+
+
+def _forget_absent(coded: dict[str, Any], *per_grid: dict[str, Any]) -> None:
+    """Drop what the next frame would predict from for grids this frame does not hold: a later frame must refer to
+    the frame its reference really comes from, not to this one."""
+    for state in per_grid:
+        for name in [n for n in state if n not in coded]:
+            del state[name]
+
+
 def _best_topology(ijk: np.ndarray, candidates: list[tuple[tuple, np.ndarray]]) -> tuple[bytes, Any]:
     """The shortest topology code: intra, or against one of the already-decodable candidate voxel sets, named by
     (frame, grid) or, for the previous frame moved by this frame's motion, (frame, grid, "motion")."""
@@ -257,8 +284,8 @@ class _GridBounds:
     """The absolute error bound of each grid for a QualityTarget; a survey of the sequence comes first when the bound
     depends on it (a PSNR, or a bound in % of the value range)."""
 
-    def __init__(self, target: QualityTarget, sequence: FrameSequence, to_read: list[str] | None,
-                 grids: Sequence[str] | None, progress: bool) -> None:
+    def __init__(self, target: QualityTarget, sequence: FrameSequence, grids: Sequence[str] | None,
+                 skip_bad_frames: bool, progress: bool) -> None:
         self.target = target
         self.surveys: dict[str, GridSurvey] = {}
         self.bounds: dict[str, float] = {}
@@ -266,7 +293,10 @@ class _GridBounds:
             return
         keep = sample_frames(len(sequence.frames)) if target.psnr is not None else set()
         for index, frame in enumerate(tqdm(sequence.frames, desc="survey", unit="frame", disable=not progress)):
-            for name, grid in read_vdb(frame.path, to_read, warn_skipped=False).grids.items():
+            with warnings.catch_warnings():  # the frame loop warns of a frame left out
+                warnings.simplefilter("ignore")
+                vdb = read_frame(frame.path, grids, skip_bad_frames)
+            for name, grid in vdb.grids.items() if vdb is not None else ():
                 if grids is None or name in grids:
                     _check_finite(grid, frame.path)
                     self.surveys.setdefault(name, GridSurvey(name)).add(grid.sorted(), index in keep)
@@ -327,6 +357,7 @@ def compress(
     coherence: float = 0.0,
     force: bool = False,
     progress: bool = True,
+    skip_bad_frames: bool = False,
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -343,6 +374,9 @@ def compress(
     carry that fraction of the previous frame's error (see ``coherent_aim``): less flicker for some PSNR. Each
     frame's topology is coded against the previous frame's (also moved by the frame's motion) or another grid of the
     same frame, whichever is shortest. Every group decodes without the others.
+
+    A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
+    out with a warning (later frames then refer to the last frame stored).
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
@@ -361,20 +395,16 @@ def compress(
     trackers: dict[str, _GridTracker] = {}
     frames_header: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
-    to_read = None
     if grids is not None:
         first = sequence.frames[0].path
         listed = {g.name: g for g in list_grids(first)}
         unknown = sorted(set(grids) - set(listed))
         if unknown:
-            raise VdbError(f"{first}: no grid named {', '.join(unknown)}")
-        # the velocity grid guides motion even when it is not stored
-        velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in VECTOR_TYPES]
-        to_read = list(dict.fromkeys([*grids, *velocity[:1]]))
+            raise VdbError(f"{first}: no grid named {', '.join(unknown)}; it has {', '.join(listed) or 'none'}")
     _check_bound_names(target, grids, sequence.frames[0].path)
     with contextlib.ExitStack() as stack:
         archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
-        bounds = None if target is None else _GridBounds(target, sequence, to_read, grids, progress)
+        bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress)
         bar = stack.enter_context(_Progress(len(sequence.frames), progress))
         shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
         previous_ijk: dict[str, np.ndarray] = {}
@@ -383,6 +413,10 @@ def compress(
         group_length = 0
         auto_group = _AutoGroup()
         for frame in sequence.frames:
+            vdb = read_frame(frame.path, grids, skip_bad_frames)
+            if vdb is None:
+                bar.frame_done(trackers)
+                continue
             number = frame.number if frame.number is not None else 0
             key_frame = group_length == 0
             if key_frame:
@@ -390,7 +424,6 @@ def compress(
                 previous_ijk.clear()
                 previous.clear()
             group_length += 1
-            vdb = read_vdb(frame.path, to_read, warn_skipped=False)
             for name, reason in vdb.skipped:
                 skipped.setdefault(name, reason)
             sizes = grid_bytes(frame.path)
@@ -452,12 +485,15 @@ def compress(
                 coded_this_frame.append(((number, name), grid.ijk))
                 previous_ijk[name] = grid.ijk
             previous_number = number
+            _forget_absent(entry["grids"], previous, previous_ijk)
             # bounded values need no groups: the topology references the previous frame up to MAX_AUTO_GOP frames
             ends = auto_group.ends_after(entry) if gop == "auto" and bounds is None else False
             if ends or group_length == (MAX_AUTO_GOP if gop == "auto" else gop):
                 group_length = 0
             frames_header.append(entry)
             bar.frame_done(trackers)
+        if not frames_header:
+            raise VdbError(f"{sequence.pattern}: no frame left to store (each lacks a grid asked for)")
         if skipped:
             listed = "; ".join(f"{n} ({r})" for n, r in skipped.items())
             warnings.warn(f"not stored in the archive: {listed}", stacklevel=2)

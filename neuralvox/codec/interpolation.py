@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 
 MAX_LEVEL = 4  # anchors every 16 voxels
+MAX_BOX = 1 << 30  # voxels of the dense box of decoded values (5 bytes each a channel)
 MAX_OPTIONS = 8  # predictions of a cube-centre pass: linear and cubic, averaged and along each of three axes
 # How many of the neighbours an interpolation had: what the context model conditions on besides the neighbours' spread.
 SUPPORT_NONE, SUPPORT_ONE_SIDE, SUPPORT_LINEAR, SUPPORT_CUBIC = range(4)
@@ -65,6 +66,9 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     origin = (ijk.min(axis=0) // step) * step
     local = ijk - origin
     shape = tuple(int(s) for s in local.max(axis=0) + 1)
+    if np.prod(shape, dtype=np.float64) > MAX_BOX:
+        raise ValueError(f"the active voxels span a box of {shape[0]} x {shape[1]} x {shape[2]} voxels, more than the "
+                         f"{MAX_BOX:,} the bounded codec holds in memory at once")
     flat = np.ravel_multi_index(tuple(local.T), shape)
     exponents = _trailing_zeros(local, max_level)  # (N, 3)
     level = exponents.min(axis=1)

@@ -137,23 +137,24 @@ def block_matching_guess(previous: tuple[np.ndarray, np.ndarray], current: tuple
     volume = _Volume.around(previous[0], current[0], min_factor=2)
     previous_mean, _ = volume.mean(previous[0], _magnitude(previous[1]))
     current_mean, current_count = volume.mean(current[0], _magnitude(current[1]))
-    cells_per_block = max(1, block // volume.factor)
+    n0, n1, n2 = volume.shape
+    # a block never spans more cells than an axis holds: thin grids (a slab a few voxels deep) match per slice
+    cells = tuple(min(max(1, block // volume.factor), n) for n in volume.shape)
     radius = _SEARCH_RADIUS
     padded = F.pad(previous_mean.unsqueeze(0), [radius] * 6).squeeze(0)
     occupied = (current_count > 0).float()
     shifts = [(a, b, c) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)
               for c in range(-radius, radius + 1)]
     errors = []
-    n0, n1, n2 = volume.shape
     for a, b, c in shifts:
         moved = padded[0, radius - a:radius - a + n0, radius - b:radius - b + n1, radius - c:radius - c + n2]
         squared = (current_mean[0] - moved) ** 2 * occupied
-        errors.append(F.avg_pool3d(squared[None, None], cells_per_block, ceil_mode=True)[0, 0]
+        errors.append(F.avg_pool3d(squared[None, None], cells, ceil_mode=True)[0, 0]
                       + 1e-9 * (a * a + b * b + c * c))
     best = torch.stack(errors).argmin(dim=0)
     block_motion = torch.tensor(shifts, dtype=torch.float32)[best] * volume.factor  # (*blocks, 3) voxels
-    cell_motion = block_motion.repeat_interleave(cells_per_block, 0).repeat_interleave(cells_per_block, 1)
-    cell_motion = cell_motion.repeat_interleave(cells_per_block, 2)[:n0, :n1, :n2].permute(3, 0, 1, 2)
+    cell_motion = block_motion.repeat_interleave(cells[0], 0).repeat_interleave(cells[1], 1)
+    cell_motion = cell_motion.repeat_interleave(cells[2], 2)[:n0, :n1, :n2].permute(3, 0, 1, 2)
     return _spread(volume, cell_motion * occupied, occupied, block)
 
 

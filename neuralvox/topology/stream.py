@@ -131,11 +131,12 @@ def _encode_payload(truth: Octree, depth: int, extent: np.ndarray, reference: Oc
     return bitcoder.compressed()
 
 
-def decode_topology(data: bytes, reference: np.ndarray | None = None) -> np.ndarray:
+def decode_topology(data: bytes, reference: np.ndarray | None = None, *, expected: int | None = None) -> np.ndarray:
     """The voxel set of an ``encode_topology`` stream as (N, 3) int32 in lexicographic (i, j, k) order.
 
     Pass the same ``reference`` the encoder had (it is ignored when the stream was coded without one).
-    Raises ValueError on a truncated or corrupted stream, or one coded against a reference that is not given.
+    Raises ValueError on a truncated or corrupted stream, or one coded against a reference that is not given, or
+    one whose voxel count is not ``expected`` (checked before anything is allocated).
     """
     data = bytes(data)
     if len(data) < 2 + _CHECK_BYTES:
@@ -145,6 +146,8 @@ def decode_topology(data: bytes, reference: np.ndarray | None = None) -> np.ndar
     if version != _FORMAT_VERSION:
         raise ValueError(f"topology stream has unknown format version {version} (corrupted, or from a newer neuralvox)")
     count, pos = _read_varint(body, 1)
+    if expected is not None and count != expected:
+        raise ValueError(f"topology stream holds {count} voxels where the header says {expected}")
     if count == 0:
         if pos != len(body) or _check(body, 0) != check:
             raise ValueError("topology stream is corrupted (checksum mismatch)")

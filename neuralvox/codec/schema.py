@@ -1,0 +1,321 @@
+"""The archive header's schema: every name, size, shape, count and reference checked before the decoder uses it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from neuralvox.codec.interpolation import MAX_OPTIONS
+from neuralvox.container import ArchiveFormatError
+from neuralvox.grid import VALUE_TYPES, VECTOR_TYPES
+from neuralvox.model.decoder import ACTIVATIONS
+
+MAX_FRAMES = 1_000_000
+MAX_GRIDS = 1024  # per frame
+MAX_VOXELS = 1 << 31  # per grid (int32 indices)
+MAX_NAME = 255  # characters of a file, grid or stream name
+MAX_LEVELS = 8
+MAX_LEVEL_CHANNELS = 64
+MAX_STRIDE = 1 << 12
+MAX_HIDDEN_LAYERS = 8
+MAX_HIDDEN_WIDTH = 1024
+MAX_FREQUENCIES = 16
+MAX_PADDING = 32
+MAX_ANCHOR_LEVEL = 16  # the bounded codec's coarsest level (anchors every 2**level voxels)
+
+_Where = dict[str, Any]  # frame=..., grid=... for ArchiveFormatError
+
+
+class _Checker:
+    """Raise ArchiveFormatError naming the archive and where a field was read."""
+
+    def __init__(self, archive: Path, **where: Any) -> None:
+        self.archive = archive
+        self.where = where
+
+    def at(self, **where: Any) -> _Checker:
+        return _Checker(self.archive, **{**self.where, **where})
+
+    def fail(self, field: str, problem: str) -> ArchiveFormatError:
+        return ArchiveFormatError(self.archive, field, problem, **self.where)
+
+    def get(self, mapping: Mapping[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
+        if field not in mapping:
+            raise self.fail(field, "missing")
+        value = mapping[field]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise self.fail(field, f"expected {_kind_name(kind)}, got {_short(value)}")
+        return value
+
+    def integer(self, mapping: Mapping[str, Any], field: str, low: int, high: int) -> int:
+        value = self.get(mapping, field, int)
+        if not low <= value <= high:
+            raise self.fail(field, f"{value} is outside {low}..{high}")
+        return value
+
+    def numbers(self, mapping: Mapping[str, Any], field: str, count: int) -> list[float]:
+        value = self.get(mapping, field, list)
+        if len(value) != count or not all(_is_finite(v) for v in value):
+            raise self.fail(field, f"expected {count} finite numbers, got {_short(value)}")
+        return value
+
+    def name(self, value: Any, field: str) -> str:
+        if not is_plain_name(value):
+            raise self.fail(field, f"{_short(value)} is not a plain file name (no folder, '..' or NUL)")
+        return value
+
+
+def is_plain_name(value: Any) -> bool:
+    """A name that stays inside its folder: non-empty text without separators, NUL, '.' or '..'."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_NAME and value not in (".", "..")
+            and not any(c in value for c in "/\\\0") and not Path(value).is_absolute())
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "text", list: "a list", dict: "an object", bool: "true/false",
+             type(None): "null"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------------------------------- value headers
+ValueValidator = Callable[[_Checker, dict[str, Any], dict[str, Any]], None]
+
+
+def check_values_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-values/1``: a constant, or latent levels, a decoder MLP and the streams they are coded in."""
+    channels = check.integer(header, "channels", 1, 3)
+    if channels != (3 if grid["value_type"] in VECTOR_TYPES else 1):
+        raise check.fail("channels", f"{channels} channels for a {grid['value_type']} grid")
+    if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
+        raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
+    if "constant" in header:
+        check.numbers(header, "constant", channels)
+        return
+    _check_levels(check, header)
+    hidden = check.get(header, "hidden", list)
+    if len(hidden) > MAX_HIDDEN_LAYERS or not all(isinstance(w, int) and 1 <= w <= MAX_HIDDEN_WIDTH for w in hidden):
+        raise check.fail("hidden", f"{_short(hidden)}: at most {MAX_HIDDEN_LAYERS} widths of 1..{MAX_HIDDEN_WIDTH}")
+    check.integer(header, "frequencies", 0, MAX_FREQUENCIES)
+    if check.get(header, "activation", str) not in ACTIVATIONS:
+        raise check.fail("activation", f"{_short(header['activation'])} is not one of {sorted(ACTIVATIONS)}")
+    check.numbers(header, "low", channels)
+    check.numbers(header, "high", channels)
+    shared = check.get(header, "shared_decoder", bool)
+    needed = {"residual", "motion"} if "predicted" in header else {"latents"}
+    if "predicted" in header:
+        predicted = check.get(header, "predicted", dict)
+        check.integer(predicted, "motion_stride", 1, MAX_STRIDE)
+        step = check.get(predicted, "motion_step", (int, float))
+        if not (_is_finite(step) and 0 < step <= MAX_STRIDE):
+            raise check.fail("motion_step", f"{step!r} is not a positive step")
+    missing = needed - set(grid["streams"]) | ({"weights"} - set(grid["streams"]) if not shared else set())
+    if missing:
+        raise check.fail("streams", f"lacks {', '.join(sorted(missing))}")
+
+
+def _check_levels(check: _Checker, header: dict[str, Any]) -> None:
+    levels = check.get(header, "levels", list)
+    good = 1 <= len(levels) <= MAX_LEVELS and all(
+        isinstance(level, list) and len(level) == 2 and all(isinstance(n, int) and not isinstance(n, bool)
+                                                            for n in level)
+        and 1 <= level[0] <= MAX_STRIDE and level[0] & (level[0] - 1) == 0 and 1 <= level[1] <= MAX_LEVEL_CHANNELS
+        for level in levels)
+    if not good:
+        raise check.fail("levels", f"{_short(levels)}: 1..{MAX_LEVELS} [stride (a power of two up to {MAX_STRIDE}), "
+                                   f"channels (1..{MAX_LEVEL_CHANNELS})]")
+
+
+def check_bounded_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-bounded/1``: per channel bound and background, the visiting order's depth and each pass's
+    prediction, coded in one ``values`` stream."""
+    channels = check.integer(header, "channels", 1, 3)
+    if channels != (3 if grid["value_type"] in VECTOR_TYPES else 1):
+        raise check.fail("channels", f"{channels} channels for a {grid['value_type']} grid")
+    if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
+        raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
+    if not all(b > 0 for b in check.numbers(header, "bounds", channels)):
+        raise check.fail("bounds", f"{_short(header['bounds'])}: bounds must be positive")
+    check.numbers(header, "background", channels)
+    check.get(header, "inactive_known", bool)
+    if not all(f >= 1 for f in check.numbers(header, "shrink", 2)):
+        raise check.fail("shrink", f"{_short(header['shrink'])}: level factors must be at least 1")
+    max_level = check.integer(header, "max_level", 1, MAX_ANCHOR_LEVEL)
+    choices = check.get(header, "choices", list)
+    passes = 1 + 7 * max_level
+    if len(choices) != channels or not all(
+            isinstance(c, list) and len(c) <= passes and all(isinstance(i, int) and 0 <= i < MAX_OPTIONS for i in c)
+            for c in choices):
+        raise check.fail("choices", f"{_short(choices)}: per channel at most {passes} predictions of "
+                                    f"0..{MAX_OPTIONS - 1}")
+    if "values" not in grid["streams"]:
+        raise check.fail("streams", "lacks values")
+
+
+VALUE_VALIDATORS: dict[str, ValueValidator] = {"neuralvox-values/1": check_values_v1,
+                                               "neuralvox-bounded/1": check_bounded_v1}
+
+
+# ------------------------------------------------------------------------------------------------ header
+def check_header(archive: Path, header: dict[str, Any], payload_sizes: Mapping[str, int], archive_format: str) -> None:
+    """Check a decoder header against the schema and the archive's payload table; raise ArchiveFormatError."""
+    check = _Checker(archive)
+    if header.get("format") != archive_format:
+        raise check.fail("format", f"{_short(header.get('format'))} is not {archive_format!r}")
+    _check_pattern(check, check.get(header, "pattern", dict))
+    frames = check.get(header, "frames", list)
+    if not 1 <= len(frames) <= MAX_FRAMES:
+        raise check.fail("frames", f"{len(frames)} frames (expected 1..{MAX_FRAMES})")
+    seen: dict[int, dict[str, Any]] = {}  # frame number -> its grids, frames before this one
+    files: set[str] = set()
+    for index, entry in enumerate(frames):
+        label = entry.get("number", index) if isinstance(entry, dict) else index
+        at = check.at(frame=label if isinstance(label, int) and not isinstance(label, bool) else _short(label))
+        if not isinstance(entry, dict):
+            raise at.fail("frames", f"entry {index} is not an object")
+        number = at.get(entry, "number", (int, type(None)))
+        number = 0 if number is None else number
+        if number in seen or (entry["number"] is None and len(frames) > 1):
+            raise at.fail("number", "repeated, or missing in a sequence of several frames")
+        file = at.name(at.get(entry, "file", str), "file")
+        if file in files:
+            raise at.fail("file", f"{file!r} is the name of an earlier frame too")
+        files.add(file)
+        at.get(entry, "key", bool)
+        _check_metadata(at, entry)
+        grids = at.get(entry, "grids", dict)
+        if len(grids) > MAX_GRIDS:
+            raise at.fail("grids", f"{len(grids)} grids (at most {MAX_GRIDS})")
+        for name, grid in grids.items():
+            _check_grid(at.at(grid=name), number, name, grid, seen, grids, payload_sizes)
+        seen[number] = grids
+
+
+def _check_pattern(check: _Checker, pattern: dict[str, Any]) -> None:
+    for field in ("prefix", "suffix"):
+        value = check.get(pattern, field, str)
+        if value and not is_plain_name(value):
+            raise check.fail(f"pattern.{field}", f"{_short(value)} is not plain file-name text")
+    check.get(pattern, "separator", str)
+    check.integer(pattern, "padding", 0, MAX_PADDING)
+
+
+def _check_metadata(check: _Checker, entry: dict[str, Any]) -> None:
+    metadata = check.get(entry, "metadata", dict)
+    types = check.get(entry, "metadata_types", dict)
+    if not all(isinstance(v, str) for v in types.values()) or not set(types) <= set(metadata):
+        raise check.fail("metadata_types", "expected type names of metadata fields")
+    for key, value in metadata.items():
+        if not _metadata_value_ok(value, types.get(key)):
+            raise check.fail("metadata", f"{_short(key)}: {_short(value)} is not a value a .vdb can hold")
+
+
+def _metadata_value_ok(value: Any, kind: str | None) -> bool:
+    """What the binding writes as OpenVDB metadata: text, true/false, an integer of the type's range, a number, or
+    3 numbers."""
+    if isinstance(value, (str, bool, float)):
+        return True
+    if isinstance(value, int):
+        bits = 31 if kind == "int32" else 63
+        return -(1 << bits) <= value < 1 << bits
+    return isinstance(value, list) and len(value) == 3 and all(_is_finite(v) for v in value)
+
+
+def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dict[int, dict[str, Any]],
+                this_frame: dict[str, Any], payload_sizes: Mapping[str, int]) -> None:
+    if not is_plain_name(name):
+        raise check.fail("grids", f"grid name {_short(name)} is not a plain name")
+    if not isinstance(grid, dict):
+        raise check.fail("grids", "not an object")
+    if check.get(grid, "value_type", str) not in VALUE_TYPES:
+        raise check.fail("value_type", f"{_short(grid['value_type'])} is not one of {sorted(VALUE_TYPES)}")
+    check.get(grid, "grid_class", str)
+    matrix = check.get(grid, "transform", list)
+    if len(matrix) != 4 or not all(isinstance(row, list) and len(row) == 4 and all(map(_is_finite, row))
+                                   for row in matrix):
+        raise check.fail("transform", "expected a 4x4 matrix of finite numbers")
+    background = check.get(grid, "background", (int, float, list))
+    if not (_is_finite(background) or (isinstance(background, list) and len(background) == 3
+                                       and all(map(_is_finite, background)))):
+        raise check.fail("background", f"{_short(background)} is not a number or 3 numbers")
+    check.get(grid, "save_half", bool)
+    check.get(grid, "vector_type", (str, type(None)))
+    _check_metadata(check, grid)
+    check.integer(grid, "voxels", 0, MAX_VOXELS)
+    streams = check.get(grid, "streams", list)
+    for stream in ["topology", *streams]:
+        check.name(stream, "streams")
+        key = f"frames/{number}/{name}/{stream}"
+        if key not in payload_sizes:
+            raise check.fail("streams", f"payload {stream!r} is not in the archive")
+    _check_references(check, number, name, grid, earlier, this_frame)
+    values = check.get(grid, "values", dict)
+    format_name = values.get("format")
+    validator = VALUE_VALIDATORS.get(format_name) if isinstance(format_name, str) else None
+    if validator is None:
+        raise check.fail("values.format", f"unknown value format {_short(values.get('format'))} (known: "
+                                          f"{', '.join(VALUE_VALIDATORS)}; from a newer neuralvox?)")
+    validator(check, values, grid)
+    if "predicted" in values and grid["latents_from"] is None:
+        raise check.fail("latents_from", "a predicted grid needs the frame it is predicted from")
+
+
+def _check_references(check: _Checker, number: int, name: str, grid: dict[str, Any],
+                      earlier: dict[int, dict[str, Any]], this_frame: dict[str, Any]) -> None:
+    """Every reference points back: to an earlier frame of the list, or to a grid listed before in this frame, so
+    the references can never form a cycle."""
+    before = list(this_frame)[: list(this_frame).index(name)]
+    ref = check.get(grid, "topology_ref", (list, type(None)))
+    if ref is not None:
+        good = len(ref) in (2, 3) and isinstance(ref[0], int) and isinstance(ref[1], str) and ref[2:] in ([],
+                                                                                                         ["motion"])
+        if not good or not (ref[1] in earlier.get(ref[0], {}) or (ref[0] == number and ref[1] in before and
+                                                                  not ref[2:])):
+            raise check.fail("topology_ref", f"{_short(ref)} is not a grid coded before this one")
+        if ref[2:] and (ref[1] != name or "motion" not in grid.get("streams", [])):
+            raise check.fail("topology_ref", f"{_short(ref)}: motion context without this grid's motion")
+    for field, needs in (("latents_from", None), ("weights_from", "weights")):
+        source = check.get(grid, field, (int, type(None)))
+        if source is None or (field == "weights_from" and source == number):
+            continue
+        owner = earlier.get(source, {}).get(name)
+        if not isinstance(owner, dict) or "constant" in owner["values"] or (needs and needs not in owner["streams"]):
+            raise check.fail(field, f"frame {source} is not an earlier frame holding this grid's {needs or 'latents'}")
+
+
+_REPORT_NUMBERS = ("frames", "voxels", "source_bytes", "coded_bytes", "ratio", "bpv", "psnr", "rmse", "max_abs_error",
+                   "fit_seconds")
+
+
+def check_summary(archive: Path, header: dict[str, Any]) -> None:
+    """Check what ``neuralvox info`` prints besides the frames: codec settings, per-grid report, skipped grids."""
+    check = _Checker(archive)
+    codec = check.get(header, "codec", dict)
+    for field in ("quality", "gop", "device"):
+        check.get(codec, field, (str, int))
+    for entry in check.get(header, "report", list):
+        at = check.at(grid=_short(entry.get("name")) if isinstance(entry, dict) else None)
+        if not isinstance(entry, dict):
+            raise at.fail("report", "entry is not an object")
+        at.get(entry, "name", str)
+        for field in _REPORT_NUMBERS:
+            at.get(entry, field, (int, float))
+        at.get(entry, "flicker", (int, float, type(None)))
+        streams = at.get(entry, "stream_bytes", dict)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
+            raise at.fail("stream_bytes", "expected byte counts")
+    skipped = check.get(header, "skipped", dict)
+    if not all(isinstance(v, str) for v in skipped.values()):
+        raise check.fail("skipped", "expected a reason per grid")
