@@ -23,7 +23,7 @@ from neuralvox.grid import SparseGrid
 
 FORMAT = "neuralvox-bounded/1"
 _SPREAD_BUCKETS = 16
-_LEVEL_CLASSES = 4
+_LEVEL_CLASSES = 2
 # spread bucket thresholds, in steps: 2**(i/2) - 1 for i = 1 .. 15, by repeated multiplication of one literal
 _SQRT2 = 1.4142135623730951
 _THRESHOLDS = np.cumprod(np.full(_SPREAD_BUCKETS - 1, _SQRT2)) - 1.0
