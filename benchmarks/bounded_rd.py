@@ -7,7 +7,7 @@ headers included, over the active voxels of all frames; every decoded voxel is c
 (absolute bound), ZFP (fixed accuracy, 8^3 bricks and dense box) at a sweep of bounds, each charged its payload plus
 the exact intra topology code. Bits are interpolated (log bits, linear in PSNR) at 30, 40 and 50 dB; then the same at
 equal max error: bounds of 1e-2, 1e-3 and 1e-4 of the value range, neuralvox vs SZ3. Writes
-benchmarks/results/bounded_rd_NAME.{json,md}.
+benchmarks/results/bounded_rd_NAME.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -171,15 +171,47 @@ def markdown(results: list[dict], stamp: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(results: list[dict], path: Path) -> None:
+    """Bits per active voxel against PSNR, one panel per sequence: neuralvox and each baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False)
+    for axis, result in zip(axes[0], results, strict=True):
+        for method in ("neuralvox", *BASELINES):
+            curve = sorted((p["psnr"], p["bpv"]) for p in result["points"]
+                           if p["method"] == method and math.isfinite(p["psnr"]) and 20 <= p["psnr"] <= 60)
+            if curve:
+                axis.plot(*zip(*curve, strict=True), marker="o", markersize=3, label=method,
+                          linewidth=2.5 if method == "neuralvox" else 1.2)
+        axis.set_title(f"{result['name']} ({result['grid']})")
+        axis.set_xlabel("PSNR dB")
+        axis.set_yscale("log")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("bits per active voxel (whole file)")
+    axes[0][0].legend()
+    figure.tight_layout()
+    with atomic_output(path, force=True) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(SEQUENCES), default=list(SEQUENCES))
+    parser.add_argument("--replot", type=Path, help="only draw the plot of an earlier run's JSON")
     args = parser.parse_args()
+    if args.replot is not None:
+        plot(json.loads(args.replot.read_text())["results"], args.replot.with_suffix(".png"))
+        return
     stamp = (f"{datetime.date.today()}, {platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'}), "
              f"command: `{shlex.join([sys.executable.split('/')[-1], *sys.argv])}`")
     results = [run(name) for name in args.only]
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "_".join(args.only) if args.only != list(SEQUENCES) else "all"
+    plot(results, RESULTS / f"bounded_rd_{tag}.png")
     with atomic_output(RESULTS / f"bounded_rd_{tag}.json", force=True) as tmp:
         tmp.write_text(json.dumps({"stamp": stamp, "results": results}, indent=1) + "\n")
     text = markdown(results, stamp)

@@ -162,7 +162,7 @@ def level_set_frames(folder: Path, count: int) -> None:
         write_vdb(folder / f"ls.{t + 1:04d}.vdb", [grid])
 
 
-def test_level_set_bound_in_voxels_holds_after_decode(tmp_path: Path) -> None:
+def test_level_set_bound_in_voxels_holds_after_decode_and_in_warp(tmp_path: Path, warp_lookup) -> None:
     level_set_frames(tmp_path, 3)
     out = tmp_path / "ls.nvox"
     report = compress([str(tmp_path)], out, max_error="0.05vox", device="cpu", progress=False)
@@ -176,6 +176,8 @@ def test_level_set_bound_in_voxels_holds_after_decode(tmp_path: Path) -> None:
             points = decoded.index_to_world(decoded.ijk[:50].astype(np.float64))
             sampled = archive.frame(number).sample(points, "surface", mode="nearest")
             assert np.array_equal(sampled, decoded.values[:50])
+            volume = archive.frame(number).to_warp_volume("surface", device="cpu")
+            assert np.array_equal(warp_lookup(volume, decoded.ijk, float), decoded.values)
 
 
 @pytest.mark.skipif(not BLENDER.is_dir(), reason="shared Blender smoke cache not beside this checkout")

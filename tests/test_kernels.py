@@ -35,18 +35,6 @@ def blob(side: int = 14, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([i[active], j[active], k[active]], axis=1).astype(np.int32), density[active].astype(np.float32)
 
 
-def lookup_volume(volume: wp.Volume, ijk: np.ndarray, dtype: type) -> np.ndarray:
-    @wp.kernel(enable_backward=False, module="unique")
-    def lookup(volume: wp.uint64, ijk: wp.array(dtype=wp.vec3i), out: wp.array(dtype=dtype)):
-        tid = wp.tid()
-        out[tid] = wp.volume_lookup(volume, ijk[tid][0], ijk[tid][1], ijk[tid][2], dtype=dtype)
-
-    out = wp.zeros(len(ijk), dtype=dtype, device=volume.device)
-    wp.launch(lookup, dim=len(ijk), inputs=[volume.id, wp.array(ijk, dtype=wp.vec3i, device=volume.device), out],
-              device=volume.device)
-    return out.numpy()
-
-
 # -- fused decode against the torch reference
 
 
@@ -92,13 +80,13 @@ def test_lattice_points_equal_build_lattice(stride: int) -> None:
 # -- Warp volumes
 
 
-def test_to_warp_volume_lookups_equal_the_values() -> None:
+def test_to_warp_volume_lookups_equal_the_values(warp_lookup) -> None:
     ijk, values = blob(12)
     transform = np.array([[0.1, 0.0, 0.02, 0], [0, 0.1, 0, 0], [0, 0, 0.12, 0], [1.5, -2.0, 0.25, 1]])
     grid = SparseGrid(name="density", ijk=ijk, values=values, transform=transform, background=-0.5)
     volume = grid_to_volume(grid, "cpu")
     outside = np.array([[100, 100, 100], [-40, 0, 3]], dtype=np.int32)
-    looked_up = lookup_volume(volume, np.concatenate([ijk, outside]), float)
+    looked_up = warp_lookup(volume, np.concatenate([ijk, outside]), float)
     assert np.array_equal(looked_up[: len(ijk)], values)
     assert np.array_equal(looked_up[len(ijk):], [-0.5, -0.5])
     info = volume.get_grid_info()
@@ -107,7 +95,7 @@ def test_to_warp_volume_lookups_equal_the_values() -> None:
 
     vectors = np.stack([values, -values, 2 * values], axis=1)
     vector_grid = SparseGrid(name="vel", ijk=ijk, values=vectors, value_type="vec3s", background=(0.0, 0.0, 0.0))
-    assert np.array_equal(lookup_volume(grid_to_volume(vector_grid), ijk, wp.vec3), vectors)
+    assert np.array_equal(warp_lookup(grid_to_volume(vector_grid), ijk, wp.vec3), vectors)
 
 
 # -- archives: random access, NanoVDB output, streaming decompress
@@ -170,7 +158,7 @@ def test_sample_grid_checks_its_inputs() -> None:
         sample_grid(ijk, np.eye(4), 0.0, decode, np.zeros((3,)))
 
 
-def test_decompress_nvdb_loads_in_warp_with_the_same_values(archive: Path, tmp_path: Path) -> None:
+def test_decompress_nvdb_loads_in_warp_with_the_same_values(archive: Path, tmp_path: Path, warp_lookup) -> None:
     with pytest.warns(UserWarning, match="skipping vector grid 'vel'"):
         written = decompress(archive, tmp_path, format="nvdb", device="cpu", progress=False)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == ["density/blob.0001.nvdb",
@@ -180,7 +168,7 @@ def test_decompress_nvdb_loads_in_warp_with_the_same_values(archive: Path, tmp_p
             expected = nvox.frame(number)["density"]
             volume = wp.Volume.load_from_nvdb(path.read_bytes(), device="cpu")
             outside = np.array([[90, 90, 90]], dtype=np.int32)
-            looked_up = lookup_volume(volume, np.concatenate([expected.ijk, outside]), float)
+            looked_up = warp_lookup(volume, np.concatenate([expected.ijk, outside]), float)
             assert np.array_equal(looked_up[:-1], expected.values)
             assert looked_up[-1] == 0.0
             info = volume.get_grid_info()
