@@ -60,7 +60,9 @@ def valid(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if os.environ.get("NEURALVOX_FUZZ_REPORT"):
         report = {"examples": sum(OUTCOMES.values()), "peak_rss_bytes": peak_rss(),
                   "outcomes": dict(OUTCOMES.most_common())}
-        Path(os.environ["NEURALVOX_FUZZ_REPORT"]).write_text(json.dumps(report, indent=1) + "\n")
+        target = Path(os.environ["NEURALVOX_FUZZ_REPORT"])
+        target.with_stem(f"{target.stem}-{request.param}").write_text(json.dumps(report, indent=1) + "\n")
+    OUTCOMES.clear()
 
 
 def peak_rss() -> int:

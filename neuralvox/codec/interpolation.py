@@ -44,9 +44,10 @@ class Pass:
 
 @dataclasses.dataclass(frozen=True)
 class LevelPlan:
-    """The visiting order of a grid's active voxels and the dense box that holds their decoded values."""
+    """The visiting order of a grid's active voxels and the dense box that holds their decoded values: the voxels'
+    bounding box with a margin as wide as the farthest neighbour an interpolation reads, so no read leaves it."""
 
-    origin: np.ndarray  # (3,) int64, a multiple of 2**max_level
+    origin: np.ndarray  # (3,) int64 index of the box's first voxel (margin included)
     shape: tuple[int, int, int]
     flat: np.ndarray  # (N,) int64 index of each voxel in the box, C order
     passes: list[Pass]
@@ -55,6 +56,10 @@ class LevelPlan:
     @property
     def box_size(self) -> int:
         return int(np.prod(self.shape))
+
+    def stride(self, axis: int) -> int:
+        """Distance in ``flat`` between neighbours along ``axis``."""
+        return int(np.prod(self.shape[axis + 1:]))
 
 
 def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
@@ -65,33 +70,33 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
         return LevelPlan(np.zeros(3, np.int64), (1, 1, 1), np.zeros(0, np.int64), [], max_level)
     origin = (ijk.min(axis=0) // step) * step
     local = ijk - origin
-    shape = tuple(int(s) for s in local.max(axis=0) + 1)
+    margin = 3 * step // 2  # the farthest neighbour read: 3h at the coarsest half-step h
+    shape = tuple(int(s) + 2 * margin for s in local.max(axis=0) + 1)
     if np.prod(shape, dtype=np.float64) > MAX_BOX:
         raise ValueError(f"the active voxels span a box of {shape[0]} x {shape[1]} x {shape[2]} voxels, more than the "
                          f"{MAX_BOX:,} the bounded codec holds in memory at once")
-    flat = np.ravel_multi_index(tuple(local.T), shape)
-    exponents = _trailing_zeros(local, max_level)  # (N, 3)
-    level = exponents.min(axis=1)
-    odd = exponents == level[:, None]
-    pattern = np.where(level == max_level, 0, odd[:, 0] * 1 + odd[:, 1] * 2 + odd[:, 2] * 4)
-    rank = np.zeros(8, np.int64)
+    flat = np.ravel_multi_index(tuple((local + margin).T), shape)
+    exponents = [_trailing_zeros(local[:, axis], max_level) for axis in range(3)]
+    level = np.minimum(np.minimum(exponents[0], exponents[1]), exponents[2])
+    pattern = sum((exponents[axis] == level).astype(np.int8) << axis for axis in range(3))
+    pattern[level == max_level] = 0
+    rank = np.zeros(8, np.int16)
     rank[list(PATTERNS)] = np.arange(1, len(PATTERNS) + 1)
     # a small-integer key sorts by radix: anchors first, then coarse to fine, pattern by pattern
-    key = ((max_level - level) * 8 + rank[pattern]).astype(np.int16)
+    key = (max_level - level).astype(np.int16) * 8 + rank[pattern]
     order = np.argsort(key, kind="stable")
-    key = key[order]
-    cuts = np.flatnonzero(np.diff(key) != 0) + 1
+    cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
     passes = [Pass(rows, int(level[rows[0]]), tuple(d for d in range(3) if pattern[rows[0]] >> d & 1))
               for rows in np.split(order, cuts)]
-    return LevelPlan(origin, shape, flat, passes, max_level)
+    return LevelPlan(origin - margin, shape, flat, passes, max_level)
 
 
-def _trailing_zeros(local: np.ndarray, cap: int) -> np.ndarray:
-    """Exponent of the largest power of two dividing each coordinate, at most ``cap`` (0 counts as ``cap``)."""
-    exponents = np.zeros(local.shape, np.int64)
-    for bit in range(cap):
-        exponents += (local & ((2 << bit) - 1)) == 0
-    return exponents
+def _trailing_zeros(coordinates: np.ndarray, cap: int) -> np.ndarray:
+    """Exponent (int8) of the largest power of two dividing each coordinate, at most ``cap`` (0 counts as ``cap``)."""
+    table = np.full(1 << cap, cap, np.int8)
+    residues = np.arange(1, 1 << cap)
+    table[1:] = np.frexp((residues & -residues).astype(np.float64))[1] - 1
+    return table[coordinates & ((1 << cap) - 1)]
 
 
 @dataclasses.dataclass
@@ -100,28 +105,18 @@ class Canvas:
 
     values: np.ndarray  # float32, flat over the box
     known: np.ndarray  # bool, flat over the box
-    shape: tuple[int, int, int]
-    fill: float  # what a neighbour outside the box holds, when inactive voxels are known
-    outside_known: bool
 
     @classmethod
     def start(cls, plan: LevelPlan, background: float, inactive_known: bool) -> Canvas:
         values = np.full(plan.box_size, background, np.float32)
         known = np.full(plan.box_size, inactive_known, bool)
         known[plan.flat] = False
-        return cls(values, known, plan.shape, float(background), inactive_known)
+        return cls(values, known)
 
-    def neighbours(self, flat: np.ndarray, coordinate: np.ndarray, axis: int, offset: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Values (float64) and known flags of the voxels ``offset`` away along ``axis`` from box voxels ``flat``
-        whose coordinate on that axis is ``coordinate``."""
-        target = coordinate + offset
-        inside = (target >= 0) & (target < self.shape[axis])
-        stride = int(np.prod(self.shape[axis + 1:]))
-        where = np.where(inside, flat + offset * stride, 0)
-        values = np.where(inside, self.values[where], self.fill).astype(np.float64)
-        known = np.where(inside, self.known[where], self.outside_known)
-        return values, known
+    def neighbours(self, flat: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """Values (float64) and known flags of the voxels ``offset`` away in the box from box voxels ``flat``."""
+        where = flat + offset
+        return self.values[where].astype(np.float64), self.known[where]
 
     def store(self, flat: np.ndarray, values: np.ndarray) -> None:
         self.values[flat] = values
@@ -148,18 +143,17 @@ def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float) -> Pre
     if step.is_anchor:
         constant = np.full(count, fallback, np.float64)
         return Prediction([constant, constant], np.zeros(count, np.int8), np.zeros(count))
-    coordinates = np.unravel_index(flat, plan.shape)
     h = 1 << step.level
     linear_sum, cubic_sum, spread_sum, two_sided = np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count)
     one_sided = np.full(count, np.nan)
     support = np.zeros(count, np.int8)
     per_axis = []
     for axis in step.axes:
-        coordinate = np.asarray(coordinates[axis], dtype=np.int64)
-        v0, k0 = canvas.neighbours(flat, coordinate, axis, -3 * h)
-        v1, k1 = canvas.neighbours(flat, coordinate, axis, -h)
-        v2, k2 = canvas.neighbours(flat, coordinate, axis, h)
-        v3, k3 = canvas.neighbours(flat, coordinate, axis, 3 * h)
+        reach = h * plan.stride(axis)
+        v0, k0 = canvas.neighbours(flat, -3 * reach)
+        v1, k1 = canvas.neighbours(flat, -reach)
+        v2, k2 = canvas.neighbours(flat, reach)
+        v3, k3 = canvas.neighbours(flat, 3 * reach)
         both = k1 & k2
         cubic_ok = both & k0 & k3
         side = np.where(k1, v1, np.where(k2, v2, fallback))
