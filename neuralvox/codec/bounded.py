@@ -28,6 +28,7 @@ _LEVEL_CLASSES = 2
 _SQRT2 = 1.4142135623730951
 _THRESHOLDS = np.cumprod(np.full(_SPREAD_BUCKETS - 1, _SQRT2)) - 1.0
 _LENGTH = struct.Struct("<I")
+_CHOICE_SAMPLE = 1 << 15  # voxels of a pass that the choice of prediction looks at
 SHRINK = (1.5, 4.0)
 
 
@@ -203,7 +204,10 @@ def _cheapest(options: list[np.ndarray], original: np.ndarray, step: float) -> i
     """The prediction whose errors would take the fewest bits (a log-magnitude estimate); the first on a tie. (Also
     offering the previous frame's value, or its interpolation error at the voxel, was measured on the plume, liquid
     and Blender sequences and saved nothing: see benchmarks/RESULTS.md.)"""
-    costs = [np.log2(1.0 + np.abs(original - option) / step).sum() for option in options]
+    if len(options) == 1 or len(original) == 0:
+        return 0
+    sample = slice(None, None, max(1, len(original) // _CHOICE_SAMPLE))
+    costs = [np.log2(1.0 + np.abs(original[sample] - option[sample]) / step).sum() for option in options]
     return int(np.argmin(costs))
 
 

@@ -64,19 +64,19 @@ class LevelPlan:
 
 def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     """The coarse-to-fine visiting order of the voxels ``ijk`` (N, 3)."""
-    ijk = np.asarray(ijk, dtype=np.int64).reshape(-1, 3)
+    columns = np.ascontiguousarray(np.asarray(ijk).reshape(-1, 3).T, dtype=np.int64)  # (3, N): fast per axis
     step = 1 << max_level
-    if len(ijk) == 0:
+    if columns.shape[1] == 0:
         return LevelPlan(np.zeros(3, np.int64), (1, 1, 1), np.zeros(0, np.int64), [], max_level)
-    origin = (ijk.min(axis=0) // step) * step
-    local = ijk - origin
+    origin = np.array([c.min() // step * step for c in columns])
+    local = columns - origin[:, None]
     margin = 3 * step // 2  # the farthest neighbour read: 3h at the coarsest half-step h
-    shape = tuple(int(s) + 2 * margin for s in local.max(axis=0) + 1)
+    shape = tuple(int(c.max()) + 1 + 2 * margin for c in local)
     if np.prod(shape, dtype=np.float64) > MAX_BOX:
         raise ValueError(f"the active voxels span a box of {shape[0]} x {shape[1]} x {shape[2]} voxels, more than the "
                          f"{MAX_BOX:,} the bounded codec holds in memory at once")
-    flat = np.ravel_multi_index(tuple((local + margin).T), shape)
-    exponents = [_trailing_zeros(local[:, axis], max_level) for axis in range(3)]
+    flat = ((local[0] + margin) * shape[1] + local[1] + margin) * shape[2] + local[2] + margin
+    exponents = [_trailing_zeros(local[axis], max_level) for axis in range(3)]
     level = np.minimum(np.minimum(exponents[0], exponents[1]), exponents[2])
     pattern = sum((exponents[axis] == level).astype(np.int8) << axis for axis in range(3))
     pattern[level == max_level] = 0
