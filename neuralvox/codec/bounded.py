@@ -142,7 +142,7 @@ class _ChannelCoder:
     def candidates(self, visit: Pass) -> tuple[list[np.ndarray], np.ndarray, float]:
         """The candidate predictions of a pass, its contexts and its quantization step."""
         step = 2.0 * pass_bound(self.bound, visit.level, self.shrink)
-        prediction = predict(self.canvas, self.plan, visit, self.fallback)
+        prediction = predict(self.canvas, self.plan, visit, self.fallback, step)
         contexts = _contexts(visit, prediction.support, prediction.spread, step)
         return prediction.options, contexts, step
 
