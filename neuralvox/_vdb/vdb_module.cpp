@@ -555,7 +555,8 @@ nb::list gridStats(const std::string& path) {
 // Bytes each grid occupies in the file (descriptor through data end), from the header alone.
 nb::dict gridBytes(const std::string& path) {
     nb::dict out;
-    for (const auto& span : GridReader(path).spans()) out[span.name.c_str()] = span.end - span.begin;
+    GridReader reader(path);
+    for (const auto& span : reader.spans()) out[span.name.c_str()] = span.end - span.begin;
     return out;
 }
 
