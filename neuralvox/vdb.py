@@ -15,6 +15,8 @@ from neuralvox.atomic import atomic_output
 from neuralvox.grid import VALUE_TYPES, SparseGrid
 
 COMPRESSIONS = ("blosc", "zip", "none")
+MIN_VOXEL_LIMIT = 2**24
+VOXELS_PER_FILE_BYTE = 64
 _STAT_KEYS = {"file_bbox_min", "file_bbox_max", "file_mem_bytes", "file_voxel_count", "file_compression"}
 
 
@@ -71,6 +73,15 @@ def _checked_input(path: str | os.PathLike) -> Path:
     return path
 
 
+def default_max_voxels(path: str | os.PathLike) -> int:
+    """Most active voxels read_vdb takes from one grid of this file: max(2^24, 64 per byte of the file).
+
+    Real files stay far below it (Blender smoke: under 1 voxel per byte, tiles included); a flipped bit in a tile or
+    node mask can claim billions of voxels from a few kilobytes.
+    """
+    return max(MIN_VOXEL_LIMIT, VOXELS_PER_FILE_BYTE * Path(path).stat().st_size)
+
+
 def list_grids(path: str | os.PathLike) -> list[GridInfo]:
     """Names, value types and classes of every grid in a file, from its header alone."""
     path = _checked_input(path)
@@ -87,18 +98,21 @@ def read_vdb(
     *,
     voxelize_tiles: bool = True,
     warn_skipped: bool = True,
+    max_voxels: int | None = None,
 ) -> VdbFile:
     """Read float, double, vec3s and vec3d grids of a .vdb file as SparseGrids.
 
     Active tiles become voxels when ``voxelize_tiles`` (the default; each grid's ``tile_count`` says how many tiles the
     file held); otherwise tiles are left out and only leaf voxels are returned. Grids of other types (int, bool,
     points) and grids OpenVDB cannot decode are skipped with a warning naming them, never failing the whole file.
-    Asking by name for a grid the file lacks raises VdbError.
+    Asking by name for a grid the file lacks raises VdbError, and so do a grid whose data is damaged and one with more
+    active voxels (tiles included when voxelized) than ``max_voxels`` (default: ``default_max_voxels(path)``).
     """
     path = _checked_input(path)
     wanted = None if grids is None else list(grids)
+    limit = default_max_voxels(path) if max_voxels is None else max_voxels
     try:
-        raw_grids, file_meta, file_meta_types, skipped = _binding().read(str(path), wanted, voxelize_tiles)
+        raw_grids, file_meta, file_meta_types, skipped = _binding().read(str(path), wanted, voxelize_tiles, limit)
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
         raise VdbError(f"{path}: {exc}") from None
     if wanted is not None:

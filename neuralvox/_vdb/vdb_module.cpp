@@ -248,71 +248,190 @@ std::string shortTypeName(const openvdb::GridBase& grid) {
     return grid.valueType();
 }
 
+// The value types read() turns into voxel arrays.
+bool isVoxelType(const std::string& type) {
+    return type == "float" || type == "double" || type == "vec3s" || type == "vec3d";
+}
+
 std::vector<std::string> gridNames(openvdb::io::File& file) {
     std::vector<std::string> names;
     for (auto it = file.beginName(); it != file.endName(); ++it) names.push_back(*it);
     return names;
 }
 
-// Walks the grid descriptors the way io::File::open does, to learn where the last grid's data ends.
-class DescriptorScan : public openvdb::io::Archive {
-public:
-    openvdb::io::Archive::Ptr copy() const override { return std::make_shared<DescriptorScan>(*this); }
+// A grid whose data is damaged: the whole file is refused rather than the grid skipped.
+struct DamagedGrid : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
+// The first ``end`` bytes of a file as a stream buffer: reading or seeking past ``end`` fails like the end of the file.
+class BoundedFileBuf : public std::streambuf {
+public:
+    explicit BoundedFileBuf(const std::string& path) : file_(path, std::ios::binary | std::ios::ate) {
+        end_ = size_ = file_ ? int64_t(file_.tellg()) : 0;
+    }
+    bool isOpen() const { return file_.is_open(); }
+    int64_t size() const { return size_; }
+    void setEnd(int64_t end) { end_ = end; }
+
+protected:
+    int_type underflow() override {
+        const int64_t at = position();
+        const std::streamsize n = std::streamsize(std::min<int64_t>(int64_t(sizeof(buf_)), end_ - at));
+        if (n <= 0 || !file_.seekg(at) || !file_.read(buf_, n)) return traits_type::eof();
+        start_ = at;
+        setg(buf_, buf_, buf_ + n);
+        return traits_type::to_int_type(buf_[0]);
+    }
+    pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode which) override {
+        const int64_t base = dir == std::ios_base::beg ? 0 : dir == std::ios_base::cur ? position() : end_;
+        return seekpos(pos_type(base + off), which);
+    }
+    pos_type seekpos(pos_type pos, std::ios_base::openmode) override {
+        const int64_t at = int64_t(pos);
+        if (at < 0 || at > end_) return pos_type(off_type(-1));
+        start_ = at;
+        setg(buf_, buf_, buf_);
+        return pos;
+    }
+
+private:
+    int64_t position() const { return start_ + (gptr() - eback()); }
+
+    std::ifstream file_;
+    int64_t size_ = 0, end_ = 0, start_ = 0;
+    char buf_[1 << 16];
+};
+
+// Walk ``count`` length-prefixed blocks (strings, metadata values) from the stream's position, refusing one that claims
+// more bytes than remain before ``end``: OpenVDB allocates and fills each block before reading it (a flipped bit in a
+// metadata type name asked for 1 GiB).
+void skipBlocks(std::istream& is, uint64_t count, int64_t end) {
+    for (uint64_t i = 0; i < count; ++i) {
+        uint32_t size = 0;
+        is.read(reinterpret_cast<char*>(&size), sizeof(size));
+        if (int64_t(size) > end - int64_t(is.tellg())) throw std::ios_base::failure("a block runs past the end");
+        is.seekg(size, std::ios_base::cur);
+    }
+}
+
+// Walk a MetaMap the same way: a count, then a name, a type name and a value per entry.
+void skipMetaMap(std::istream& is, int64_t end) {
+    uint32_t count = 0;
+    is.read(reinterpret_cast<char*>(&count), sizeof(count));
+    skipBlocks(is, 3 * uint64_t(count), end);
+}
+
+// Check the sizes in a grid's metadata and transform type name (at the stream's position) and come back.
+void checkGridHead(std::istream& is, int64_t end) {
+    const auto start = is.tellg();
+    const uint32_t version = openvdb::io::getFormatVersion(is);
+    if (version >= openvdb::OPENVDB_FILE_VERSION_NODE_MASK_COMPRESSION) is.seekg(4, std::ios_base::cur);
+    skipMetaMap(is, end);
+    if (version >= openvdb::OPENVDB_FILE_VERSION_GRID_INSTANCING) skipBlocks(is, 1, end);
+    is.seekg(start);
+}
+
+// Reads a file's header and grids as io::File does, but each grid from its own bytes only: the stream throws at the
+// end of the grid's data, so a corrupt tile count, child count or node mask stops there instead of building nodes
+// from nothing (a flipped bit made OpenVDB spend 10 GiB and 50 s on a 31 KB file).
+class GridReader : public openvdb::io::Archive {
+public:
     struct Span {
         std::string name;
         int64_t begin, end;  // the descriptor's start and the grid data's end, in bytes
     };
 
-    // Each grid's byte span; empty when the file has no grid offsets (very old files).
-    std::vector<Span> spans(std::istream& is) {
-        readHeader(is);
-        setFormatVersion(is);
-        setLibraryVersion(is);
-        setDataCompression(is);
-        openvdb::MetaMap().readMeta(is);
-        std::vector<Span> out;
-        if (!inputHasGridOffsets()) return out;
-        const int32_t count = readGridCount(is);
-        for (int32_t i = 0; i < count; ++i) {
-            const int64_t begin = int64_t(is.tellg());
-            openvdb::io::GridDescriptor gd;
-            gd.read(is);
-            out.push_back({openvdb::io::GridDescriptor::nameAsString(gd.uniqueName()), begin, gd.getEndPos()});
-            gd.seekToEnd(is);
+    explicit GridReader(const std::string& path) : buf_(path), is_(&buf_) {
+        if (!buf_.isOpen()) throw std::runtime_error("cannot open file");
+        is_.exceptions(std::ios::failbit | std::ios::badbit);
+        try {
+            scan();
+        } catch (const std::ios_base::failure&) {
+            throw std::runtime_error("not a readable OpenVDB file, truncated or corrupt (the header runs past its end)");
+        } catch (const openvdb::Exception& e) {
+            throw std::runtime_error(std::string("not a readable OpenVDB file, truncated or corrupt (") + e.what() + ")");
         }
-        return out;
+        for (const Span& span : spans_)
+            if (span.end > buf_.size())
+                throw std::runtime_error("truncated: grid '" + span.name + "' ends at byte " +
+                                         std::to_string(span.end) + " but the file has " + std::to_string(buf_.size()) +
+                                         " bytes");
     }
+
+    openvdb::io::Archive::Ptr copy() const override { throw std::logic_error("GridReader is not copied"); }
+
+    // Each grid's byte span; empty when the file has no grid offsets (very old files, read by io::File instead).
+    const std::vector<Span>& spans() const { return spans_; }
+    int64_t fileSize() const { return buf_.size(); }
+
+    // The grid of that unique name, read from its bytes alone; nullptr when the file has no grid offsets.
+    openvdb::GridBase::Ptr readGrid(const std::string& name) {
+        const openvdb::io::GridDescriptor* gd = descriptor(name);
+        if (!gd) return nullptr;
+        openvdb::GridBase::Ptr grid = openvdb::GridBase::createGrid(gd->gridType());
+        grid->setSaveFloatAsHalf(gd->saveFloatAsHalf());
+        buf_.setEnd(gd->getEndPos());
+        try {
+            gd->seekToGrid(is_);
+            checkGridHead(is_, gd->getEndPos());
+            Archive::readGrid(grid, *gd, is_);
+        } catch (const std::ios_base::failure&) {
+            throw DamagedGrid("damaged: grid '" + name + "' claims more than its " +
+                                     std::to_string(gd->getEndPos() - gd->getGridPos()) +
+                                     " bytes of data (a corrupt count, size or node mask)");
+        }
+        if (gd->isInstance()) {
+            const std::string parent = openvdb::io::GridDescriptor::nameAsString(gd->instanceParentName());
+            grid->setTree(readGrid(parent)->baseTree().copy());
+        }
+        return grid;
+    }
+
+private:
+    void scan() {
+        meta_ = std::make_shared<openvdb::io::StreamMetadata>();
+        meta_->setSeekable(true);
+        openvdb::io::setStreamMetadataPtr(is_, meta_, /*transfer=*/false);
+        readHeader(is_);
+        setFormatVersion(is_);
+        setLibraryVersion(is_);
+        setDataCompression(is_);
+        const auto metaAt = is_.tellg();
+        skipMetaMap(is_, buf_.size());
+        is_.seekg(metaAt);
+        openvdb::MetaMap().readMeta(is_);
+        if (!inputHasGridOffsets()) return;
+        const int32_t count = readGridCount(is_);
+        for (int32_t i = 0; i < count; ++i) {
+            const int64_t begin = int64_t(is_.tellg());
+            const bool instancing = fileVersion() >= openvdb::OPENVDB_FILE_VERSION_GRID_INSTANCING;
+            skipBlocks(is_, instancing ? 3 : 2, buf_.size());  // unique name, type and instance parent name
+            is_.seekg(begin);
+            openvdb::io::GridDescriptor gd;
+            gd.read(is_);
+            spans_.push_back({openvdb::io::GridDescriptor::nameAsString(gd.uniqueName()), begin, gd.getEndPos()});
+            descriptors_.push_back(gd);
+            if (gd.getEndPos() > buf_.size()) return;  // truncated: refused by the caller
+            gd.seekToEnd(is_);
+        }
+    }
+
+    const openvdb::io::GridDescriptor* descriptor(const std::string& name) const {
+        for (const auto& gd : descriptors_)
+            if (openvdb::io::GridDescriptor::nameAsString(gd.uniqueName()) == name) return &gd;
+        return nullptr;
+    }
+
+    BoundedFileBuf buf_;
+    std::istream is_;
+    openvdb::io::StreamMetadata::Ptr meta_;
+    std::vector<Span> spans_;
+    std::vector<openvdb::io::GridDescriptor> descriptors_;
 };
 
-std::vector<DescriptorScan::Span> scanSpans(const std::string& path, int64_t* fileSize) {
-    std::ifstream is(path, std::ios::binary);
-    if (!is) throw std::runtime_error("cannot open file");
-    is.seekg(0, std::ios::end);
-    *fileSize = int64_t(is.tellg());
-    is.seekg(0);
-    try {
-        return DescriptorScan().spans(is);
-    } catch (const openvdb::Exception& e) {
-        throw std::runtime_error(std::string("not a readable OpenVDB file, truncated or corrupt (") + e.what() + ")");
-    }
-}
-
-// Each grid's byte span, refusing a file cut short inside a grid: OpenVDB would allocate from garbage sizes.
-std::vector<DescriptorScan::Span> checkedSpans(const std::string& path) {
-    int64_t size = 0;
-    std::vector<DescriptorScan::Span> spans = scanSpans(path, &size);
-    for (const auto& span : spans)
-        if (span.end > size)
-            throw std::runtime_error("truncated: grid '" + span.name + "' ends at byte " + std::to_string(span.end) +
-                                     " but the file has " + std::to_string(size) + " bytes");
-    return spans;
-}
-
-// Open a checked file; its grid spans go to ``spans`` when given.
-openvdb::io::File openFile(const std::string& path, std::vector<DescriptorScan::Span>* spans = nullptr) {
-    std::vector<DescriptorScan::Span> checked = checkedSpans(path);
-    if (spans) *spans = std::move(checked);
+// Open a file checked by a GridReader (header readable, no grid cut short) for its names and metadata.
+openvdb::io::File openFile(const std::string& path) {
     openvdb::io::File file(path);
     try {
         file.open(/*delayLoad=*/false);
@@ -322,7 +441,25 @@ openvdb::io::File openFile(const std::string& path, std::vector<DescriptorScan::
     return file;
 }
 
+// A grid by name: from its own bytes when the file has grid offsets, else through io::File (very old files).
+openvdb::GridBase::Ptr readGrid(GridReader& reader, openvdb::io::File& file, const std::string& name) {
+    if (openvdb::GridBase::Ptr grid = reader.readGrid(name)) return grid;
+    return file.readGrid(name);
+}
+
+// Refuse a grid with more active voxels than the caller allows (tiles counted as voxels when they become voxels).
+void checkVoxelCount(const openvdb::GridBase& grid, const std::string& name, bool voxelizeTiles, uint64_t maxVoxels,
+                     int64_t fileSize) {
+    const uint64_t voxels = voxelizeTiles ? grid.activeVoxelCount() : grid.baseTree().activeLeafVoxelCount();
+    if (voxels <= maxVoxels) return;
+    throw std::runtime_error("grid '" + name + "' has " + std::to_string(voxels) + " active voxels" +
+                             (voxelizeTiles ? " (tiles included)" : "") + " in a file of " +
+                             std::to_string(fileSize) + " bytes, over the limit of " + std::to_string(maxVoxels) +
+                             " (damaged? if not, raise max_voxels)");
+}
+
 nb::list listGrids(const std::string& path) {
+    GridReader reader(path);
     openvdb::io::File file = openFile(path);
     nb::list rows;
     for (const std::string& name : gridNames(file)) {
@@ -338,7 +475,9 @@ nb::list listGrids(const std::string& path) {
     return rows;
 }
 
-nb::tuple readFile(const std::string& path, std::optional<std::vector<std::string>> wanted, bool voxelizeTiles) {
+nb::tuple readFile(const std::string& path, std::optional<std::vector<std::string>> wanted, bool voxelizeTiles,
+                   uint64_t maxVoxels) {
+    GridReader reader(path);
     openvdb::io::File file = openFile(path);
     nb::list grids, skipped;
     auto [fileMeta, fileMetaTypes] = metaMapToPython(*file.getMetadata(), /*skipFieldKeys=*/false);
@@ -347,7 +486,9 @@ nb::tuple readFile(const std::string& path, std::optional<std::vector<std::strin
         openvdb::GridBase::Ptr base;
         try {
             nb::gil_scoped_release release;
-            base = file.readGrid(name);
+            base = readGrid(reader, file, name);
+        } catch (const DamagedGrid&) {
+            throw;
         } catch (const openvdb::Exception& e) {
             skipped.append(nb::make_tuple(name, std::string("OpenVDB cannot decode it: ") + e.what()));
             continue;
@@ -360,6 +501,7 @@ nb::tuple readFile(const std::string& path, std::optional<std::vector<std::strin
             skipped.append(nb::make_tuple(name, "non-linear (frustum) transform is not supported"));
             continue;
         }
+        if (isVoxelType(type)) checkVoxelCount(*base, name, voxelizeTiles, maxVoxels, reader.fileSize());
         if (auto g = openvdb::gridPtrCast<openvdb::FloatGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
         else if (auto g = openvdb::gridPtrCast<openvdb::DoubleGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
         else if (auto g = openvdb::gridPtrCast<openvdb::Vec3SGrid>(base)) grids.append(gridToDict(*g, type, voxelizeTiles));
@@ -372,10 +514,10 @@ nb::tuple readFile(const std::string& path, std::optional<std::vector<std::strin
 
 // Per-grid statistics of every grid (any value type) for `info`, without copying voxels out.
 nb::list gridStats(const std::string& path) {
-    std::vector<DescriptorScan::Span> spans;
-    openvdb::io::File file = openFile(path, &spans);
+    GridReader reader(path);
+    openvdb::io::File file = openFile(path);
     std::map<std::string, int64_t> bytes;
-    for (const auto& span : spans) bytes[span.name] += span.end - span.begin;
+    for (const auto& span : reader.spans()) bytes[span.name] += span.end - span.begin;
     nb::list rows;
     for (const std::string& name : gridNames(file)) {
         nb::dict row;
@@ -384,7 +526,9 @@ nb::list gridStats(const std::string& path) {
         openvdb::GridBase::Ptr base;
         try {
             nb::gil_scoped_release release;
-            base = file.readGrid(name);
+            base = readGrid(reader, file, name);
+        } catch (const DamagedGrid&) {
+            throw;
         } catch (const std::exception& e) {
             row["error"] = e.what();
             rows.append(row);
@@ -411,7 +555,8 @@ nb::list gridStats(const std::string& path) {
 // Bytes each grid occupies in the file (descriptor through data end), from the header alone.
 nb::dict gridBytes(const std::string& path) {
     nb::dict out;
-    for (const auto& span : checkedSpans(path)) out[span.name.c_str()] = span.end - span.begin;
+    GridReader reader(path);
+    for (const auto& span : reader.spans()) out[span.name.c_str()] = span.end - span.begin;
     return out;
 }
 
@@ -662,8 +807,8 @@ NB_MODULE(_vdb, m) {
     m.attr("openvdb_version") = OPENVDB_LIBRARY_VERSION_STRING;
     m.attr("has_blosc") = openvdb::io::Archive::hasBloscCompression();
     m.def("list_grids", &listGrids, "path"_a, "(name, value type, class) of every grid, from the header.");
-    m.def("read", &readFile, "path"_a, "names"_a.none(), "voxelize_tiles"_a,
-          "(grid dicts, file metadata, file metadata types, skipped (name, reason)).");
+    m.def("read", &readFile, "path"_a, "names"_a.none(), "voxelize_tiles"_a, "max_voxels"_a,
+          "(grid dicts, file metadata, file metadata types, skipped (name, reason)); refuses a grid over max_voxels.");
     m.def("grid_bytes", &gridBytes, "path"_a, "Bytes each grid occupies in the file, from its header.");
     m.def("grid_stats", &gridStats, "path"_a, "Active voxel/tile counts, bbox, class and type of every grid.");
     m.def("write", &writeFile, "path"_a, "grids"_a, "metadata"_a, "metadata_types"_a, "compression"_a,
