@@ -4,10 +4,9 @@ Each channel of a grid is visited coarse to fine (``interpolation.plan_levels``)
 values already decoded around it, the prediction error is quantized in steps of twice the bound (closed loop: the
 encoder predicts from what the decoder will have), and the codes are range coded under a context model
 (``context_coder``) whose context is the pass's level, how many neighbours the interpolation had, and the
-neighbours' spread in units of the step. A voxel whose code would be too
-large, or whose float32 result would miss the bound by rounding, is stored exactly. The arithmetic is IEEE float64
-elementwise (no transcendental functions), so the decode is bit-identical on every machine and the bound holds with
-no margin.
+neighbours' spread in units of the step. A voxel whose code would be too large, or whose float32 result would miss
+the bound by rounding, is stored exactly. The arithmetic is IEEE float64 elementwise (no transcendental functions),
+so the decode is bit-identical on every machine and the bound holds with no margin.
 """
 
 from __future__ import annotations
@@ -131,7 +130,7 @@ def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float)
 
 class _ChannelCoder:
     """The pass loop of one channel, shared by encoder and decoder: the canvas of decoded values and each pass's
-    candidate predictions (linear and cubic)."""
+    candidate predictions, contexts and quantization step."""
 
     def __init__(self, plan: LevelPlan, bound: float, background: float, inactive_known: bool,
                  shrink: tuple[float, float]) -> None:
@@ -187,6 +186,8 @@ class _ChannelCoder:
             used += count
             self.canvas.store(self.plan.flat[visit.rows], result)
             decoded[visit.rows] = result
+        if used != len(exact):
+            raise ContextStreamError(f"value stream holds {len(exact)} exact values, the codes escape {used}")
         return decoded
 
 
