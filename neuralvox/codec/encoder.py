@@ -205,13 +205,14 @@ def guess_motion(grids: dict[str, SparseGrid], grid: SparseGrid,
     return block_matching_guess(previous, current, MOTION_STRIDE)
 
 
-def read_frame(path: Path, grids: Sequence[str] | None, skip: bool) -> VdbFile | None:
-    """The grids of one frame to code (those named, when ``grids``, plus the velocity grid that guides motion). A
-    named grid the frame lacks or cannot read raises VdbError, or with ``skip`` warns and gives None."""
+def read_frame(path: Path, grids: Sequence[str] | None, skip: bool, with_velocity: bool = True) -> VdbFile | None:
+    """The grids of one frame to code (those named, when ``grids``, plus, ``with_velocity``, the velocity grid that
+    guides the neural base's motion). A named grid the frame lacks or cannot read raises VdbError, or with ``skip``
+    warns and gives None."""
     if grids is None:
         return read_vdb(path, None, warn_skipped=False)
     listed = {g.name: g for g in list_grids(path)}
-    velocity = [n for n in VELOCITY_NAMES if n in listed and listed[n].value_type in VECTOR_TYPES][:1]
+    velocity = [n for n in VELOCITY_NAMES if with_velocity and n in listed and listed[n].value_type in VECTOR_TYPES][:1]
     missing = [n for n in grids if n not in listed]
     vdb = None if missing else read_vdb(path, list(dict.fromkeys([*grids, *velocity])), warn_skipped=False)
     problems = [f"no grid named {n} (it has {', '.join(listed) or 'none'})" for n in missing]
@@ -295,7 +296,7 @@ class _GridBounds:
         for index, frame in enumerate(tqdm(sequence.frames, desc="survey", unit="frame", disable=not progress)):
             with warnings.catch_warnings():  # the frame loop warns of a frame left out
                 warnings.simplefilter("ignore")
-                vdb = read_frame(frame.path, grids, skip_bad_frames)
+                vdb = read_frame(frame.path, grids, skip_bad_frames, with_velocity=False)
             for name, grid in vdb.grids.items() if vdb is not None else ():
                 if grids is None or name in grids:
                     _check_finite(grid, frame.path)
@@ -413,7 +414,7 @@ def compress(
         group_length = 0
         auto_group = _AutoGroup()
         for frame in sequence.frames:
-            vdb = read_frame(frame.path, grids, skip_bad_frames)
+            vdb = read_frame(frame.path, grids, skip_bad_frames, with_velocity=bounds is None)
             if vdb is None:
                 bar.frame_done(trackers)
                 continue
