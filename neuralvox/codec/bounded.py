@@ -137,11 +137,12 @@ class _ChannelCoder:
         self.plan, self.bound, self.shrink = plan, bound, shrink
         self.canvas = Canvas.start(plan, background, inactive_known)
         self.fallback = background if inactive_known else 0.0
+        self.band = 0.0 if inactive_known else abs(background)
 
     def candidates(self, visit: Pass) -> tuple[list[np.ndarray], np.ndarray, float]:
         """The candidate predictions of a pass, its contexts and its quantization step."""
         step = 2.0 * pass_bound(self.bound, visit.level, self.shrink)
-        prediction = predict(self.canvas, self.plan, visit, self.fallback, step)
+        prediction = predict(self.canvas, self.plan, visit, self.fallback, step, self.band)
         contexts = _contexts(visit, prediction.support, prediction.spread, step)
         return prediction.options, contexts, step
 

@@ -135,9 +135,12 @@ class Prediction:
     spread: np.ndarray
 
 
-def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantum: float) -> Prediction:
+def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantum: float, band: float = 0.0
+            ) -> Prediction:
     """The candidate predictions of one pass from the canvas. Along one axis: the interpolation where both nearest
-    neighbours are known, else a known neighbour on one side, else ``fallback`` (as for the anchors). The mean over
+    neighbours are known, else from the one known neighbour (with a level set's ``band``, the half-width of its
+    narrow band: the mean of that value and the band's edge on the same side, where the unknown neighbour past the
+    voxel most likely lies; else the value itself), else ``fallback`` (as for the anchors). The mean over
     the axes weighs each two-sided interpolation by the inverse square of its neighbours' spread (plus a quarter of
     ``quantum``, the pass's quantization step): the smoother direction counts more, as in edge-directed
     interpolation."""
@@ -161,6 +164,8 @@ def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantu
         both = k1 & k2
         cubic_ok = both & k0 & k3
         side = np.where(k1, v1, np.where(k2, v2, fallback))
+        if band:
+            side = np.where(k1 ^ k2, 0.5 * (side + np.sign(side) * band), side)
         linear = np.where(both, (v1 + v2) * 0.5, side)
         cubic = np.where(cubic_ok, (9.0 * (v1 + v2) - (v0 + v3)) * 0.0625, linear)
         per_axis += [linear, cubic]
