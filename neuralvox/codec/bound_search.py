@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,18 +68,16 @@ def resolve_bound(target: QualityTarget, survey: GridSurvey) -> float:
     return value
 
 
-def bound_for_psnr(samples: Sequence[SparseGrid], peak: float, target_db: float,
-                   measure: Callable[[Sequence[SparseGrid], float, float], float] | None = None) -> float:
+def bound_for_psnr(samples: Sequence[SparseGrid], peak: float, target_db: float) -> float:
     """The bound whose coding of ``samples`` lands within ``SEARCH_TOLERANCE_DB`` of ``target_db`` (PSNR against
     ``peak``), found by secant steps on log(bound), where PSNR falls by about 20 dB a decade."""
-    measure = measure or sample_psnr
     peak = max(peak, _SMALLEST_RANGE)
     log_bound = math.log10(peak) - target_db / 20.0 + math.log10(math.sqrt(3.0))  # uniform errors in [-E, E]
     best = (math.inf, 10.0**log_bound)
     previous: tuple[float, float] | None = None
     for _ in range(SEARCH_STEPS):
         bound = 10.0**log_bound
-        reached = measure(samples, bound, peak)
+        reached = sample_psnr(samples, bound, peak)
         miss = reached - target_db
         if abs(miss) < abs(best[0]):
             best = (miss, bound)

@@ -48,7 +48,6 @@ class LevelPlan:
     """The visiting order of a grid's active voxels and the dense box that holds their decoded values: the voxels'
     bounding box with a margin as wide as the farthest neighbour an interpolation reads, so no read leaves it."""
 
-    origin: np.ndarray  # (3,) int64 index of the box's first voxel (margin included)
     shape: tuple[int, int, int]
     flat: np.ndarray  # (N,) int64 index of each voxel in the box, C order
     passes: list[Pass]
@@ -68,7 +67,7 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     columns = np.ascontiguousarray(np.asarray(ijk).reshape(-1, 3).T, dtype=np.int64)  # (3, N): fast per axis
     step = 1 << max_level
     if columns.shape[1] == 0:
-        return LevelPlan(np.zeros(3, np.int64), (1, 1, 1), np.zeros(0, np.int64), [], max_level)
+        return LevelPlan((1, 1, 1), np.zeros(0, np.int64), [], max_level)
     origin = np.array([c.min() // step * step for c in columns])
     local = columns - origin[:, None]
     margin = 3 * step // 2  # the farthest neighbour read: 3h at the coarsest half-step h
@@ -89,7 +88,7 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
     passes = [Pass(rows, int(level[rows[0]]), tuple(d for d in range(3) if pattern[rows[0]] >> d & 1))
               for rows in np.split(order, cuts)]
-    return LevelPlan(origin - margin, shape, flat, passes, max_level)
+    return LevelPlan(shape, flat, passes, max_level)
 
 
 def _trailing_zeros(coordinates: np.ndarray, cap: int) -> np.ndarray:
