@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from neuralvox.atomic import OutputExistsError, atomic_output
-from neuralvox.codec.decoder import decompress, open_archive
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, DEFAULT_GOP, CompressReport, compress
-from neuralvox.codec.schema import check_header, check_summary
-from neuralvox.container import ArchiveError, ArchiveReader
+from neuralvox.codec.decoder import ArchiveInfo, decompress, open_archive
+from neuralvox.codec.encoder import compress
+from neuralvox.codec.groups import DEFAULT_GOP
+from neuralvox.codec.header import GridReport
+from neuralvox.codec.report import CompressReport
+from neuralvox.container import ArchiveError
 from neuralvox.grid import GridError
 from neuralvox.render import AXES, render_comparison_png, render_grid_png
 from neuralvox.sequence import SequenceError, discover
@@ -99,30 +101,30 @@ def print_vdb_info(info: dict[str, Any]) -> None:
             print(f"warning: grid {name}: {error}", file=sys.stderr)
 
 
-def archive_info(path: str) -> dict[str, Any]:
+def archive_info(path: str) -> ArchiveInfo:
     """Frames, grids, bytes per stream, ratio and recorded errors of a .nvox archive (from its header)."""
-    with ArchiveReader(path) as reader:
-        header = reader.header
-        check_header(Path(path), header, {key: reader.nbytes(key) for key in reader}, ARCHIVE_FORMAT)
-        check_summary(Path(path), header)
-        streams = reader.stream_sizes()
-        size = reader.file_size
-    numbers = [f["number"] for f in header["frames"]]
-    return {"archive": path, "bytes": size, "frames": numbers, "codec": header["codec"], "stream_bytes": streams,
-            "grids": header["report"], "skipped": header["skipped"]}
+    with open_archive(path, device="cpu") as archive:
+        return archive.info()
 
 
-def print_archive_info(info: dict[str, Any]) -> None:
-    numbers = [n for n in info["frames"] if n is not None]
+def archive_info_json(info: ArchiveInfo) -> dict[str, Any]:
+    summary = info.summary
+    return {"archive": str(info.path), "bytes": info.bytes, "frames": info.frames, "codec": summary.codec.to_json(),
+            "stream_bytes": info.stream_bytes, "grids": [g.to_dict() for g in summary.report],
+            "skipped": dict(summary.skipped)}
+
+
+def print_archive_info(info: ArchiveInfo) -> None:
+    numbers = [n for n in info.frames if n is not None]
     span = f"{numbers[0]}-{numbers[-1]}" if numbers else "-"
-    codec = info["codec"]
-    quality = codec.get("target") or f"neural base alone, quality {codec['quality']}, gop {codec['gop']}"
-    print(f"{info['archive']}: {len(info['frames'])} frames ({span}), {human_bytes(info['bytes'])} "
-          f"({archive_bpv(info['bytes'], info['grids']):.3f} bits per active voxel, headers included); "
-          f"{quality}; encoded on {codec['device']}")
-    print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info["stream_bytes"].items()))
-    print(format_table(*report_table(info["grids"])))
-    for name, reason in info["skipped"].items():
+    codec, report = info.summary.codec, info.summary.report
+    quality = codec.target or f"neural base alone, quality {codec.quality}, gop {codec.gop}"
+    print(f"{info.path}: {len(info.frames)} frames ({span}), {human_bytes(info.bytes)} "
+          f"({archive_bpv(info.bytes, report):.3f} bits per active voxel, headers included); "
+          f"{quality}; encoded on {codec.device}")
+    print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info.stream_bytes.items()))
+    print(format_table(*report_table(report)))
+    for name, reason in info.summary.skipped.items():
         print(f"not stored: {name} ({reason})")
 
 
@@ -130,42 +132,37 @@ STREAM_COLUMNS = {"topology": "topo", "values": "values", "latents": "key latent
                   "motion": "motion", "residual": "residual"}
 
 
-def report_table(grids: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+def report_table(grids: Sequence[GridReport]) -> tuple[list[str], list[list[Any]]]:
     """The per-grid closing table: ratio vs source, bits per voxel and its split over the streams the grids have
     (topology, bounded values, or the neural base's keyframe latents, decoder weights, motion and predicted frames'
     residuals), the error bound, errors, flicker ratio, coding time."""
-    streams = [s for s in STREAM_COLUMNS if any(g["stream_bytes"].get(s) for g in grids)]
+    streams = [s for s in STREAM_COLUMNS if any(g.stream_bytes.get(s) for g in grids)]
     header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", *(STREAM_COLUMNS[s] for s in streams),
               "bound", "PSNR dB", "RMSE", "max err", "flicker", "code s"]
     rows = []
     for g in grids:
-        voxels = max(g["voxels"], 1)
-        split = {k: 8 * v / voxels for k, v in g["stream_bytes"].items()}
-        flicker = "-" if g["flicker"] is None else f"{g['flicker']:.2f}"
-        bound = "-" if g.get("bound") is None else f"{g['bound']:.2e}"
-        rows.append([g["name"], g["frames"], f"{g['voxels']:,}", human_bytes(g["source_bytes"]),
-                     human_bytes(g["coded_bytes"]), f"{g['ratio']:.1f}x", f"{g['bpv']:.3f}",
-                     *(f"{split.get(stream, 0):.3f}" for stream in streams), bound, f"{g['psnr']:.1f}",
-                     f"{g['rmse']:.2e}", f"{g['max_abs_error']:.2e}", flicker, f"{g['fit_seconds']:.1f}"])
+        voxels = max(g.voxels, 1)
+        split = {k: 8 * v / voxels for k, v in g.stream_bytes.items()}
+        flicker = "-" if g.flicker is None else f"{g.flicker:.2f}"
+        bound = "-" if g.bound is None else f"{g.bound:.2e}"
+        rows.append([g.name, g.frames, f"{g.voxels:,}", human_bytes(g.source_bytes), human_bytes(g.coded_bytes),
+                     f"{g.ratio:.1f}x", f"{g.bpv:.3f}", *(f"{split.get(stream, 0):.3f}" for stream in streams), bound,
+                     f"{g.psnr:.1f}", f"{g.rmse:.2e}", f"{g.max_abs_error:.2e}", flicker, f"{g.fit_seconds:.1f}"])
     return header, rows
 
 
-def archive_bpv(archive_bytes: int, grids: Sequence[dict[str, Any]]) -> float:
+def archive_bpv(archive_bytes: int, grids: Sequence[GridReport]) -> float:
     """Bits per coded active voxel of the whole archive file, headers included."""
-    return 8 * archive_bytes / max(sum(g["voxels"] for g in grids), 1)
+    return 8 * archive_bytes / max(sum(g.voxels for g in grids), 1)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     if len(args.paths) == 1 and args.paths[0].endswith(".nvox"):
-        info = archive_info(args.paths[0])
-        printer = print_archive_info
-    else:
-        info = vdb_sequence_info(args.paths)
-        printer = print_vdb_info
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        printer(info)
+        archive = archive_info(args.paths[0])
+        print(json.dumps(archive_info_json(archive), indent=2)) if args.json else print_archive_info(archive)
+        return
+    info = vdb_sequence_info(args.paths)
+    print(json.dumps(info, indent=2)) if args.json else print_vdb_info(info)
 
 
 # ------------------------------------------------------------------------------------------ compress / decompress
@@ -174,10 +171,10 @@ def split_names(text: str | None) -> list[str] | None:
 
 
 def print_compress_report(report: CompressReport) -> None:
-    print(format_table(*report_table([g.to_dict() for g in report.grids])))
+    print(format_table(*report_table(report.grids)))
     total_ratio = report.coded_source_bytes / report.archive_bytes if report.archive_bytes else 0.0
     print(f"{report.archive}: {human_bytes(report.archive_bytes)} "
-          f"({archive_bpv(report.archive_bytes, [g.to_dict() for g in report.grids]):.3f} bits per active voxel, "
+          f"({archive_bpv(report.archive_bytes, report.grids):.3f} bits per active voxel, "
           f"headers included); coded grids in the source "
           f"{human_bytes(report.coded_source_bytes)} ({total_ratio:.1f}x); whole source files "
           f"{human_bytes(report.source_file_bytes)}; {report.seconds:.1f} s")

@@ -11,7 +11,8 @@ import pytest
 
 import neuralvox
 from neuralvox.cli import main
-from neuralvox.codec.encoder import compress, payload_key
+from neuralvox.codec.encoder import compress
+from neuralvox.codec.header import payload_key
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import error_stats

@@ -11,11 +11,13 @@ import torch
 import neuralvox
 from neuralvox.cli import main
 from neuralvox.codec import decoder as decoder_module
-from neuralvox.codec.encoder import _AutoGroup, coherent_aim, compress
+from neuralvox.codec.encoder import coherent_aim, compress
+from neuralvox.codec.groups import AutoGroup
+from neuralvox.codec.header import FrameEntry, FrameStats, GridEntry
 from neuralvox.codec.motion_guess import _centred_velocity, block_matching_guess, velocity_guess
 from neuralvox.codec.values import decode_state, decode_values, encode_values
 from neuralvox.grid import SparseGrid
-from neuralvox.metrics import error_stats
+from neuralvox.metrics import ErrorStats, error_stats
 from neuralvox.model.motion import compensate_voxels, motion_lattice, sample_lattice, warp_latents
 from neuralvox.vdb import read_vdb, write_vdb
 
@@ -145,18 +147,18 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
 def test_closed_loop_group_decodes_without_drift(group) -> None:
     folder, out, _ = group
     with neuralvox.open(out, device="cpu") as nvox:
-        entries = nvox.header["frames"]
-        assert [e["key"] for e in entries] == [True] + [False] * (GROUP - 1)
-        assert all(e["grids"]["density"]["latents_from"] == e["number"] - 1 for e in entries[1:])
+        entries = nvox.header.frames
+        assert [e.key for e in entries] == [True] + [False] * (GROUP - 1)
+        assert all(e.grids["density"].latents_from == e.number - 1 for e in entries[1:])
         psnr = []
         for entry in entries:
-            source = read_vdb(folder / f"drift.{entry['number']:04d}.vdb").grids["density"].sorted()
-            decoded = nvox.frame(entry["number"])["density"]
+            source = read_vdb(folder / f"drift.{entry.number:04d}.vdb").grids["density"].sorted()
+            decoded = nvox.frame(entry.number)["density"]
             assert np.array_equal(decoded.ijk, source.ijk)
             stats = error_stats(source.values, decoded.values, peak=float(np.ptp(source.values)))
-            recorded = entry["grids"]["density"]["stats"]
+            recorded = entry.grids["density"].stats.error
             # the decoder reproduces what the encoder measured, frame after frame: nothing drifts
-            assert stats.max_abs_error == pytest.approx(recorded["max_abs_error"], rel=1e-6, abs=1e-7)
+            assert stats.max_abs_error == pytest.approx(recorded.max_abs_error, rel=1e-6, abs=1e-7)
             psnr.append(stats.psnr)
     assert min(psnr[-5:]) > min(psnr[:5]) - 1.5, psnr
 
@@ -178,7 +180,7 @@ def test_random_access_decodes_latents_only_and_equals_sequential(group, monkeyp
 def test_predicted_frames_cost_less_than_keyframes(group) -> None:
     _, out, report = group
     with neuralvox.open(out, device="cpu") as nvox:
-        sizes = [e["grids"]["density"]["stats"]["bytes"] for e in nvox.header["frames"]]
+        sizes = [e.grids["density"].stats.bytes for e in nvox.header.frames]
     key = sizes[0]["latents"] + sizes[0]["weights"]
     assert all(s["motion"] + s["residual"] < 0.5 * key for s in sizes[1:])
     assert report.grids[0].stream_bytes["motion"] > 0
@@ -209,12 +211,13 @@ def test_coherence_makes_errors_persist(group, tmp_path: Path) -> None:
                         device="cpu", gop=GROUP, coherence=0.8, progress=False)
     assert coherent.grids[0].flicker < 0.8 * plain.grids[0].flicker, (coherent.grids[0], plain.grids[0])
     with neuralvox.open(tmp_path / "coherent.nvox", device="cpu") as nvox:
-        assert nvox.header["codec"]["coherence"] == 0.8
+        assert nvox.info().summary.codec.coherence == 0.8
 
 
-def _entry(key: bool, voxels: int, coded: int, psnr: float) -> dict:
-    stats = {"bytes": {"topology": 99, "residual": coded}, "psnr": psnr}
-    return {"key": key, "grids": {"density": {"voxels": voxels, "stats": stats}}}
+def _entry(key: bool, voxels: int, coded: int, psnr: float) -> FrameEntry:
+    stats = FrameStats(ErrorStats(0.0, 0.0, psnr, 1.0, voxels), {"topology": 99, "residual": coded}, 0.0)
+    grid = GridEntry("float", "fog volume", (), 0.0, False, None, {}, {}, voxels, None, None, None, (), None, stats)
+    return FrameEntry(1, "f.vdb", key, {}, {}, {"density": grid})
 
 
 @pytest.mark.parametrize(("voxels", "coded", "psnr", "ends"), [
@@ -224,6 +227,6 @@ def _entry(key: bool, voxels: int, coded: int, psnr: float) -> dict:
     (1600, 400, 30.0, True),    # grown past 1.5x the keyframe's voxels
 ])
 def test_auto_group_ends_when_prediction_stops_paying(voxels: int, coded: int, psnr: float, ends: bool) -> None:
-    group = _AutoGroup()
+    group = AutoGroup()
     assert not group.ends_after(_entry(True, 1000, 1000, 30.0))
     assert group.ends_after(_entry(False, voxels, coded, psnr)) is ends

@@ -20,11 +20,17 @@ from neuralvox.codec import (
     quality_preset,
 )
 from neuralvox.codec.entropy import decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.header import NeuralValueHeader
 from neuralvox.model import build_lattice
 
 TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="gelu", rate_lambda=2e-4,
                iterations=80, finetune_iterations=20, predicted_iterations=40, latent_learning_rate=0.03,
                initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127)
+
+
+def via_json(header: NeuralValueHeader) -> NeuralValueHeader:
+    """The value header as the archive stores and reads it back."""
+    return NeuralValueHeader.from_json(json.loads(json.dumps(header.to_json())))
 
 
 def smooth_blob(size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +94,7 @@ def test_streams_are_bytes_and_header_survives_json(blob, encoded):
     ijk, _ = blob
     assert set(encoded.streams) == {"latents", "weights"}
     assert all(isinstance(data, bytes) and data for data in encoded.streams.values())
-    header = json.loads(json.dumps(encoded.header))
+    header = via_json(encoded.header)
     streams = {name: bytes(bytearray(data)) for name, data in encoded.streams.items()}
     assert np.array_equal(decode_values(ijk, header, streams, device="cpu"),
                           decode_values(ijk, encoded.header, encoded.streams, device="cpu"))
@@ -135,7 +141,7 @@ def test_empty_grid(vector):
     ijk = np.zeros((0, 3), dtype=np.int32)
     values = np.zeros((0, 3) if vector else (0,), dtype=np.float32)
     encoded = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
-    decoded = decode_values(ijk, json.loads(json.dumps(encoded.header)), encoded.streams, device="cpu")
+    decoded = decode_values(ijk, via_json(encoded.header), encoded.streams, device="cpu")
     assert decoded.shape == values.shape and decoded.dtype == np.float32
     assert encoded.stats.rmse == 0.0
 
@@ -144,7 +150,7 @@ def test_constant_grid_is_exact(blob):
     ijk, _ = blob
     values = np.full(len(ijk), 0.3, dtype=np.float32)
     encoded = encode_values(ijk, values, grid_class="fog volume", quality="medium", device="cpu")
-    decoded = decode_values(ijk, json.loads(json.dumps(encoded.header)), encoded.streams, device="cpu")
+    decoded = decode_values(ijk, via_json(encoded.header), encoded.streams, device="cpu")
     assert np.array_equal(decoded, values)
     assert encoded.stats.psnr == math.inf and encoded.stats.max_abs_error == 0.0
 
@@ -186,7 +192,7 @@ def test_shared_decoder_sends_latents_only(blob, encoded):
     frame = encode_values(ijk, shifted, grid_class="fog volume", quality=TINY, device="cpu",
                           shared_decoder=encoded.decoder)
     assert set(frame.streams) == {"latents"}
-    stored = decode_weights(json.loads(json.dumps(encoded.header)), encoded.streams["weights"])
+    stored = decode_weights(via_json(encoded.header), encoded.streams["weights"])
     assert stored.architecture == encoded.decoder.architecture and stored.steps == encoded.decoder.steps
     assert all(np.array_equal(a, b) for a, b in zip(stored.integers, encoded.decoder.integers, strict=True))
     decoded = decode_values(ijk, frame.header, frame.streams, device="cpu", shared_decoder=encoded.decoder)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,8 +15,18 @@ import warp as wp
 from tqdm import tqdm
 
 from neuralvox.codec import bounded
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, BOUNDED_STREAM, payload_key
-from neuralvox.codec.schema import check_header, is_plain_name
+from neuralvox.codec.header import (
+    MOTION,
+    VALUES,
+    WEIGHTS,
+    ArchiveHeader,
+    ArchiveSummary,
+    FrameEntry,
+    GridEntry,
+    NeuralValueHeader,
+    payload_key,
+)
+from neuralvox.codec.schema import check_header, check_summary, is_plain_name
 from neuralvox.codec.values import (
     STATE_STREAMS,
     LatentState,
@@ -41,19 +51,29 @@ OUTPUT_FORMATS = ("vdb", "nvdb")
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
 
 
+@dataclasses.dataclass(frozen=True)
+class ArchiveInfo:
+    """An archive at a glance: file size, frame numbers, the recorded summary, bytes per stream name."""
+
+    path: Path
+    bytes: int
+    frames: list[int | None]
+    summary: ArchiveSummary
+    stream_bytes: dict[str, int]
+
+
 class Frame(Mapping[str, SparseGrid]):
     """One decoded frame: a mapping grid name -> SparseGrid, each grid decoded on first access."""
 
     def __init__(self, archive: NvoxArchive, number: int) -> None:
         self.archive = archive
         self.number = number
-        self._entry = archive._entry(number)
+        self.entry = archive.entry(number)
         self._grids: dict[str, SparseGrid] = {}
         self._voxel_decoders: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def __getitem__(self, name: str) -> SparseGrid:
-        if name not in self._entry["grids"]:
-            raise KeyError(f"frame {self.number} has no grid {name!r}; it has {', '.join(self._entry['grids'])}")
+        self._grid_info(name)
         if name not in self._grids:
             try:
                 self._grids[name] = self.archive.decode_grid(self.number, name)
@@ -63,17 +83,17 @@ class Frame(Mapping[str, SparseGrid]):
         return self._grids[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entry["grids"]  # from the header: Mapping's default would decode the grid
+        return name in self.entry.grids  # from the header: Mapping's default would decode the grid
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entry["grids"])
+        return iter(self.entry.grids)
 
     def __len__(self) -> int:
-        return len(self._entry["grids"])
+        return len(self.entry.grids)
 
     @property
     def file_name(self) -> str:
-        return self._entry["file"]
+        return self.entry.file
 
     def write_vdb(self, path: str | os.PathLike, *, grids: Sequence[str] | None = None, half: bool = False,
                   force: bool = False) -> Path:
@@ -82,7 +102,7 @@ class Frame(Mapping[str, SparseGrid]):
         out = [self[name] for name in names]
         if half:
             out = [_with_half(g) for g in out]
-        return write_vdb(path, out, metadata=self._entry["metadata"], metadata_types=self._entry["metadata_types"],
+        return write_vdb(path, out, metadata=dict(self.entry.metadata), metadata_types=dict(self.entry.metadata_types),
                          force=force)
 
     # -- random access and Warp volumes (neuralvox.kernels)
@@ -93,35 +113,33 @@ class Frame(Mapping[str, SparseGrid]):
         containing each point, "trilinear" interpolates the 8 voxels around it; inactive voxels read as the
         background."""
         info = self._grid_info(grid)
-        background = info["background"]
-        return sample_grid(self.archive.topology(self.number, grid), np.asarray(info["transform"]),
-                           tuple(background) if isinstance(background, list) else background,
+        return sample_grid(self.archive.topology(self.number, grid), np.asarray(info.transform), info.background,
                            self._voxel_decoder(grid), world_points, mode)
 
     def to_warp_volume(self, grid: str = "density", device: str = "cpu") -> wp.Volume:
         """The decoded grid as a Warp (NanoVDB) volume on ``device``: see ``neuralvox.kernels.grid_to_volume``."""
         return grid_to_volume(self[grid], device)
 
-    def _grid_info(self, grid: str) -> dict[str, Any]:
-        if grid not in self._entry["grids"]:
-            raise KeyError(f"frame {self.number} has no grid {grid!r}; it has {', '.join(self._entry['grids'])}")
-        return self._entry["grids"][grid]
+    def _grid_info(self, grid: str) -> GridEntry:
+        if grid not in self.entry.grids:
+            raise KeyError(f"frame {self.number} has no grid {grid!r}; it has {', '.join(self.entry.grids)}")
+        return self.entry.grids[grid]
 
     def _voxel_decoder(self, grid: str) -> Callable[[np.ndarray], np.ndarray]:
         """Values (K, channels) of any active voxels (K, 3) of ``grid``, through the fused kernel."""
         if grid not in self._voxel_decoders:
             info = self._grid_info(grid)
-            header = info["values"]
-            if "constant" in header:
-                constant = np.asarray(header["constant"], dtype=np.float32)
+            header = info.values
+            if isinstance(header, NeuralValueHeader) and header.constant is not None:
+                constant = np.asarray(header.constant, dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
-            elif header.get("format") == bounded.FORMAT:
+            elif info.is_bounded:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
                 archive = self.archive
                 self._voxel_decoders[grid] = fused_decoder(
-                    archive.topology(self.number, grid), header, archive._weight_streams(self.number, grid),
-                    torch.device(archive.device), archive._shared_decoder(self.number, grid, info),
+                    archive.topology(self.number, grid), info.neural, archive.weight_streams(self.number, grid),
+                    torch.device(archive.device), archive.shared_decoder(self.number, grid),
                     archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
 
@@ -134,7 +152,7 @@ def _lookup(grid: SparseGrid) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _with_half(grid: SparseGrid) -> SparseGrid:
-    return SparseGrid(**{**grid.__dict__, "save_half": True})
+    return dataclasses.replace(grid, save_half=True)
 
 
 class NvoxArchive:
@@ -148,14 +166,14 @@ class NvoxArchive:
     def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
         self.path = Path(path)
         self.reader = ArchiveReader(self.path)
-        self.header: dict[str, Any] = self.reader.header
         try:
-            check_header(self.path, self.header, {key: self.reader.nbytes(key) for key in self.reader}, ARCHIVE_FORMAT)
+            self.header: ArchiveHeader = check_header(self.path, self.reader.header,
+                                                      {key: self.reader.nbytes(key) for key in self.reader})
         except ArchiveError:
             self.reader.close()
             raise
         self.device = str(resolve_device(device))
-        self._frames = {(f["number"] if f["number"] is not None else 0): f for f in self.header["frames"]}
+        self._frames = {frame.index: frame for frame in self.header.frames}
         self._topology_cache: dict[tuple[int, str], np.ndarray] = {}
         self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
@@ -177,14 +195,21 @@ class NvoxArchive:
     def grids(self) -> list[str]:
         names: dict[str, None] = {}
         for entry in self._frames.values():
-            names.update(dict.fromkeys(entry["grids"]))
+            names.update(dict.fromkeys(entry.grids))
         return list(names)
 
     @property
     def pattern(self) -> NamePattern:
-        return NamePattern.from_dict(self.header["pattern"])
+        return self.header.pattern
 
-    def _entry(self, number: int) -> dict[str, Any]:
+    def info(self) -> ArchiveInfo:
+        """What ``neuralvox info`` shows: frames, the summary the encoder recorded (checked), bytes per stream."""
+        summary = check_summary(self.path, self.reader.header)
+        return ArchiveInfo(self.path, self.reader.file_size, [f.number for f in self.header.frames], summary,
+                           self.reader.stream_sizes())
+
+    def entry(self, number: int) -> FrameEntry:
+        """The header entry of frame ``number``."""
         if number not in self._frames:
             raise KeyError(f"{self.path}: no frame {number}; frames are {_span(self.frames)}")
         return self._frames[number]
@@ -196,15 +221,15 @@ class NvoxArchive:
         """Active voxels (N, 3) of a grid in canonical order, decoding the reference chain it needs."""
         key = (number, grid)
         if key not in self._topology_cache:
-            info = self._entry(number)["grids"][grid]
-            source = info["topology_ref"]
-            reference = None if source is None else self.topology(*source[:2])
+            info = self.entry(number).grids[grid]
+            source = info.topology_ref
+            reference = None if source is None else self.topology(source.frame, source.grid)
             data = self.reader.get(payload_key(number, grid, "topology"))
             try:
-                if source is not None and source[2:] == ["motion"]:
-                    reference = motion_compensated_voxels(info["values"], self._streams(number, grid, ("motion",)),
+                if source is not None and source.moved:
+                    reference = motion_compensated_voxels(info.neural, self._streams(number, grid, (MOTION,)),
                                                           reference)
-                self._topology_cache[key] = decode_topology(data, reference, expected=info["voxels"])
+                self._topology_cache[key] = decode_topology(data, reference, expected=info.voxels)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'topology': {exc}") from None
         return self._topology_cache[key]
@@ -214,13 +239,13 @@ class NvoxArchive:
         predicted frames from its keyframe."""
         key = (number, grid)
         if key not in self._state_cache:
-            info = self._entry(number)["grids"][grid]
-            if info["values"].get("format") == bounded.FORMAT:
+            info = self.entry(number).grids[grid]
+            if info.is_bounded:
                 return None
-            source = info.get("latents_from")
+            source = info.latents_from
             reference = None if source is None else self.latent_state(source, grid)
             try:
-                self._state_cache[key] = decode_state(self.topology(number, grid), info["values"],
+                self._state_cache[key] = decode_state(self.topology(number, grid), info.neural,
                                                       self._streams(number, grid, STATE_STREAMS), reference,
                                                       device=self.device)
             except ValueError as exc:
@@ -229,47 +254,47 @@ class NvoxArchive:
 
     def _streams(self, number: int, grid: str, names: Sequence[str] | None = None) -> dict[str, bytes]:
         """The grid's coded streams (only ``names`` of them, where it has them): read and checked on every call."""
-        stored = self._entry(number)["grids"][grid]["streams"]
+        stored = self.entry(number).grids[grid].streams
         return {name: self.reader.get(payload_key(number, grid, name)) for name in stored
                 if names is None or name in names}
 
-    def _weight_streams(self, number: int, grid: str) -> dict[str, bytes]:
+    def weight_streams(self, number: int, grid: str) -> dict[str, bytes]:
         """What decoding voxels reads besides the latent state: the frame's own decoder weights, if it sent them."""
-        return self._streams(number, grid, ("weights",))
+        return self._streams(number, grid, (WEIGHTS,))
 
-    def _shared_decoder(self, number: int, grid: str, info: dict[str, Any]) -> QuantizedDecoder | None:
-        owner = info["weights_from"]
+    def shared_decoder(self, number: int, grid: str) -> QuantizedDecoder | None:
+        """The decoder weights a grid shares with the earlier frame of its group that sent them (None when it sent
+        its own)."""
+        owner = self.entry(number).grids[grid].weights_from
         if owner is None or owner == number:
             return None
         if (owner, grid) not in self._weights_cache:
-            values_header = self._entry(owner)["grids"][grid]["values"]
-            data = self.reader.get(payload_key(owner, grid, "weights"))
+            values_header = self.entry(owner).grids[grid].neural
+            data = self.reader.get(payload_key(owner, grid, WEIGHTS))
             self._weights_cache[(owner, grid)] = decode_weights(values_header, data)
         return self._weights_cache[(owner, grid)]
 
     def decode_grid(self, number: int, grid: str) -> SparseGrid:
         """Decode one grid of one frame."""
-        info = self._entry(number)["grids"][grid]
+        info = self.entry(number).grids[grid]
         ijk = self.topology(number, grid)
-        if info["values"].get("format") == bounded.FORMAT:
-            values = self._bounded_values(number, grid, ijk, info["values"])
+        if isinstance(info.values, bounded.BoundedHeader):
+            values = self._bounded_values(number, grid, ijk, info.values)
         else:
-            values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
-                                   shared_decoder=self._shared_decoder(number, grid, info),
+            values = decode_values(ijk, info.values, self.weight_streams(number, grid), device=self.device,
+                                   shared_decoder=self.shared_decoder(number, grid),
                                    state=self.latent_state(number, grid))
-        background = info["background"]
         return SparseGrid(
-            name=grid, ijk=ijk, values=values, grid_class=info["grid_class"], value_type=info["value_type"],
-            transform=np.asarray(info["transform"]), save_half=info["save_half"], vector_type=info["vector_type"],
-            background=tuple(background) if isinstance(background, list) else background,
-            metadata={k: tuple(v) if isinstance(v, list) else v for k, v in info["metadata"].items()},
-            metadata_types=info["metadata_types"],
+            name=grid, ijk=ijk, values=values, grid_class=info.grid_class, value_type=info.value_type,
+            transform=np.asarray(info.transform), save_half=info.save_half, vector_type=info.vector_type,
+            background=info.background,
+            metadata={k: tuple(v) if isinstance(v, list) else v for k, v in info.metadata.items()},
+            metadata_types=dict(info.metadata_types),
         )
 
-    def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: dict[str, Any]) -> np.ndarray:
+    def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: bounded.BoundedHeader) -> np.ndarray:
         try:
-            return bounded.decode_bounded(ijk, bounded.BoundedHeader.from_dict(header),
-                                          self.reader.get(payload_key(number, grid, BOUNDED_STREAM)))
+            return bounded.decode_bounded(ijk, header, self.reader.get(payload_key(number, grid, VALUES)))
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
 
@@ -371,7 +396,7 @@ def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_
         return [(output_dir / frame.file_name, names)]
     plan = []
     for name in names:
-        if frame._entry["grids"][name]["value_type"] in VECTOR_TYPES:
+        if frame.entry.grids[name].value_type in VECTOR_TYPES:
             continue
         if Path(name).name != name or name in (".", ".."):
             raise ValueError(f"grid name {name!r} cannot name a folder for NanoVDB output")
@@ -408,9 +433,9 @@ def _write_frame(frame: Frame, decoded: dict[str, SparseGrid], plan: _Plan, form
 def _warn_skipped_vector_grids(archive: NvoxArchive, numbers: list[int], grids: Sequence[str] | None) -> None:
     skipped: dict[str, str] = {}
     for number in numbers:
-        for name, info in archive._entry(number)["grids"].items():
-            if (grids is None or name in grids) and info["value_type"] in VECTOR_TYPES:
-                skipped[name] = info["value_type"]
+        for name, info in archive.entry(number).grids.items():
+            if (grids is None or name in grids) and info.value_type in VECTOR_TYPES:
+                skipped[name] = info.value_type
     if skipped:
         listed = ", ".join(f"'{name}' ({value_type})" for name, value_type in skipped.items())
         warnings.warn(f"NanoVDB output takes float grids: skipping vector grid {listed}; use the vdb format for them",

@@ -9,6 +9,7 @@ import torch
 
 from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
 from neuralvox.codec.fit import FitResult, Progress, fit_field
+from neuralvox.codec.header import MOTION, WEIGHTS, Architecture, MotionSpec, NeuralValueHeader
 from neuralvox.codec.presets import Quality, quality_preset
 from neuralvox.codec.weights import QuantizedDecoder, decode_decoder_weights, encode_decoder_weights
 from neuralvox.grid import GRID_CLASSES
@@ -20,10 +21,9 @@ from neuralvox.model.lattice import build_lattice
 from neuralvox.model.motion import LatentPredictor, MotionGuess, compensate_voxels, motion_lattice
 from neuralvox.model.points import lattice_points
 
-FORMAT = "neuralvox-values/1"
+FORMAT = NeuralValueHeader.FORMAT
 _FIT_SEED = 0
 _DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
-_ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation")
 BACKENDS = ("auto", "torch", "warp")
 MOTION_STRIDE = 16  # voxels between motion points
 MOTION_STEP = 0.25  # voxels per motion integer
@@ -70,7 +70,7 @@ class EncodedValues:
     constant grid), and ``decoded`` the values exactly as ``decode_values`` returns them (what ``stats`` measured).
     """
 
-    header: dict
+    header: NeuralValueHeader
     streams: dict[str, bytes]
     stats: ValueStats
     latents: list[np.ndarray]
@@ -106,23 +106,22 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     preset = quality_preset(quality) if isinstance(quality, str) else quality
     channels = 1 if values.ndim == 1 else 3
     columns = values.reshape(len(values), channels)
-    header: dict = {"format": FORMAT, "voxels": len(values), "channels": channels}
     if len(values) == 0 or float(columns.max()) == float(columns.min()):
-        header["constant"] = [_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels))]
+        constant = tuple(_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels)))
+        header = NeuralValueHeader(len(values), channels, constant=constant)
         decoded = decode_values(ijk, header, {}, device="cpu")
         return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], None, decoded)
 
-    header.update(_architecture(preset, channels))
-    header["low"] = [_json_float32(v) for v in columns.min(axis=0)]
-    header["high"] = [_json_float32(v) for v in columns.max(axis=0)]
-    header["shared_decoder"] = shared_decoder is not None
-    if shared_decoder is not None and shared_decoder.architecture != _architecture(preset, channels):
+    architecture = _architecture(preset, channels)
+    if shared_decoder is not None and shared_decoder.architecture != architecture:
         raise ValueError(f"shared decoder architecture {shared_decoder.architecture} does not match quality "
-                         f"{_architecture(preset, channels)}")
-    if reference is not None:
-        if shared_decoder is None:
-            raise ValueError("a predicted frame must share its reference frame's decoder")
-        header["predicted"] = {"motion_stride": MOTION_STRIDE, "motion_step": MOTION_STEP}
+                         f"{architecture}")
+    if reference is not None and shared_decoder is None:
+        raise ValueError("a predicted frame must share its reference frame's decoder")
+    header = NeuralValueHeader(
+        len(values), channels, None, architecture, tuple(_json_float32(v) for v in columns.min(axis=0)),
+        tuple(_json_float32(v) for v in columns.max(axis=0)), shared_decoder is not None,
+        None if reference is None else MotionSpec(MOTION_STRIDE, MOTION_STEP))
     torch_device = resolve_device(device)
     offset, scale = _normalization(header)
     aimed = columns if aim is None else np.asarray(aim, dtype=np.float32).reshape(columns.shape)
@@ -137,35 +136,35 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
             predictor = _predictor(field, header, reference, torch_device, motion_guess)
             initial_steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in reference.steps]
             iterations = (preset.predicted_iterations, preset.finetune_iterations)
-        result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress,
+        result = fit_field(field, target, preset, architecture, shared_decoder, progress,
                            predictor, initial_steps, iterations)
-        streams = {_latent_stream(header): _encode_latents(result.latents, result.steps)}
+        streams = {header.latent_stream: _encode_latents(result.latents, result.steps)}
         if result.motion is not None:
-            streams["motion"] = encode_integer_arrays(list(result.motion.T))
+            streams[MOTION] = encode_integer_arrays(list(result.motion.T))
         if shared_decoder is None:
-            streams["weights"] = encode_decoder_weights(result.decoder)
+            streams[WEIGHTS] = encode_decoder_weights(result.decoder)
         state = decode_state(ijk, header, streams, reference, device=device)
         decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder, state=state)
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.decoder, decoded,
                          state)
 
 
-def decode_state(ijk: np.ndarray, header: dict, streams: dict[str, bytes], reference: LatentState | None = None,
-                 device: str = "auto") -> LatentState | None:
+def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes],
+                 reference: LatentState | None = None, device: str = "auto") -> LatentState | None:
     """The decoded latents of a non-constant grid (None for a constant one) from its topology and streams; a
     predicted frame needs the ``reference`` state it was coded against. No voxel is decoded."""
-    if "constant" in header:
+    if header.constant is not None:
         return None
     ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
     torch_device = resolve_device(device)
     voxels = torch.from_numpy(ijk).to(torch_device)
-    coords = [lattice_points(voxels, stride) for stride, _ in header["levels"]]
-    integers, steps = _decode_latents(_stream(streams, _latent_stream(header)), [len(c) for c in coords],
-                                      [c for _, c in header["levels"]])
+    coords = [lattice_points(voxels, stride) for stride in header.model.strides]
+    integers, steps = _decode_latents(_stream(streams, header.latent_stream), [len(c) for c in coords],
+                                      header.model.level_channels)
     latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device)
                * torch.from_numpy(step.astype(np.float32)).to(torch_device)
                for values, step in zip(integers, steps, strict=True)]
-    if "predicted" in header:
+    if header.predicted is not None:
         if reference is None:
             raise ValueError("this frame is predicted from the previous one: pass its decoded state as reference")
         predictor = _predictor_at(coords, header, reference, torch_device)
@@ -175,7 +174,7 @@ def decode_state(ijk: np.ndarray, header: dict, streams: dict[str, bytes], refer
     return LatentState(ijk, [c.cpu().numpy() for c in coords], [values.cpu().numpy() for values in latents], steps)
 
 
-def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: str = "auto",
+def decode_values(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes], device: str = "auto",
                   shared_decoder: QuantizedDecoder | None = None, backend: str = "auto",
                   reference: LatentState | None = None, state: LatentState | None = None) -> np.ndarray:
     """Values (N,) or (N, 3) float32 at voxels ``ijk`` from what ``encode_values`` produced for the same voxels.
@@ -184,15 +183,15 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
     "torch" is the reference decode, "warp" the fused Warp kernel (equal within float32 rounding), "auto" the faster
     one (see ``resolve_backend``).
     """
-    if header.get("format") != FORMAT:
-        raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(header, NeuralValueHeader):
+        raise ValueError(f"value header {type(header).__name__} is not the neural base's {FORMAT!r}")
     ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
-    channels = int(header["channels"])
-    if len(ijk) != header["voxels"]:
-        raise ValueError(f"value header is for {header['voxels']} voxels, topology gives {len(ijk)}")
+    channels = header.channels
+    if len(ijk) != header.voxels:
+        raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     shape = (len(ijk),) if channels == 1 else (len(ijk), channels)
-    if "constant" in header:
-        return np.repeat(np.asarray(header["constant"], dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
+    if header.constant is not None:
+        return np.repeat(np.asarray(header.constant, dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
 
     torch_device = resolve_device(device)
     state = state or decode_state(ijk, header, streams, reference, device=str(torch_device))
@@ -203,8 +202,8 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
     decoder.load_into(field.decoder)
     latents = [torch.from_numpy(values).to(torch_device) for values in state.latents]
     offset, scale = _normalization(header)
-    low = torch.tensor(header["low"], dtype=torch.float32, device=torch_device)
-    high = torch.tensor(header["high"], dtype=torch.float32, device=torch_device)
+    low = torch.tensor(header.low, dtype=torch.float32, device=torch_device)
+    high = torch.tensor(header.high, dtype=torch.float32, device=torch_device)
     out = torch.empty((len(ijk), channels), dtype=torch.float32, device=torch_device)
     with torch.no_grad():
         for start in range(0, len(ijk), _DECODE_CHUNK):
@@ -221,61 +220,62 @@ def resolve_backend(backend: str) -> str:
     return "warp" if backend == "auto" else backend
 
 
-def fused_decoder(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: torch.device,
+def fused_decoder(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes], device: torch.device,
                   shared_decoder: QuantizedDecoder | None = None, state: LatentState | None = None) -> FusedDecoder:
     """The fused Warp decoder of a non-constant grid's values, built from its topology ``ijk`` (canonical order) and
     streams (and its decoded ``state``, required for a predicted frame): it decodes the values of any of those voxels
     (all of them, or a few for random access)."""
     state = state or decode_state(ijk, header, streams, device=str(device))
-    decoder = _decoder_module(header)
+    model = header.model
+    decoder = _decoder_module(model)
     weights = _decoder_weights(header, streams, decoder, shared_decoder)
     offset, scale = _normalization(header)
     field = FieldArrays(
-        strides=[stride for stride, _ in header["levels"]],
+        strides=model.strides,
         points=[torch.from_numpy(coords).to(device) for coords in state.coords], latents=state.latents,
-        tensors=weights.tensors(), widths=[decoder.layers[0].in_features, *header["hidden"], header["channels"]],
-        activation=header["activation"], frequencies=header["frequencies"], offset=float(offset), scale=float(scale),
-        low=np.asarray(header["low"], dtype=np.float32), high=np.asarray(header["high"], dtype=np.float32))
+        tensors=weights.tensors(), widths=[decoder.layers[0].in_features, *model.hidden, model.channels],
+        activation=model.activation, frequencies=model.frequencies, offset=float(offset), scale=float(scale),
+        low=np.asarray(header.low, dtype=np.float32), high=np.asarray(header.high, dtype=np.float32))
     return FusedDecoder(field, device)
 
 
-def decode_latents(ijk: np.ndarray, header: dict, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
+def decode_latents(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
                                                                                     list[np.ndarray]]:
     """The integer latents (int32 (M_l, C_l) per level, rows in lattice order) and their float16 steps, as the
     decoder reads them; empty lists for a constant grid."""
-    if "constant" in header:
+    if header.constant is not None:
         return [], []
     voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32))
-    return _decode_latents(_stream(streams, _latent_stream(header)),
-                           [len(lattice_points(voxels, stride)) for stride, _ in header["levels"]],
-                           [c for _, c in header["levels"]])
+    return _decode_latents(_stream(streams, header.latent_stream),
+                           [len(lattice_points(voxels, stride)) for stride in header.model.strides],
+                           header.model.level_channels)
 
 
-def decode_weights(header: dict, data: bytes) -> QuantizedDecoder:
+def decode_weights(header: NeuralValueHeader, data: bytes) -> QuantizedDecoder:
     """The decoder weights in a ``weights`` stream, given the header of the frame that sent them (no topology
     needed): what later frames coded with ``shared_decoder`` need."""
-    if header.get("format") != FORMAT or "constant" in header:
+    if not isinstance(header, NeuralValueHeader) or header.constant is not None:
         raise ValueError("weights can only be read with the header of a frame coded with its own decoder")
-    decoder = _decoder_module(header)
-    return decode_decoder_weights(data, decoder, {key: header[key] for key in _ARCHITECTURE_KEYS})
+    return decode_decoder_weights(data, _decoder_module(header.model), header.model)
 
 
-def motion_compensated_voxels(header: dict, streams: dict[str, bytes], reference_ijk: np.ndarray) -> np.ndarray:
+def motion_compensated_voxels(header: NeuralValueHeader, streams: dict[str, bytes],
+                              reference_ijk: np.ndarray) -> np.ndarray:
     """The reference frame's voxels moved by a predicted frame's coded motion (see
     ``neuralvox.model.motion.compensate_voxels``): a context for this frame's topology, decodable before it."""
-    motion = header["predicted"]
+    motion = _motion_spec(header)
     coords = motion_lattice(torch.from_numpy(np.ascontiguousarray(reference_ijk, dtype=np.int32)),
-                            motion["motion_stride"]).numpy()
-    return compensate_voxels(reference_ijk, coords, _decode_motion(streams, len(coords)) * motion["motion_step"],
-                             motion["motion_stride"])
+                            motion.stride).numpy()
+    return compensate_voxels(reference_ijk, coords, _decode_motion(streams, len(coords)) * motion.step, motion.stride)
 
 
-def _latent_stream(header: dict) -> str:
-    """The stream holding a frame's coded latents: the residual over the prediction for a predicted frame."""
-    return "residual" if "predicted" in header else "latents"
+def _motion_spec(header: NeuralValueHeader) -> MotionSpec:
+    if header.predicted is None:
+        raise ValueError("this frame is not predicted: it has no motion")
+    return header.predicted
 
 
-def _predictor(field: LatentField, header: dict, reference: LatentState, device: torch.device,
+def _predictor(field: LatentField, header: NeuralValueHeader, reference: LatentState, device: torch.device,
                motion_guess: MotionGuess | None) -> LatentPredictor:
     predictor = _predictor_at([level.coords for level in field.levels], header, reference, device)
     if motion_guess is not None:
@@ -285,20 +285,20 @@ def _predictor(field: LatentField, header: dict, reference: LatentState, device:
     return predictor
 
 
-def _predictor_at(coords: list[torch.Tensor], header: dict, reference: LatentState,
+def _predictor_at(coords: list[torch.Tensor], header: NeuralValueHeader, reference: LatentState,
                   device: torch.device) -> LatentPredictor:
     """The predictor of lattice points ``coords`` from ``reference``, motion zero (encoder and decoder alike)."""
-    motion = header["predicted"]
-    motion_coords = motion_lattice(torch.from_numpy(reference.ijk).to(device), motion["motion_stride"])
+    motion = _motion_spec(header)
+    motion_coords = motion_lattice(torch.from_numpy(reference.ijk).to(device), motion.stride)
     return LatentPredictor(
         [torch.from_numpy(c).to(device) for c in reference.coords],
         [torch.from_numpy(values).to(device) for values in reference.latents], coords,
-        [stride for stride, _ in header["levels"]], motion_coords,
-        torch.zeros((len(motion_coords), 3), device=device), motion["motion_stride"], motion["motion_step"]).to(device)
+        header.model.strides, motion_coords,
+        torch.zeros((len(motion_coords), 3), device=device), motion.stride, motion.step).to(device)
 
 
 def _decode_motion(streams: dict[str, bytes], points: int) -> np.ndarray:
-    columns = decode_integer_arrays(_stream(streams, "motion"), [points] * 3, name="motion stream")
+    columns = decode_integer_arrays(_stream(streams, MOTION), [points] * 3, name="motion stream")
     return np.stack(columns, axis=1)
 
 
@@ -322,28 +322,28 @@ def _decode_latents(data: bytes, point_counts: list[int], channels: list[int]) -
     return latents, steps
 
 
-def _architecture(preset: Quality, channels: int) -> dict:
-    """The header entries that shape the model (a shared decoder must have been made for the same)."""
-    return {"channels": channels, "levels": [list(level) for level in preset.levels], "hidden": list(preset.hidden),
-            "frequencies": preset.frequencies, "activation": preset.activation}
+def _architecture(preset: Quality, channels: int) -> Architecture:
+    """What shapes the model (a shared decoder must have been made for the same)."""
+    return Architecture(channels, tuple((int(s), int(c)) for s, c in preset.levels), tuple(preset.hidden),
+                        preset.frequencies, preset.activation)
 
 
-def _decoder_module(header: dict) -> DecoderMLP:
-    in_features = sum(c for _, c in header["levels"]) + positional_feature_count(header["frequencies"])
-    return DecoderMLP(in_features, tuple(header["hidden"]), header["channels"], header["activation"])
+def _decoder_module(model: Architecture) -> DecoderMLP:
+    in_features = sum(model.level_channels) + positional_feature_count(model.frequencies)
+    return DecoderMLP(in_features, model.hidden, model.channels, model.activation)
 
 
-def _build_field(ijk: torch.Tensor, header: dict) -> LatentField:
-    levels = [build_lattice(ijk, stride) for stride, _ in header["levels"]]
-    channels = [c for _, c in header["levels"]]
-    return LatentField(ijk, levels, channels, _decoder_module(header).to(ijk.device), header["frequencies"])
+def _build_field(ijk: torch.Tensor, header: NeuralValueHeader) -> LatentField:
+    model = header.model
+    levels = [build_lattice(ijk, stride) for stride in model.strides]
+    return LatentField(ijk, levels, model.level_channels, _decoder_module(model).to(ijk.device), model.frequencies)
 
 
-def _decoder_weights(header: dict, streams: dict[str, bytes], decoder: DecoderMLP,
+def _decoder_weights(header: NeuralValueHeader, streams: dict[str, bytes], decoder: DecoderMLP,
                      shared_decoder: QuantizedDecoder | None) -> QuantizedDecoder:
-    architecture = {key: header[key] for key in _ARCHITECTURE_KEYS}
-    if not header["shared_decoder"]:
-        return decode_decoder_weights(_stream(streams, "weights"), decoder, architecture)
+    architecture = header.model
+    if not header.shared_decoder:
+        return decode_decoder_weights(_stream(streams, WEIGHTS), decoder, architecture)
     if shared_decoder is None:
         raise ValueError("these values were coded with a shared decoder: pass it as shared_decoder")
     if shared_decoder.architecture != architecture:
@@ -357,9 +357,9 @@ def _stream(streams: dict[str, bytes], name: str) -> bytes:
     return bytes(streams[name])
 
 
-def _normalization(header: dict) -> tuple[np.float32, np.float32]:
-    offset = np.float32(min(header["low"]))
-    return offset, np.float32(max(header["high"])) - offset
+def _normalization(header: NeuralValueHeader) -> tuple[np.float32, np.float32]:
+    offset = np.float32(min(header.low))
+    return offset, np.float32(max(header.high)) - offset
 
 
 def _json_float32(value: float) -> float:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.header import Architecture
 from neuralvox.model.decoder import DecoderMLP
 
 
@@ -19,7 +20,7 @@ class QuantizedDecoder:
     MLP it fits (checked on use).
     """
 
-    architecture: dict
+    architecture: Architecture
     steps: list[float]
     integers: list[np.ndarray]
 
@@ -34,7 +35,7 @@ class QuantizedDecoder:
                 parameter.copy_(torch.from_numpy(values.reshape(tuple(parameter.shape))))
 
 
-def quantize_decoder(decoder: DecoderMLP, step_fraction: float, architecture: dict) -> QuantizedDecoder:
+def quantize_decoder(decoder: DecoderMLP, step_fraction: float, architecture: Architecture) -> QuantizedDecoder:
     """Quantize each tensor of ``decoder`` with step ``step_fraction * max|w|`` (rounded to float16)."""
     steps, integers = [], []
     for parameter in decoder.state_dict().values():
@@ -52,7 +53,7 @@ def encode_decoder_weights(quantized: QuantizedDecoder) -> bytes:
     return steps + encode_integer_arrays(quantized.integers)
 
 
-def decode_decoder_weights(data: bytes, decoder: DecoderMLP, architecture: dict) -> QuantizedDecoder:
+def decode_decoder_weights(data: bytes, decoder: DecoderMLP, architecture: Architecture) -> QuantizedDecoder:
     """Read a weights stream written for a decoder shaped like ``decoder``."""
     sizes = [parameter.numel() for parameter in decoder.state_dict().values()]
     head = 2 * len(sizes)
