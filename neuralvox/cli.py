@@ -299,12 +299,19 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralvox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_info, _add_compress, _add_decompress, _add_bench, _add_render, _add_sim, _add_demo):
+        add(commands)
+    return parser
 
+
+def _add_info(commands: Any) -> None:
     info = commands.add_parser("info", help="describe .vdb frames or a .nvox archive")
     info.add_argument("paths", nargs="+", help="one .nvox archive, or .vdb files, folders or globs of one sequence")
     info.add_argument("--json", action="store_true", help="print JSON for scripts")
     info.set_defaults(run=cmd_info)
 
+
+def _add_compress(commands: Any) -> None:
     comp = commands.add_parser("compress", help="compress a .vdb sequence into one .nvox archive")
     comp.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
     comp.add_argument("-o", "--output", type=Path, required=True, help="the .nvox archive to write")
@@ -332,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)
 
+
+def _add_decompress(commands: Any) -> None:
     decomp = commands.add_parser("decompress", help="write the frames of a .nvox archive as .vdb files")
     decomp.add_argument("archive", help="the .nvox archive")
     decomp.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
@@ -347,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
 
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="rate-distortion of neuralvox against classic baselines")
     bench.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
     bench.add_argument("--grids", help="comma-separated grid names (default: every float/vector grid)")
@@ -359,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(run=cmd_bench)
 
+
+def _add_render(commands: Any) -> None:
     render = commands.add_parser("render", help="PNG of a decoded grid, or original | decoded | error")
     render.add_argument("archive", help="the .nvox archive")
     render.add_argument("--frame", type=int, required=True, help="frame number")
@@ -369,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--force", action="store_true", help="overwrite an existing image")
     render.set_defaults(run=cmd_render)
 
+
+def _add_sim(commands: Any) -> None:
     simulate = commands.add_parser("sim", help="simulate a fluid scenario and write .vdb frames")
     simulate.add_argument("scenario", help="plume, plumes or liquid")
     simulate.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
@@ -380,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--force", action="store_true", help="overwrite existing frames")
     simulate.set_defaults(run=cmd_sim)
 
+
+def _add_demo(commands: Any) -> None:
     demo = commands.add_parser("demo", help="the main job on the embedded default sim")
     demo.add_argument("-o", "--output", type=Path, default=DEMO_DIR, help="working folder (default: demo/)")
     demo.add_argument("--res", type=int, default=40, help="cells across the domain width")
@@ -388,8 +405,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
     demo.add_argument("--device", default="auto")
     demo.set_defaults(run=cmd_demo)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `neuralvox` command; returns the exit code (2 for bad input)."""

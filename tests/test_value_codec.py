@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from neuralvox.codec import (
-    EntropyStreamError,
-    Quality,
-    decode_latents,
-    decode_values,
-    decode_weights,
-    encode_values,
-    quality_preset,
-)
-from neuralvox.codec.entropy import decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
 from neuralvox.codec.header import NeuralValueHeader
+from neuralvox.codec.presets import Quality, quality_preset
+from neuralvox.codec.values import decode_latents, decode_values, decode_weights, encode_values
 from neuralvox.model import build_lattice
 
 TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="gelu", rate_lambda=2e-4,

@@ -35,10 +35,10 @@ from neuralvox.codec.values import (
     decode_weights,
     fused_decoder,
     motion_compensated_voxels,
-    resolve_device,
 )
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.container import ArchiveError, ArchiveReader
+from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume

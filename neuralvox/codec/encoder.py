@@ -48,9 +48,9 @@ from neuralvox.codec.values import (
     ValueStats,
     encode_values,
     motion_compensated_voxels,
-    resolve_device,
 )
 from neuralvox.container import ArchiveWriter
+from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.metrics import common_voxels, error_stats, value_range
 from neuralvox.model.motion import MotionGuess
