@@ -14,7 +14,7 @@ from neuralvox.codec import decoder as decoder_module
 from neuralvox.codec.encoder import coherent_aim, compress
 from neuralvox.codec.groups import AutoGroup
 from neuralvox.codec.header import FrameEntry, FrameStats, GridEntry
-from neuralvox.codec.motion_guess import _centred_velocity, block_matching_guess, velocity_guess
+from neuralvox.codec.motion_guess import block_matching_guess, centred_velocity, velocity_guess
 from neuralvox.codec.values import decode_state, decode_values, encode_values
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import ErrorStats, error_stats
@@ -95,7 +95,7 @@ def test_staggered_velocity_is_averaged_to_voxel_centres() -> None:
     ijk = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int32)
     faces = ijk.astype(np.float32)  # component a equals the face coordinate along a: centre = i + 1/2
     grid = SparseGrid(name="vel", ijk=ijk, values=faces, value_type="vec3s", vector_type="staggered")
-    _, centred = _centred_velocity(grid)
+    _, centred = centred_velocity(grid)
     inner = np.all(ijk < 2, axis=1)
     assert np.allclose(centred[inner], ijk[inner] + 0.5)
     assert np.allclose(centred[~inner][ijk[~inner] == 2], 2.0)  # no upper face: the lower one is kept

@@ -240,10 +240,10 @@ def test_nanovdb_export_loads_in_warp_with_the_same_values(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("codec", ["float", "fp8", "fp16", "fpn"])
 def test_nanovdb_export_of_an_empty_grid(tmp_path: Path, codec: str) -> None:
-    from neuralvox.vdb import _binding, _grid_to_raw
+    from neuralvox.vdb import binding, grid_to_raw
 
     empty = SparseGrid(name="empty", ijk=np.zeros((0, 3), np.int32), values=np.zeros(0, np.float32))
-    nbytes, values = _binding().nano_roundtrip(_grid_to_raw(empty), codec, 0.01)
+    nbytes, values = binding().nano_roundtrip(grid_to_raw(empty), codec, 0.01)
     assert nbytes > 0 and values.shape == (0,)
     assert write_nvdb(tmp_path / "e.nvdb", empty).stat().st_size > 0
 
