@@ -30,7 +30,7 @@ from neuralvox.codec.latent_codecs import compress_latents
 from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
-from neuralvox.model.points import lattice_points
+from neuralvox.model.geometry import lattice_points
 from neuralvox.vdb import binding_available, read_vdb, write_vdb
 
 

@@ -18,8 +18,8 @@ from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
 from neuralvox.kernels import grid_to_volume, sample_grid
+from neuralvox.model.geometry import lattice_points
 from neuralvox.model.lattice import build_lattice
-from neuralvox.model.points import lattice_points
 from neuralvox.vdb import read_vdb, write_vdb
 
 FAST = dict(iterations=60, finetune_iterations=10)

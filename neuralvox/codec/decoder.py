@@ -42,7 +42,7 @@ from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume
-from neuralvox.model.points import find_rows
+from neuralvox.model.geometry import find_rows
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
 from neuralvox.vdb import VdbError, list_grids, write_nvdb, write_vdb

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from neuralvox.grid import SparseGrid
+from neuralvox.model.geometry import find_rows
 from neuralvox.model.motion import MotionGuess
-from neuralvox.model.points import find_rows
 
 VELOCITY_NAMES = ("vel", "velocity", "v")
 _MAX_CELLS = 1 << 22  # dense working volumes are downsampled until they hold at most this many cells

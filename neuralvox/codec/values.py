@@ -37,8 +37,8 @@ from neuralvox.grid import GRID_CLASSES
 from neuralvox.kernels.fused import FieldArrays, FusedDecoder
 from neuralvox.metrics import error_stats, value_range
 from neuralvox.model.decoder import DecoderMLP
+from neuralvox.model.geometry import lattice_points
 from neuralvox.model.motion import MotionGuess, compensate_voxels, motion_lattice
-from neuralvox.model.points import lattice_points
 
 FORMAT = NeuralValueHeader.FORMAT
 _FIT_SEED = 0
