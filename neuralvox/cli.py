@@ -19,11 +19,12 @@ from neuralvox.codec.report import CompressReport
 from neuralvox.container import ArchiveError
 from neuralvox.grid import GridError
 from neuralvox.render import AXES, render_comparison_png, render_grid_png
+from neuralvox.runtime import MissingExtraError, require
 from neuralvox.sequence import SequenceError, discover
 from neuralvox.vdb import VdbError, grid_stats, read_vdb
 
 USER_ERRORS: tuple[type[Exception], ...] = (VdbError, SequenceError, GridError, ArchiveError, ValueError, OSError,
-                                            KeyError)
+                                            KeyError, MissingExtraError)
 
 
 class UsageError(Exception):
@@ -203,6 +204,8 @@ def cmd_decompress(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> None:
+    for module in ("zfpy", "zstandard", "matplotlib"):
+        require(module, "bench", "neuralvox bench")
     from neuralvox.bench import METHODS, plot, run_bench
 
     methods = split_names(args.methods)

@@ -1,9 +1,25 @@
-"""Process settings the codec's torch work needs, applied when a torch-using part of neuralvox is first imported."""
+"""Process settings the codec's torch work needs, applied when a torch-using part of neuralvox is first imported;
+and the optional dependencies (extras) some commands need."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from types import ModuleType
+
+
+class MissingExtraError(ImportError):
+    """A command needs an optional dependency that is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module``, or raise MissingExtraError saying which extra (``neuralvox[extra]``) provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+                                f"pip install 'neuralvox[{extra}]' (scripts/setup.sh installs every extra)") from None
 
 
 def prepare_torch() -> None:

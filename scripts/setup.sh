@@ -22,5 +22,5 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch is pinned: 2.13.0 is the CPU build on the project's machines; an unpinned torch pulls GBs of CUDA packages.
 "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
 "${PIP[@]}" "scikit-build-core>=0.10" "nanobind>=2.4"
-"${PIP[@]}" --no-build-isolation -e ".[test]"
+"${PIP[@]}" --no-build-isolation -e ".[test,sim,bench]"
 .venv/bin/python -c "import neuralvox._vdb as v; print('setup: neuralvox ready, OpenVDB', v.openvdb_version)"

@@ -185,6 +185,7 @@ def gappy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_4_a_grid_absent_in_a_middle_frame_keeps_the_reference_chain(gappy: Path, tmp_path: Path) -> None:
     out = tmp_path / "gap.nvox"
     compress([str(gappy)], out, quality="low", base_only=True, device="cpu", progress=False, gop=3)
@@ -240,6 +241,7 @@ def test_5_block_matching_on_a_thin_slab() -> None:
     assert motion.shape == (10, 3) and np.isfinite(motion).all()
 
 
+@pytest.mark.slow
 def test_5_compress_a_thin_sequence_without_velocity(tmp_path: Path) -> None:
     for t in range(3):
         write_vdb(tmp_path / f"thin_{t + 1:03d}.vdb", [cube(t, size=5)])

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import radial_blob
 
 import neuralvox
 from neuralvox.cli import main
@@ -21,14 +22,7 @@ from neuralvox.metrics import ErrorStats, error_stats
 from neuralvox.model.motion import compensate_voxels, motion_lattice, sample_lattice, warp_latents
 from neuralvox.vdb import read_vdb, write_vdb
 
-
-def moving_blob(shift: float, size: int = 32, radius: float = 7.0) -> tuple[np.ndarray, np.ndarray]:
-    """A soft blob with inner structure that moves with it, centred ``shift`` voxels along i from (12, 16, 16)."""
-    grid = np.mgrid[0:size, 0:size, 0:size].reshape(3, -1).T
-    local = grid - np.array([12.0 + shift, 16.0, 16.0])
-    value = np.exp(-(np.linalg.norm(local, axis=1) / radius) ** 2) * (1 + 0.3 * np.sin(local[:, 0] / 1.7))
-    keep = value > 0.05
-    return grid[keep].astype(np.int32), value[keep].astype(np.float32)
+pytestmark = pytest.mark.slow  # fits the neural base over sequences of frames
 
 
 def full_lattice(n: int) -> torch.Tensor:
@@ -76,13 +70,13 @@ def test_compensated_voxels_move_by_whole_voxels_on_every_machine() -> None:
 
 
 def test_block_matching_finds_a_translation() -> None:
-    previous, current = moving_blob(0.0), moving_blob(4.0)
+    previous, current = radial_blob(0.0), radial_blob(4.0)
     guess = block_matching_guess(previous, current, 16)(np.array([[16, 16, 16], [16, 8, 24], [24, 24, 24]]))
     assert np.allclose(guess, [[4.0, 0.0, 0.0]] * 3)  # a lattice point off the blob reads the motion near it
 
 
 def test_velocity_guess_finds_the_unknown_scale() -> None:
-    previous, current = moving_blob(0.0), moving_blob(3.0)
+    previous, current = radial_blob(0.0), radial_blob(3.0)
     transform = np.diag([0.1, 0.1, 0.1, 1.0])
     # 2 world units per second, one frame = 0.15 s would be 3 voxels: neither is in the files
     velocity = SparseGrid(name="vel", ijk=current[0], values=np.tile(np.float32([[2, 0, 0]]), (len(current[0]), 1)),
@@ -103,12 +97,12 @@ def test_staggered_velocity_is_averaged_to_voxel_centres() -> None:
 
 @pytest.fixture(scope="module")
 def keyframe():
-    ijk, values = moving_blob(0.0)
+    ijk, values = radial_blob(0.0)
     return encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
 
 
 def test_predicted_frame_costs_less_than_coding_it_again(keyframe) -> None:
-    ijk, values = moving_blob(2.0)
+    ijk, values = radial_blob(2.0)
     cold = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu",
                          shared_decoder=keyframe.decoder)
     predicted = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu",
@@ -133,7 +127,7 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
     folder = tmp_path_factory.mktemp("drift")
     transform = np.diag([0.1, 0.1, 0.1, 1.0])
     for t in range(GROUP):
-        ijk, values = moving_blob(0.5 * t, size=28, radius=5.0 + 0.05 * t)
+        ijk, values = radial_blob(0.5 * t, size=28, radius=5.0 + 0.05 * t)
         velocity = np.tile([[0.5, 0.0, 0.0]], (len(ijk), 1)).astype(np.float32)
         write_vdb(folder / f"drift.{t + 1:04d}.vdb", [
             SparseGrid(name="density", ijk=ijk, values=values, grid_class="fog volume", transform=transform),

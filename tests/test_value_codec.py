@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import gaussian_pair
 
 from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
 from neuralvox.codec.header import NeuralValueHeader
@@ -26,18 +27,6 @@ def via_json(header: NeuralValueHeader) -> NeuralValueHeader:
     return NeuralValueHeader.from_json(json.loads(json.dumps(header.to_json())))
 
 
-def smooth_blob(size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A thresholded sum of two Gaussians on a ``size``^3 block, shifted off the origin: (ijk, values)."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1).astype(np.float32)
-    values = np.zeros((size,) * 3, dtype=np.float32)
-    for _ in range(2):
-        centre = rng.uniform(0.3 * size, 0.7 * size, 3)
-        values += np.exp(-((grid - centre) ** 2).sum(-1) / (2 * (0.2 * size) ** 2))
-    ijk = np.argwhere(values > 0.05).astype(np.int32)
-    return ijk + np.array([-7, 100, 3], dtype=np.int32), values[tuple(ijk.T)].astype(np.float32)
-
-
 def recomputed_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float, float]:
     error = decoded.astype(np.float64) - original.astype(np.float64)
     rmse = math.sqrt(float(np.mean(error**2)))
@@ -47,7 +36,7 @@ def recomputed_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, 
 
 @pytest.fixture(scope="module")
 def blob() -> tuple[np.ndarray, np.ndarray]:
-    return smooth_blob()
+    return gaussian_pair()
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +158,9 @@ def test_bad_arguments_are_named(blob, encoded):
         decode_values(ijk, encoded.header, {"latents": encoded.streams["latents"]}, device="cpu")
 
 
+@pytest.mark.slow
 def test_higher_quality_gives_higher_psnr():
-    ijk, values = smooth_blob(size=16, seed=3)
+    ijk, values = gaussian_pair(size=16, seed=3)
     psnr = {}
     for name in ("low", "high"):
         torch.manual_seed(0)
@@ -195,7 +185,7 @@ def test_shared_decoder_sends_latents_only(blob, encoded):
 
 
 def test_lattice_interpolation_reproduces_linear_fields():
-    ijk = torch.from_numpy(smooth_blob(size=10)[0])
+    ijk = torch.from_numpy(gaussian_pair(size=10)[0])
     level = build_lattice(ijk, 4)
     assert torch.equal(level.coords, torch.unique(level.coords, dim=0))  # sorted, no duplicates
     slope = torch.tensor([0.5, -1.25, 2.0])

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BLENDER_FRAMES, needs_blender
 
 from neuralvox.grid import GridError, SparseGrid
 from neuralvox.vdb import VdbError, grid_stats, list_grids, read_vdb, write_nvdb, write_vdb
 
-BLENDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42"
-BLENDER_FRAMES = sorted(BLENDER.glob("fluid_data_*.vdb"))
-needs_blender = pytest.mark.skipif(not BLENDER_FRAMES, reason="shared Blender cache not beside this checkout")
 needs_vdb_print = pytest.mark.skipif(shutil.which("vdb_print") is None, reason="vdb_print (libopenvdb-tools) absent")
 
 
