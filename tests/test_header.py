@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXTURES
 
 from neuralvox.codec.header import ArchiveHeader, UnknownFormatError, value_header_from_json
-from neuralvox.codec.schema import check_header
+from neuralvox.codec.schema import check_header, check_summary
 from neuralvox.container import ArchiveFormatError, ArchiveReader
 
 sys.path.insert(0, str(FIXTURES))
@@ -58,6 +58,20 @@ def test_unknown_formats_are_refused_by_name() -> None:
     values = raw["frames"][0]["grids"]["density"]["values"]
     with pytest.raises(UnknownFormatError, match="unknown value format 'neuralvox-bounded/9'"):
         value_header_from_json({**values, "format": "neuralvox-bounded/9"})
+
+
+def test_fields_older_archives_of_the_format_lack_are_optional_in_the_summary() -> None:
+    raw, _ = raw_header(BASE_ONLY)
+    older = json.loads(json.dumps(raw))
+    for field in ("coherence", "target", "bounds"):
+        del older["codec"][field]
+    for entry in older["report"]:
+        del entry["bound"], entry["peak"]
+    summary = check_summary(BASE_ONLY, older)
+    assert summary.codec.bounds is None and all(g.bound is None and g.peak is None for g in summary.report)
+    older["codec"]["coherence"] = "high"
+    with pytest.raises(ArchiveFormatError, match="coherence"):
+        check_summary(BASE_ONLY, older)
 
 
 def test_the_bounded_fixture_is_re_encoded_byte_for_byte(tmp_path: Path) -> None:

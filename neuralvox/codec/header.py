@@ -200,8 +200,9 @@ class FrameStats:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FrameStats:
-        error = ErrorStats(**{field.name: data[field.name] for field in dataclasses.fields(ErrorStats)})
-        return cls(error, dict(data["bytes"]), data["fit_seconds"])
+        # a field an older archive did not record reads as NaN
+        error = ErrorStats(**{field.name: data.get(field.name, math.nan) for field in dataclasses.fields(ErrorStats)})
+        return cls(error, dict(data["bytes"]), data.get("fit_seconds", math.nan))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,7 +328,7 @@ class GridReport:
     psnr: float
     rmse: float
     max_abs_error: float
-    peak: float
+    peak: float | None  # None where an older archive did not record it
     flicker: float | None
     fit_seconds: float
     bound: float | None = None

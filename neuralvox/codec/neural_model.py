@@ -54,7 +54,7 @@ def predictor_at(coords: list[torch.Tensor], header: NeuralValueHeader, referenc
         [torch.from_numpy(c).to(device) for c in reference.coords],
         [torch.from_numpy(values).to(device) for values in reference.latents], coords,
         header.model.strides, motion_coords,
-        torch.zeros((len(motion_coords), 3), device=device), motion.stride, motion.step).to(device)
+        torch.zeros((len(motion_coords), 3), device=device), motion.stride, motion.step, LAPLACE.prior).to(device)
 
 
 def architecture_of(preset: Quality, channels: int) -> Architecture:

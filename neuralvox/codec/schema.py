@@ -91,6 +91,11 @@ def is_plain_name(value: Any) -> bool:
             and not any(c in value for c in "/\\\0") and not Path(value).is_absolute())
 
 
+def _optional(check: _Checker, mapping: Mapping[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
+    """A field that older archives of the same format lack: None when absent, else checked like ``check.get``."""
+    return check.get(mapping, field, kind) if field in mapping else None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -306,7 +311,7 @@ def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dic
 def _check_stats(check: _Checker, stats: dict[str, Any]) -> None:
     """A frame's recorded errors, bytes per stream and fitting time (never read by the decoder)."""
     for field in [*_ERROR_FIELDS, "fit_seconds"]:
-        check.get(stats, field, (int, float))
+        _optional(check, stats, field, (int, float))
     if not all(_is_int(v) for v in check.get(stats, "bytes", dict).values()):
         raise check.fail("stats.bytes", "expected byte counts")
 
@@ -345,9 +350,10 @@ def check_summary(archive: Path, header: dict[str, Any]) -> ArchiveSummary:
     codec = check.get(header, "codec", dict)
     for field in ("quality", "gop", "device"):
         check.get(codec, field, (str, int))
-    check.get(codec, "coherence", (int, float))
-    check.get(codec, "target", (str, type(None)))
-    bounds = check.get(codec, "bounds", (dict, type(None)))
+    # fields later versions of neuralvox/1 added: checked where present
+    _optional(check, codec, "coherence", (int, float))
+    _optional(check, codec, "target", (str, type(None)))
+    bounds = _optional(check, codec, "bounds", (dict, type(None)))
     if bounds is not None and not all(_is_finite(v) for v in bounds.values()):
         raise check.fail("bounds", "expected a number per grid")
     for entry in check.get(header, "report", list):
@@ -358,8 +364,8 @@ def check_summary(archive: Path, header: dict[str, Any]) -> ArchiveSummary:
         for field in _REPORT_NUMBERS:
             at.get(entry, field, (int, float))
         at.get(entry, "flicker", (int, float, type(None)))
-        at.get(entry, "peak", (int, float))
-        at.get(entry, "bound", (int, float, type(None)))
+        _optional(at, entry, "peak", (int, float))
+        _optional(at, entry, "bound", (int, float, type(None)))
         streams = at.get(entry, "stream_bytes", dict)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
             raise at.fail("stream_bytes", "expected byte counts")

@@ -134,12 +134,14 @@ class LatentPredictor(nn.Module):
     """The prediction of a frame's latents (one (M_l, C_l) tensor per level) from the previous frame's decoded
     latents, warped by a motion field whose values are coded as integers times ``motion_step`` voxels.
 
-    ``motion`` is a parameter (refined by gradient with straight-through rounding); ``prior`` models its integers.
+    ``motion`` is a parameter (refined by gradient with straight-through rounding); ``prior`` (an entropy model's
+    training face, ``prior(channels, initial_scale=...)``) models its integers.
     """
 
     def __init__(self, previous_coords: list[torch.Tensor], previous_latents: list[torch.Tensor],
                  coords: list[torch.Tensor], strides: list[int], motion_coords: torch.Tensor,
-                 initial_motion: torch.Tensor, motion_stride: int, motion_step: float):
+                 initial_motion: torch.Tensor, motion_stride: int, motion_step: float,
+                 prior: Callable[..., nn.Module] = LaplacePrior):
         super().__init__()
         self.previous_coords = previous_coords
         self.previous_latents = previous_latents
@@ -152,7 +154,7 @@ class LatentPredictor(nn.Module):
         self.previous_indices = [LatticeIndex(c) for c in previous_coords]
         self.motion_operators = [motion_interpolation(motion_coords, (c * stride).to(torch.float32) / motion_stride)
                                  for c, stride in zip(coords, strides, strict=True)]
-        self.prior = LaplacePrior(3, initial_scale=4.0)
+        self.prior = prior(3, initial_scale=4.0)
 
     def quantized_motion(self) -> torch.Tensor:
         """Motion rounded to its step, with a straight-through gradient."""
