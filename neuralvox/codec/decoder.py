@@ -15,7 +15,8 @@ import warp as wp
 from tqdm import tqdm
 
 from neuralvox.codec import bounded
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, BOUNDED_STREAM, payload_key
+from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.encoder import ARCHIVE_FORMAT, BOUNDED_STREAM, CONTEXT_STREAM, payload_key
 from neuralvox.codec.schema import check_header, is_plain_name
 from neuralvox.codec.values import (
     STATE_STREAMS,
@@ -115,7 +116,7 @@ class Frame(Mapping[str, SparseGrid]):
             if "constant" in header:
                 constant = np.asarray(header["constant"], dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
-            elif header.get("format") == bounded.FORMAT:
+            elif header.get("format") in bounded.FORMATS:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
                 archive = self.archive
@@ -159,6 +160,7 @@ class NvoxArchive:
         self._topology_cache: dict[tuple[int, str], np.ndarray] = {}
         self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
+        self._context_cache: dict[tuple[int, str], ArmWeights] = {}
 
     def __enter__(self) -> NvoxArchive:
         return self
@@ -215,7 +217,7 @@ class NvoxArchive:
         key = (number, grid)
         if key not in self._state_cache:
             info = self._entry(number)["grids"][grid]
-            if info["values"].get("format") == bounded.FORMAT:
+            if info["values"].get("format") in bounded.FORMATS:
                 return None
             source = info.get("latents_from")
             reference = None if source is None else self.latent_state(source, grid)
@@ -251,7 +253,7 @@ class NvoxArchive:
         """Decode one grid of one frame."""
         info = self._entry(number)["grids"][grid]
         ijk = self.topology(number, grid)
-        if info["values"].get("format") == bounded.FORMAT:
+        if info["values"].get("format") in bounded.FORMATS:
             values = self._bounded_values(number, grid, ijk, info["values"])
         else:
             values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
@@ -268,10 +270,21 @@ class NvoxArchive:
 
     def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: dict[str, Any]) -> np.ndarray:
         try:
-            return bounded.decode_bounded(ijk, bounded.BoundedHeader.from_dict(header),
-                                          self.reader.get(payload_key(number, grid, BOUNDED_STREAM)))
+            values_header = bounded.BoundedHeader.from_dict(header)
+            stream = self.reader.get(payload_key(number, grid, BOUNDED_STREAM))
+            return bounded.decode_bounded(ijk, values_header, stream,
+                                          self._context_model(values_header.context_frame, grid))
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
+
+    def _context_model(self, owner: int | None, grid: str) -> ArmWeights | None:
+        """The neural context model a bounded grid's codes use (sent once, by frame ``owner``)."""
+        if owner is None:
+            return None
+        if (owner, grid) not in self._context_cache:
+            self._context_cache[(owner, grid)] = ArmWeights.from_bytes(
+                self.reader.get(payload_key(owner, grid, CONTEXT_STREAM)))
+        return self._context_cache[(owner, grid)]
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""

@@ -17,6 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from neuralvox import __version__
+from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.arm_fit import fit_context
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
 from neuralvox.codec.bounded import encode_grid
 from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
@@ -270,26 +272,45 @@ class _AutoGroup:
 
 
 BOUNDED_STREAM = "values"
+CONTEXT_STREAM = "context"
+CONTEXT_MODELS = ("auto", "counting")
 
 
-def encode_bounded_values(grid: SparseGrid, bound: float) -> EncodedValues:
-    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream)."""
+def encode_bounded_values(grid: SparseGrid, bound: float, context: GridContext | None = None) -> EncodedValues:
+    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, and the
+    neural context model's ``context`` stream in the frame that sends it)."""
     start = time.perf_counter()
-    code = encode_grid(grid, bound)
+    code = encode_grid(grid, bound, context.weights if context else None)
+    header = dataclasses.replace(code.header, context_frame=context.frame if context else None)
     error = error_stats(grid.values, code.decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
-    return EncodedValues(code.header.to_dict(), {BOUNDED_STREAM: code.stream}, stats, [], None, code.decoded)
+    streams = {BOUNDED_STREAM: code.stream}
+    if context is not None and context.send:
+        streams[CONTEXT_STREAM] = context.weights.to_bytes()
+    return EncodedValues(header.to_dict(), streams, stats, [], None, code.decoded)
+
+
+@dataclasses.dataclass(frozen=True)
+class GridContext:
+    """A grid's neural context model, the frame whose ``context`` stream holds it, and whether this frame sends it."""
+
+    weights: ArmWeights
+    frame: int
+    send: bool
 
 
 class _GridBounds:
-    """The absolute error bound of each grid for a QualityTarget; a survey of the sequence comes first when the bound
-    depends on it (a PSNR, or a bound in % of the value range)."""
+    """The absolute error bound of each grid for a QualityTarget, and its neural context model where one pays; a
+    survey of the sequence comes first when the bound depends on it (a PSNR, or a bound in % of the value range)."""
 
     def __init__(self, target: QualityTarget, sequence: FrameSequence, grids: Sequence[str] | None,
-                 skip_bad_frames: bool, progress: bool) -> None:
+                 skip_bad_frames: bool, progress: bool, context_model: str = "auto") -> None:
         self.target = target
+        self.frames = len(sequence.frames)
+        self.context_model = context_model
         self.surveys: dict[str, GridSurvey] = {}
         self.bounds: dict[str, float] = {}
+        self.contexts: dict[str, tuple[int, ArmWeights] | None] = {}
         if not needs_survey(target):
             return
         keep = sample_frames(len(sequence.frames)) if target.psnr is not None else set()
@@ -310,6 +331,19 @@ class _GridBounds:
                 survey.add(grid, keep=False)
             self.bounds[grid.name] = resolve_bound(self.target, survey)
         return self.bounds[grid.name]
+
+    def context(self, grid: SparseGrid, number: int) -> GridContext | None:
+        """The grid's context model: fitted on the survey's sample frames (or this first frame) when the grid is
+        first met, and kept where its saving over the sequence exceeds its own size."""
+        if self.context_model == "counting":
+            return None
+        if grid.name not in self.contexts:
+            survey = self.surveys.get(grid.name)
+            samples = survey.samples if survey is not None and survey.samples else [grid]
+            fit = fit_context(samples, self.of(grid), self.frames)
+            self.contexts[grid.name] = None if fit is None else (number, fit.weights)
+        chosen = self.contexts[grid.name]
+        return None if chosen is None else GridContext(chosen[1], chosen[0], chosen[0] == number)
 
 
 def _check_bound_names(target: QualityTarget | None, grids: Sequence[str] | None, first: Path) -> None:
@@ -359,6 +393,7 @@ def compress(
     force: bool = False,
     progress: bool = True,
     skip_bad_frames: bool = False,
+    context_model: str = "auto",
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -376,6 +411,9 @@ def compress(
     frame's topology is coded against the previous frame's (also moved by the frame's motion) or another grid of the
     same frame, whichever is shortest. Every group decodes without the others.
 
+    The codes are range coded under a per-sequence neural context model (``codec/arm.py``) where, fitted on sample
+    frames, it saves more than its own size; else (or with ``context_model="counting"``) under counting contexts.
+
     A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
     out with a warning (later frames then refer to the last frame stored).
     """
@@ -388,6 +426,8 @@ def compress(
     if not base_only and (coherence or gop != DEFAULT_GOP):
         raise ValueError("--gop and --coherence shape the neural base's groups of frames: use them with --base-only")
     target = None if base_only else quality_target(quality, max_error, psnr)
+    if context_model not in CONTEXT_MODELS:
+        raise ValueError(f"--context-model must be one of {', '.join(CONTEXT_MODELS)}, got {context_model!r}")
     output = Path(output)
     inputs = {f.path.resolve() for f in sequence.frames}
     if output.resolve() in inputs:
@@ -405,7 +445,8 @@ def compress(
     _check_bound_names(target, grids, sequence.frames[0].path)
     with contextlib.ExitStack() as stack:
         archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
-        bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress)
+        bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress,
+                                                         context_model)
         bar = stack.enter_context(_Progress(len(sequence.frames), progress))
         shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
         previous_ijk: dict[str, np.ndarray] = {}
@@ -449,7 +490,7 @@ def compress(
                 if coherence and tracker.previous is not None:
                     aim = coherent_aim(grid, tracker.previous, coherence)
                 if bounds is not None:
-                    encoded = encode_bounded_values(grid, bounds.of(grid))
+                    encoded = encode_bounded_values(grid, bounds.of(grid), bounds.context(grid, number))
                 else:
                     encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
                                             device=torch_device, shared_decoder=shared_decoder, reference=reference,
