@@ -12,7 +12,7 @@ from typing import Any
 
 from neuralvox.atomic import OutputExistsError, atomic_output
 from neuralvox.codec.decoder import ArchiveInfo, decompress, open_archive
-from neuralvox.codec.encoder import compress
+from neuralvox.codec.encoder import CONTEXT_MODELS, compress
 from neuralvox.codec.groups import DEFAULT_GOP
 from neuralvox.codec.header import GridReport
 from neuralvox.codec.report import CompressReport
@@ -188,7 +188,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
                       max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
                       gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet,
-                      skip_bad_frames=args.skip_bad_frames)
+                      skip_bad_frames=args.skip_bad_frames, context_model=args.context_model)
     print_compress_report(report)
     if new_folder:
         print(f"created the folder {args.output.parent}")
@@ -328,6 +328,9 @@ def _add_compress(commands: Any) -> None:
     comp.add_argument("--psnr", type=float, help="target PSNR in dB: the bound is searched to land within 0.5 dB")
     comp.add_argument("--base-only", action="store_true",
                       help="code values with the neural base alone (no error bound, no guarantee)")
+    comp.add_argument("--context-model", choices=CONTEXT_MODELS, default="auto",
+                      help="entropy model of the bounded codes: auto (a neural context model fitted to the sequence "
+                           "where it saves bits, else counting contexts) or counting (faster encode)")
     comp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     comp.add_argument("--gop", default=DEFAULT_GOP,
                       help="with --base-only: frames per group (keyframe + predicted frames): a number, or auto "

@@ -15,7 +15,9 @@ import warp as wp
 from tqdm import tqdm
 
 from neuralvox.codec import bounded
+from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.header import (
+    CONTEXT,
     MOTION,
     VALUES,
     WEIGHTS,
@@ -177,6 +179,7 @@ class NvoxArchive:
         self._topology_cache: dict[tuple[int, str], np.ndarray] = {}
         self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
+        self._context_cache: dict[tuple[int, str], ArmWeights] = {}
 
     def __enter__(self) -> NvoxArchive:
         return self
@@ -294,9 +297,19 @@ class NvoxArchive:
 
     def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: bounded.BoundedHeader) -> np.ndarray:
         try:
-            return bounded.decode_bounded(ijk, header, self.reader.get(payload_key(number, grid, VALUES)))
+            stream = self.reader.get(payload_key(number, grid, VALUES))
+            return bounded.decode_bounded(ijk, header, stream, self._context_model(header.context_frame, grid))
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
+
+    def _context_model(self, owner: int | None, grid: str) -> ArmWeights | None:
+        """The neural context model a bounded grid's codes use (sent once, by frame ``owner``)."""
+        if owner is None:
+            return None
+        if (owner, grid) not in self._context_cache:
+            self._context_cache[(owner, grid)] = ArmWeights.from_bytes(self.reader.get(payload_key(owner, grid,
+                                                                                                   CONTEXT)))
+        return self._context_cache[(owner, grid)]
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""

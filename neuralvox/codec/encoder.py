@@ -21,10 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from neuralvox import __version__
+from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.arm_fit import fit_context
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
 from neuralvox.codec.bounded import encode_grid
 from neuralvox.codec.groups import DEFAULT_GOP, GroupPolicy
 from neuralvox.codec.header import (
+    CONTEXT,
     TOPOLOGY,
     VALUES,
     WEIGHTS,
@@ -126,24 +129,44 @@ def read_frame(path: Path, grids: Sequence[str] | None, skip: bool, with_velocit
     return None
 
 
-def encode_bounded_values(grid: SparseGrid, bound: float) -> EncodedValues:
-    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream)."""
+CONTEXT_MODELS = ("auto", "counting")
+
+
+def encode_bounded_values(grid: SparseGrid, bound: float, context: GridContext | None = None) -> EncodedValues:
+    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, and the
+    neural context model's ``context`` stream in the frame that sends it)."""
     start = time.perf_counter()
-    code = encode_grid(grid, bound)
+    code = encode_grid(grid, bound, context.weights if context else None)
+    header = dataclasses.replace(code.header, context_frame=context.frame if context else None)
     error = error_stats(grid.values, code.decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
-    return EncodedValues(code.header, {VALUES: code.stream}, stats, [], None, code.decoded)
+    streams = {VALUES: code.stream}
+    if context is not None and context.send:
+        streams[CONTEXT] = context.weights.to_bytes()
+    return EncodedValues(header, streams, stats, [], None, code.decoded)
+
+
+@dataclasses.dataclass(frozen=True)
+class GridContext:
+    """A grid's neural context model, the frame whose ``context`` stream holds it, and whether this frame sends it."""
+
+    weights: ArmWeights
+    frame: int
+    send: bool
 
 
 class _GridBounds:
-    """The absolute error bound of each grid for a QualityTarget; a survey of the sequence comes first when the bound
-    depends on it (a PSNR, or a bound in % of the value range)."""
+    """The absolute error bound of each grid for a QualityTarget, and its neural context model where one pays; a
+    survey of the sequence comes first when the bound depends on it (a PSNR, or a bound in % of the value range)."""
 
     def __init__(self, target: QualityTarget, sequence: FrameSequence, grids: Sequence[str] | None,
-                 skip_bad_frames: bool, progress: bool) -> None:
+                 skip_bad_frames: bool, progress: bool, context_model: str = "auto") -> None:
         self.target = target
+        self.frames = len(sequence.frames)
+        self.context_model = context_model
         self.surveys: dict[str, GridSurvey] = {}
         self.bounds: dict[str, float] = {}
+        self.contexts: dict[str, tuple[int, ArmWeights] | None] = {}
         if not needs_survey(target):
             return
         keep = sample_frames(len(sequence.frames)) if target.psnr is not None else set()
@@ -164,6 +187,19 @@ class _GridBounds:
                 survey.add(grid, keep=False)
             self.bounds[grid.name] = resolve_bound(self.target, survey)
         return self.bounds[grid.name]
+
+    def context(self, grid: SparseGrid, number: int) -> GridContext | None:
+        """The grid's context model: fitted on the survey's sample frames (or this first frame) when the grid is
+        first met, and kept where its saving over the sequence exceeds its own size."""
+        if self.context_model == "counting":
+            return None
+        if grid.name not in self.contexts:
+            survey = self.surveys.get(grid.name)
+            samples = survey.samples if survey is not None and survey.samples else [grid]
+            fit = fit_context(samples, self.of(grid), self.frames)
+            self.contexts[grid.name] = None if fit is None else (number, fit.weights)
+        chosen = self.contexts[grid.name]
+        return None if chosen is None else GridContext(chosen[1], chosen[0], chosen[0] == number)
 
 
 def _check_bound_names(target: QualityTarget | None, grids: Sequence[str] | None, first: Path) -> None:
@@ -239,7 +275,7 @@ class _SequenceCoder:
         owner = self.weights.get(name)
         previous = self.previous.get(name)
         reference = previous.state if previous is not None and owner is not None else None
-        encoded = self._values(grid, frame_grids, owner, previous if reference is not None else None)
+        encoded = self._values(number, grid, frame_grids, owner, previous if reference is not None else None)
         fit_seconds = time.perf_counter() - start
         topology, topology_ref = best_topology(grid.ijk, self._candidates(grid, encoded, this_frame, previous,
                                                                           reference))
@@ -260,12 +296,13 @@ class _SequenceCoder:
                             latents_from=previous.number if reference is not None else None, stats=stats)
         return entry, _Reference(number, grid.ijk, encoded.state, encoded.decoded)
 
-    def _values(self, grid: SparseGrid, frame_grids: dict[str, SparseGrid], owner: tuple[int, EncodedValues] | None,
-                previous: _Reference | None) -> EncodedValues:
+    def _values(self, number: int, grid: SparseGrid, frame_grids: dict[str, SparseGrid],
+                owner: tuple[int, EncodedValues] | None, previous: _Reference | None) -> EncodedValues:
         """The grid's values coded under its bound, or by the neural base (predicted from ``previous`` when given)."""
         options = self.options
         if options.bounds is not None:
-            return encode_bounded_values(grid, options.bounds.of(grid))
+            bounds = options.bounds
+            return encode_bounded_values(grid, bounds.of(grid), bounds.context(grid, number))
         guess = None
         if previous is not None:
             guess = guess_motion(frame_grids, grid, (previous.state.ijk, previous.decoded))
@@ -321,6 +358,7 @@ def compress(
     force: bool = False,
     progress: bool = True,
     skip_bad_frames: bool = False,
+    context_model: str = "auto",
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -338,6 +376,9 @@ def compress(
     frame's topology is coded against the previous frame's (also moved by the frame's motion) or another grid of the
     same frame, whichever is shortest. Every group decodes without the others.
 
+    The codes are range coded under a per-sequence neural context model (``codec/arm.py``) where, fitted on sample
+    frames, it saves more than its own size; else (or with ``context_model="counting"``) under counting contexts.
+
     A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
     out with a warning (later frames then refer to the last frame stored).
     """
@@ -348,6 +389,8 @@ def compress(
     output = Path(output)
     _check_request(sequence, output, grids, base_only, max_error, psnr, policy.gop, coherence)
     target = None if base_only else quality_target(quality, max_error, psnr)
+    if context_model not in CONTEXT_MODELS:
+        raise ValueError(f"--context-model must be one of {', '.join(CONTEXT_MODELS)}, got {context_model!r}")
     _check_bound_names(target, grids, sequence.frames[0].path)
     torch_device = str(resolve_device(device))
     trackers: dict[str, GridTracker] = {}
@@ -355,7 +398,8 @@ def compress(
     skipped: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
-        bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress)
+        bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress,
+                                                         context_model)
         bar = stack.enter_context(ProgressBar(len(sequence.frames), progress))
         coder = _SequenceCoder(archive, _Options(grids, quality, torch_device, coherence, bounds), trackers)
         for frame in sequence.frames:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from neuralvox.codec.bounded import FORMAT as BOUNDED_FORMAT
+from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.bounded import BoundedHeader
 from neuralvox.metrics import ErrorStats, bits_per_voxel
 from neuralvox.sequence import NamePattern
@@ -28,6 +28,7 @@ LATENTS = "latents"  # the neural base: a keyframe's latents
 RESIDUAL = "residual"  # a predicted frame's latents, over the prediction
 MOTION = "motion"  # a predicted frame's motion field
 WEIGHTS = "weights"  # decoder weights, sent by the first frame of a group
+CONTEXT = "context"  # the bounded codec's neural context model, sent by the first frame that uses it
 
 
 class UnknownFormatError(ValueError):
@@ -147,7 +148,8 @@ class NeuralValueHeader:
 
 
 ValueHeader = NeuralValueHeader | BoundedHeader
-_VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json, BOUNDED_FORMAT: BoundedHeader.from_dict}
+_VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
+                  **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict)}
 VALUE_FORMATS = tuple(_VALUE_READERS)
 
 

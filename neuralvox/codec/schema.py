@@ -9,9 +9,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from neuralvox.codec.bounded import FORMAT as BOUNDED_FORMAT
+from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
+    CONTEXT,
     MOTION,
     NEURAL_FORMAT,
     TOPOLOGY,
@@ -190,7 +191,15 @@ def check_bounded_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
         raise check.fail("streams", "lacks values")
 
 
-VALUE_VALIDATORS: dict[str, ValueValidator] = {NEURAL_FORMAT: check_values_v1, BOUNDED_FORMAT: check_bounded_v1}
+def check_bounded_v2(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-bounded/2``: /1 plus ``context_frame``, the frame whose ``context`` stream holds the neural
+    context model the codes use (null: the counting model); ``_check_context_frame`` checks it points back."""
+    check_bounded_v1(check, header, grid)
+    check.get(header, "context_frame", (int, type(None)))
+
+
+VALUE_VALIDATORS: dict[str, ValueValidator] = {NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1,
+                                               BOUNDED_FORMATS[1]: check_bounded_v2}
 
 
 # ------------------------------------------------------------------------------------------------ header
@@ -302,6 +311,7 @@ def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dic
         raise check.fail("values.format", f"unknown value format {_short(values.get('format'))} (known: "
                                           f"{', '.join(VALUE_VALIDATORS)}; from a newer neuralvox?)")
     validator(check, values, grid)
+    _check_context_frame(check, number, name, values, grid, earlier)
     if "predicted" in values and grid["latents_from"] is None:
         raise check.fail("latents_from", "a predicted grid needs the frame it is predicted from")
     if "stats" in grid:
@@ -337,6 +347,18 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
         owner = earlier.get(source, {}).get(name)
         if not isinstance(owner, dict) or "constant" in owner["values"] or (needs and needs not in owner["streams"]):
             raise check.fail(field, f"frame {source} is not an earlier frame holding this grid's {needs or 'latents'}")
+
+
+def _check_context_frame(check: _Checker, number: int, name: str, values: dict[str, Any], grid: dict[str, Any],
+                         earlier: dict[int, dict[str, Any]]) -> None:
+    """A bounded grid's context model is sent by this frame or an earlier frame holding the same grid."""
+    owner = values.get("context_frame")
+    if owner is None:
+        return
+    holder = grid if owner == number else earlier.get(owner, {}).get(name)
+    if not isinstance(holder, dict) or CONTEXT not in holder.get("streams", []):
+        raise check.fail("values.context_frame", f"frame {owner} is not this or an earlier frame holding this grid's "
+                                                 "context model")
 
 
 _REPORT_NUMBERS = ("frames", "voxels", "source_bytes", "coded_bytes", "ratio", "bpv", "psnr", "rmse", "max_abs_error",
