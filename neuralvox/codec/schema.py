@@ -333,7 +333,9 @@ def check_summary(archive: Path, header: dict[str, Any]) -> None:
         at.get(entry, "name", str)
         for field in _REPORT_NUMBERS:
             at.get(entry, field, (int, float))
-        at.get(entry, "flicker", (int, float, type(None)))
+        for field in ("flicker", "bound"):
+            if field in entry:
+                at.get(entry, field, (int, float, type(None)))
         streams = at.get(entry, "stream_bytes", dict)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
             raise at.fail("stream_bytes", "expected byte counts")
