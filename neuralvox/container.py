@@ -164,8 +164,8 @@ class ArchiveReader:
         self.reads: list[str] = []
         self._file = _open_hdf5(self.path)
         try:
-            self.header, self._table = self._read_toc()
             self._payloads = self._dataset("payloads")
+            self.header, self._table = self._read_toc()
             listed = sum(size for _, size, _ in self._table.values())
             if self._payloads.size != listed:
                 raise ArchiveError(f"{self.path}: payload data holds {self._payloads.size} bytes, table lists {listed}")
