@@ -29,6 +29,7 @@ from neuralvox.codec.interpolation import (
     plan_levels,
     predict,
 )
+from neuralvox.codec.kernels import compiled
 from neuralvox.grid import SparseGrid
 
 FORMAT = "neuralvox-bounded/2"
@@ -155,6 +156,8 @@ def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float)
     """The counting model's context of each voxel of a pass: its level, how many neighbours its interpolation had,
     and their spread in units of the quantization step."""
     level = _LEVEL_CLASSES if visit.is_anchor else min(visit.level, _LEVEL_CLASSES - 1)
+    if compiled is not None:
+        return compiled.counting_contexts(support, spread, _THRESHOLDS * step, level, _SPREAD_BUCKETS)
     bucket = np.searchsorted(_THRESHOLDS * step, spread, side="right")
     return (level * 4 + support.astype(np.int64)) * _SPREAD_BUCKETS + bucket
 

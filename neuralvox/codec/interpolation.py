@@ -17,6 +17,8 @@ import dataclasses
 
 import numpy as np
 
+from neuralvox.codec.kernels import compiled
+
 MAX_LEVEL = 4  # anchors every 16 voxels
 MAX_BOX = 1 << 30  # voxels of the dense box of decoded values (5 bytes each a channel)
 MAX_OPTIONS = 8
@@ -148,6 +150,19 @@ def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantu
     if step.is_anchor:
         constant = np.full(count, fallback, np.float64)
         return Prediction([constant, constant], np.zeros(count, np.int8), np.zeros(count))
+    if compiled is None:
+        return predict_reference(canvas, plan, step, fallback, quantum, band)
+    reaches = [(1 << step.level) * plan.stride(axis) for axis in step.axes]
+    options, support, spread = compiled.predict(canvas.values, canvas.known, flat, reaches, float(fallback),
+                                                EDGE_QUANTA * quantum, float(band))
+    return Prediction(list(options), support, spread)
+
+
+def predict_reference(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantum: float,
+                      band: float = 0.0) -> Prediction:
+    """``predict`` of a pass with odd axes in numpy, one array operation at a time: what the compiled loop computes."""
+    flat = plan.flat[step.rows]
+    count = len(flat)
     h = 1 << step.level
     linear_sum, cubic_sum, spread_sum, two_sided = np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count)
     one_sided = np.full(count, np.nan)

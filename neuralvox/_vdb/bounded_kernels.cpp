@@ -1,0 +1,247 @@
+// Per-pass loops of the bounded value codec (neuralvox/codec): the same arithmetic as the numpy reference in
+// interpolation.py / bounded.py / arm.py, one voxel at a time instead of one array operation at a time. Built with
+// -ffp-contract=off and without -ffast-math: every float64 operation is one IEEE operation in the reference's order,
+// so the results are bit-identical to numpy's on any machine. No OpenVDB here: this module builds wherever nanobind does.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/vector.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+template <typename T>
+using In = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+template <typename T>
+using Out = nb::ndarray<nb::numpy, T>;
+using Features = nb::ndarray<const int64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+constexpr int kSupportOneSide = 1, kSupportLinear = 2, kSupportCubic = 3;
+constexpr int kFeatures = 15;
+
+// A new numpy array of the given shape that owns its buffer.
+template <typename T>
+Out<T> owned(std::vector<size_t> shape) {
+    size_t n = 1;
+    for (size_t s : shape) n *= s;
+    T* data = new T[n > 0 ? n : 1]();
+    nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+    return Out<T>(data, shape.size(), shape.data(), owner);
+}
+
+// numpy's searchsorted(thresholds, x, side="right"): how many thresholds are <= x (NaN sorts last: all of them).
+int64_t bucket(const double* thresholds, size_t count, double x) {
+    if (std::isnan(x)) return int64_t(count);
+    return std::upper_bound(thresholds, thresholds + count, x) - thresholds;
+}
+
+double sign(double x) { return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x); }
+
+// interpolation.predict for a pass with odd axes: rows of options (mean linear, mean cubic if several axes, then
+// linear and cubic per axis), the support class and the neighbours' spread of each voxel.
+nb::tuple predictPass(In<float> values, In<bool> known, In<int64_t> flat, std::vector<int64_t> reaches,
+                      double fallback, double quantum_edge, double band) {
+    const size_t n = flat.shape(0), axes = reaches.size();
+    const size_t options = axes == 1 ? 2 : 2 + 2 * axes;
+    auto out = owned<double>({options, n});
+    auto support = owned<int8_t>({n});
+    auto spread = owned<double>({n});
+    const float* v = values.data();
+    const bool* k = known.data();
+    const int64_t* f = flat.data();
+    double* opt = out.data();
+    {
+        nb::gil_scoped_release release;
+        for (size_t i = 0; i < n; ++i) {
+            double linear_sum = 0.0, cubic_sum = 0.0, spread_sum = 0.0, two_sided = 0.0, weight_sum = 0.0;
+            double one_sided = NAN;
+            int8_t best = 0;
+            for (size_t a = 0; a < axes; ++a) {
+                const int64_t c = f[i], r = reaches[a];
+                const double v0 = v[c - 3 * r], v1 = v[c - r], v2 = v[c + r], v3 = v[c + 3 * r];
+                const bool k0 = k[c - 3 * r], k1 = k[c - r], k2 = k[c + r], k3 = k[c + 3 * r];
+                const bool both = k1 && k2, cubic_ok = both && k0 && k3;
+                double side = k1 ? v1 : (k2 ? v2 : fallback);
+                if (band != 0.0 && (k1 != k2)) side = 0.5 * (side + sign(side) * band);
+                const double linear = both ? (v1 + v2) * 0.5 : side;
+                const double cubic = cubic_ok ? (9.0 * (v1 + v2) - (v0 + v3)) * 0.0625 : linear;
+                const double s = both ? std::fabs(v2 - v1) + (cubic_ok ? 0.5 * (std::fabs(v1 - v0) + std::fabs(v3 - v2))
+                                                                       : 0.0)
+                                      : 0.0;
+                const double softened = s + quantum_edge;
+                const double weight = both ? 1.0 / (softened * softened) : 0.0;
+                linear_sum += weight * linear;
+                cubic_sum += weight * cubic;
+                weight_sum += weight;
+                spread_sum += s;
+                two_sided += both ? 1.0 : 0.0;
+                if (std::isnan(one_sided) && (k1 || k2)) one_sided = side;
+                const int8_t axis_support = cubic_ok ? kSupportCubic
+                                            : both   ? kSupportLinear
+                                            : (k1 || k2) ? kSupportOneSide
+                                                         : 0;
+                best = std::max(best, axis_support);
+                const size_t row = axes == 1 ? 0 : 2 + 2 * a;
+                opt[row * n + i] = linear;
+                opt[(row + 1) * n + i] = cubic;
+            }
+            support.data()[i] = best;
+            if (axes == 1) {
+                spread.data()[i] = spread_sum;
+                continue;
+            }
+            const double lacking = std::isnan(one_sided) ? fallback : one_sided;
+            const double weights = two_sided > 0.0 ? weight_sum : 1.0;
+            opt[i] = two_sided > 0.0 ? linear_sum / weights : lacking;
+            opt[n + i] = two_sided > 0.0 ? cubic_sum / weights : lacking;
+            spread.data()[i] = spread_sum / std::max(two_sided, 1.0);
+        }
+    }
+    return nb::make_tuple(out, support, spread);
+}
+
+// bounded._contexts: (level class * 4 + support) * buckets + the spread's bucket among the scaled thresholds.
+Out<int64_t> countingContexts(In<int8_t> support, In<double> spread, In<double> thresholds, int64_t level,
+                              int64_t buckets) {
+    const size_t n = support.shape(0);
+    auto out = owned<int64_t>({n});
+    for (size_t i = 0; i < n; ++i)
+        out.data()[i] = (level * 4 + support.data()[i]) * buckets +
+                        bucket(thresholds.data(), thresholds.shape(0), spread.data()[i]);
+    return out;
+}
+
+// Python's floor division of integers (numpy's // on int64).
+int64_t floorDiv(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+// arm.features: the (N, 15) integer features of a pass (neighbour codes read at flat +- reaches).
+Out<int64_t> armFeatures(In<int8_t> support, In<double> spread, In<double> choice, In<int8_t> codes, In<int64_t> flat,
+                         std::vector<int64_t> reaches, In<double> spread_thresholds, In<double> magnitude_thresholds,
+                         int64_t level_column, double reference, int64_t sign_clip) {
+    const size_t n = support.shape(0), axes = reaches.size(), sides = 2 * axes;
+    auto out = owned<int64_t>({n, size_t(kFeatures)});
+    const double* st = spread_thresholds.data();
+    const size_t st_count = spread_thresholds.shape(0);
+    {
+        nb::gil_scoped_release release;
+        for (size_t i = 0; i < n; ++i) {
+            int64_t* row = out.data() + i * kFeatures;
+            row[0] = bucket(st, st_count, spread.data()[i]);
+            row[1 + std::min<int64_t>(support.data()[i], kSupportCubic)] = 1;
+            row[level_column] = 1;
+            row[10] = int64_t(axes);
+            if (axes) {
+                int64_t magnitude_sum = 0, magnitude_max = 0, sign_sum = 0;
+                for (size_t a = 0; a < axes; ++a)
+                    for (int64_t side : {-1, 1}) {
+                        const int64_t code = codes.data()[flat.data()[i] + side * reaches[a]];
+                        const int64_t m = bucket(magnitude_thresholds.data(), magnitude_thresholds.shape(0),
+                                                 double(code < 0 ? -code : code));
+                        magnitude_sum += m;
+                        magnitude_max = std::max(magnitude_max, m);
+                        sign_sum += std::clamp(code, -sign_clip, sign_clip);
+                    }
+                row[11] = floorDiv(magnitude_sum * 4, int64_t(sides));
+                row[12] = magnitude_max;
+                row[13] = floorDiv(sign_sum * 4, int64_t(sides));
+            }
+            const double distance = choice.data()[i] - reference;
+            row[14] = int64_t(sign(distance)) * bucket(st, st_count, std::fabs(distance));
+        }
+    }
+    return out;
+}
+
+// An arithmetic shift: values * 2**-bits rounded down (arm._shift).
+int64_t shift(int64_t value, int64_t bits) { return bits >= 0 ? value >> bits : value << -bits; }
+
+// ArmWeights.lattice: the integer MLP to lattice indices. Its integers stay below 2**53, so the float64 products and
+// sums are exact in any order, as in the reference's BLAS product (and float64 vectorizes where int64 does not).
+Out<int64_t> armLattice(Features features, std::vector<nb::ndarray<const int16_t, nb::ndim<2>, nb::c_contig>> weights,
+                        std::vector<nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig>> biases,
+                        std::vector<int64_t> exponents, int64_t fraction_bits, int64_t mu_steps, int64_t scales,
+                        int64_t zero_levels) {
+    const size_t n = features.shape(0), layers = weights.size();
+    auto out = owned<int64_t>({n});
+    std::vector<std::vector<double>> w(layers);
+    for (size_t l = 0; l < layers; ++l) w[l].assign(weights[l].data(), weights[l].data() + weights[l].size());
+    {
+        nb::gil_scoped_release release;
+        std::vector<double> x, product;
+        std::vector<int64_t> acc;
+        for (size_t i = 0; i < n; ++i) {
+            x.assign(features.data() + i * features.shape(1), features.data() + (i + 1) * features.shape(1));
+            int64_t scale = 0;
+            for (size_t l = 0; l < layers; ++l) {
+                const size_t inputs = weights[l].shape(0), outputs = weights[l].shape(1);
+                const double* wl = w[l].data();
+                product.assign(outputs, 0.0);
+                for (size_t a = 0; a < inputs; ++a)
+                    for (size_t b = 0; b < outputs; ++b) product[b] += x[a] * wl[a * outputs + b];
+                acc.resize(outputs);
+                for (size_t b = 0; b < outputs; ++b) acc[b] = int64_t(product[b]) + biases[l].data()[b];
+                scale += exponents[l];
+                if (l + 1 < layers) {
+                    x.resize(outputs);
+                    for (size_t b = 0; b < outputs; ++b)
+                        x[b] = double(shift(std::max<int64_t>(acc[b], 0), scale - fraction_bits));
+                    scale = fraction_bits;
+                }
+            }
+            const int64_t half = scale > 0 ? int64_t(1) << (scale - 1) : 0;
+            const int64_t mu = std::clamp(shift(acc[0] + half, scale), -mu_steps, mu_steps) + mu_steps;
+            const int64_t spread = std::clamp(shift(acc[1] + half, scale), int64_t(0), scales - 1);
+            const int64_t zero = std::clamp(shift(acc[2] + half, scale), int64_t(0), zero_levels - 1);
+            out.data()[i] = (mu * scales + spread) * zero_levels + zero;
+        }
+    }
+    return out;
+}
+
+// context_coder.group_by_context's stable sort, as a counting sort: (order, distinct keys, start of each key's run).
+nb::tuple groupByKey(In<int64_t> keys) {
+    const size_t n = keys.shape(0);
+    const int64_t* k = keys.data();
+    const int64_t low = n ? *std::min_element(k, k + n) : 0, high = n ? *std::max_element(k, k + n) : -1;
+    std::vector<int64_t> count(size_t(high - low + 2), 0);
+    for (size_t i = 0; i < n; ++i) ++count[size_t(k[i] - low) + 1];
+    size_t distinct = 0;
+    for (size_t c = 1; c < count.size(); ++c) distinct += count[c] > 0;
+    auto distinct_keys = owned<int64_t>({distinct});
+    auto starts = owned<int64_t>({distinct});
+    for (size_t c = 1, d = 0; c < count.size(); ++c) {
+        if (count[c] > 0) {
+            distinct_keys.data()[d] = low + int64_t(c) - 1;
+            starts.data()[d++] = count[c - 1];
+        }
+        count[c] += count[c - 1];
+    }
+    auto order = owned<int64_t>({n});
+    for (size_t i = 0; i < n; ++i) order.data()[count[size_t(k[i] - low)]++] = int64_t(i);
+    return nb::make_tuple(order, distinct_keys, starts);
+}
+
+}  // namespace
+
+NB_MODULE(_bounded, m) {
+    m.doc() = "Per-pass loops of the bounded value codec, bit-identical to its numpy reference.";
+    m.def("predict", &predictPass, "values"_a, "known"_a, "flat"_a, "reaches"_a, "fallback"_a, "quantum_edge"_a,
+          "band"_a, "(options (K, N) float64, support int8, spread float64) of a pass with odd axes.");
+    m.def("counting_contexts", &countingContexts, "support"_a, "spread"_a, "thresholds"_a, "level"_a, "buckets"_a,
+          "The counting model's context of each voxel of a pass.");
+    m.def("arm_features", &armFeatures, "support"_a, "spread"_a, "choice"_a, "codes"_a, "flat"_a, "reaches"_a,
+          "spread_thresholds"_a, "magnitude_thresholds"_a, "level_column"_a, "reference"_a, "sign_clip"_a,
+          "The neural context model's (N, 15) integer features of a pass.");
+    m.def("arm_lattice", &armLattice, "features"_a, "weights"_a, "biases"_a, "exponents"_a, "fraction_bits"_a,
+          "mu_steps"_a, "scales"_a, "zero_levels"_a, "Each row's lattice index under the integer MLP.");
+    m.def("group_by_key", &groupByKey, "keys"_a, "(stable order, distinct keys, start of each key's run).");
+}
