@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 namespace nb = nanobind;
@@ -131,6 +132,9 @@ Out<int64_t> armFeatures(In<int8_t> support, In<double> spread, In<double> choic
     auto out = owned<int64_t>({n, size_t(kFeatures)});
     const double* st = spread_thresholds.data();
     const size_t st_count = spread_thresholds.shape(0);
+    int64_t magnitude_bucket[129];  // the code canvas holds int8 codes: |code| <= 128
+    for (int64_t m = 0; m <= 128; ++m)
+        magnitude_bucket[m] = bucket(magnitude_thresholds.data(), magnitude_thresholds.shape(0), double(m));
     {
         nb::gil_scoped_release release;
         for (size_t i = 0; i < n; ++i) {
@@ -144,8 +148,7 @@ Out<int64_t> armFeatures(In<int8_t> support, In<double> spread, In<double> choic
                 for (size_t a = 0; a < axes; ++a)
                     for (int64_t side : {-1, 1}) {
                         const int64_t code = codes.data()[flat.data()[i] + side * reaches[a]];
-                        const int64_t m = bucket(magnitude_thresholds.data(), magnitude_thresholds.shape(0),
-                                                 double(code < 0 ? -code : code));
+                        const int64_t m = magnitude_bucket[code < 0 ? -code : code];
                         magnitude_sum += m;
                         magnitude_max = std::max(magnitude_max, m);
                         sign_sum += std::clamp(code, -sign_clip, sign_clip);
@@ -164,44 +167,67 @@ Out<int64_t> armFeatures(In<int8_t> support, In<double> spread, In<double> choic
 // An arithmetic shift: values * 2**-bits rounded down (arm._shift).
 int64_t shift(int64_t value, int64_t bits) { return bits >= 0 ? value >> bits : value << -bits; }
 
-// ArmWeights.lattice: the integer MLP to lattice indices. Its integers stay below 2**53, so the float64 products and
-// sums are exact in any order, as in the reference's BLAS product (and float64 vectorizes where int64 does not).
+// product = x @ w for a block of rows, x (rows, inputs) and w (inputs, outputs) row-major. Its values are exact
+// integers, so the result is the same whatever the instruction set: one clone uses AVX2 where the CPU has it.
+__attribute__((target_clones("avx2", "default"))) void denseProduct(const double* __restrict x, size_t rows,
+                                                                    size_t inputs, const double* __restrict w,
+                                                                    size_t outputs, double* __restrict product) {
+    for (size_t r = 0; r < rows; ++r) {
+        double* p = product + r * outputs;
+        for (size_t b = 0; b < outputs; ++b) p[b] = 0.0;
+        for (size_t a = 0; a < inputs; ++a) {
+            const double xa = x[r * inputs + a];
+            for (size_t b = 0; b < outputs; ++b) p[b] += xa * w[a * outputs + b];
+        }
+    }
+}
+
+// ArmWeights.lattice: the integer MLP to lattice indices, a block of rows layer by layer. Its integers stay below
+// 2**53, so the float64 products and sums are exact in any order, as in the reference's BLAS product (and float64
+// vectorizes where int64 does not).
 Out<int64_t> armLattice(Features features, std::vector<nb::ndarray<const int16_t, nb::ndim<2>, nb::c_contig>> weights,
                         std::vector<nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig>> biases,
                         std::vector<int64_t> exponents, int64_t fraction_bits, int64_t mu_steps, int64_t scales,
                         int64_t zero_levels) {
-    const size_t n = features.shape(0), layers = weights.size();
+    constexpr size_t kBlock = 128, kMaxWidth = 64;
+    const size_t n = features.shape(0), width = features.shape(1), layers = weights.size();
+    for (size_t l = 0; l < layers; ++l)
+        if (weights[l].shape(0) > kMaxWidth || weights[l].shape(1) > kMaxWidth || width > kMaxWidth)
+            throw std::invalid_argument("context model layer wider than 64");
     auto out = owned<int64_t>({n});
     std::vector<std::vector<double>> w(layers);
     for (size_t l = 0; l < layers; ++l) w[l].assign(weights[l].data(), weights[l].data() + weights[l].size());
     {
         nb::gil_scoped_release release;
-        std::vector<double> x, product;
-        std::vector<int64_t> acc;
-        for (size_t i = 0; i < n; ++i) {
-            x.assign(features.data() + i * features.shape(1), features.data() + (i + 1) * features.shape(1));
+        std::vector<double> x(kBlock * kMaxWidth), product(kBlock * kMaxWidth);
+        std::vector<int64_t> acc(kBlock * kMaxWidth);
+        for (size_t start = 0; start < n; start += kBlock) {
+            const size_t rows = std::min(kBlock, n - start);
+            for (size_t i = 0; i < rows * width; ++i) x[i] = double(features.data()[start * width + i]);
             int64_t scale = 0;
+            size_t outputs = width;
             for (size_t l = 0; l < layers; ++l) {
-                const size_t inputs = weights[l].shape(0), outputs = weights[l].shape(1);
-                const double* wl = w[l].data();
-                product.assign(outputs, 0.0);
-                for (size_t a = 0; a < inputs; ++a)
-                    for (size_t b = 0; b < outputs; ++b) product[b] += x[a] * wl[a * outputs + b];
-                acc.resize(outputs);
-                for (size_t b = 0; b < outputs; ++b) acc[b] = int64_t(product[b]) + biases[l].data()[b];
+                const size_t inputs = weights[l].shape(0);
+                outputs = weights[l].shape(1);
+                denseProduct(x.data(), rows, inputs, w[l].data(), outputs, product.data());
                 scale += exponents[l];
-                if (l + 1 < layers) {
-                    x.resize(outputs);
+                for (size_t r = 0; r < rows; ++r)
                     for (size_t b = 0; b < outputs; ++b)
-                        x[b] = double(shift(std::max<int64_t>(acc[b], 0), scale - fraction_bits));
+                        acc[r * outputs + b] = int64_t(product[r * outputs + b]) + biases[l].data()[b];
+                if (l + 1 < layers) {
+                    for (size_t i = 0; i < rows * outputs; ++i)
+                        x[i] = double(shift(std::max<int64_t>(acc[i], 0), scale - fraction_bits));
                     scale = fraction_bits;
                 }
             }
             const int64_t half = scale > 0 ? int64_t(1) << (scale - 1) : 0;
-            const int64_t mu = std::clamp(shift(acc[0] + half, scale), -mu_steps, mu_steps) + mu_steps;
-            const int64_t spread = std::clamp(shift(acc[1] + half, scale), int64_t(0), scales - 1);
-            const int64_t zero = std::clamp(shift(acc[2] + half, scale), int64_t(0), zero_levels - 1);
-            out.data()[i] = (mu * scales + spread) * zero_levels + zero;
+            for (size_t r = 0; r < rows; ++r) {
+                const int64_t* o = acc.data() + r * outputs;
+                const int64_t mu = std::clamp(shift(o[0] + half, scale), -mu_steps, mu_steps) + mu_steps;
+                const int64_t spread = std::clamp(shift(o[1] + half, scale), int64_t(0), scales - 1);
+                const int64_t zero = std::clamp(shift(o[2] + half, scale), int64_t(0), zero_levels - 1);
+                out.data()[start + r] = (mu * scales + spread) * zero_levels + zero;
+            }
         }
     }
     return out;
