@@ -167,67 +167,100 @@ Out<int64_t> armFeatures(In<int8_t> support, In<double> spread, In<double> choic
 // An arithmetic shift: values * 2**-bits rounded down (arm._shift).
 int64_t shift(int64_t value, int64_t bits) { return bits >= 0 ? value >> bits : value << -bits; }
 
-// product = x @ w for a block of rows, x (rows, inputs) and w (inputs, outputs) row-major. Its values are exact
-// integers, so the result is the same whatever the instruction set: one clone uses AVX2 where the CPU has it.
-__attribute__((target_clones("avx2", "default"))) void denseProduct(const double* __restrict x, size_t rows,
-                                                                    size_t inputs, const double* __restrict w,
-                                                                    size_t outputs, double* __restrict product) {
-    for (size_t r = 0; r < rows; ++r) {
-        double* p = product + r * outputs;
-        for (size_t b = 0; b < outputs; ++b) p[b] = 0.0;
-        for (size_t a = 0; a < inputs; ++a) {
-            const double xa = x[r * inputs + a];
-            for (size_t b = 0; b < outputs; ++b) p[b] += xa * w[a * outputs + b];
-        }
-    }
+// y = x @ w for one row x (inputs) and w (inputs, outputs) row-major. Its values are exact integers, so the result
+// is the same whatever the instruction set: one clone uses AVX2 where the CPU has it.
+__attribute__((target_clones("avx2", "default"))) void rowProduct(const double* __restrict x, size_t inputs,
+                                                                  const double* __restrict w, size_t outputs,
+                                                                  double* __restrict y) {
+    for (size_t b = 0; b < outputs; ++b) y[b] = 0.0;
+    for (size_t a = 0; a < inputs; ++a)
+        for (size_t b = 0; b < outputs; ++b) y[b] += x[a] * w[a * outputs + b];
 }
 
-// ArmWeights.lattice: the integer MLP to lattice indices, a block of rows layer by layer. Its integers stay below
-// 2**53, so the float64 products and sums are exact in any order, as in the reference's BLAS product (and float64
-// vectorizes where int64 does not).
+// The context model's integer MLP (ArmWeights.lattice). Its integers stay below 2**53, so the float64 products and
+// sums are exact in any order, as in the reference's BLAS product.
+struct Mlp {
+    static constexpr size_t kMaxWidth = 64;
+    std::vector<std::vector<double>> weights;
+    std::vector<std::vector<size_t>> shapes;
+    std::vector<std::vector<int64_t>> biases;
+    std::vector<int64_t> exponents;
+    int64_t fraction_bits, mu_steps, scales, zero_levels;
+
+    // The lattice index of one row of features.
+    int64_t lattice(const int64_t* features, size_t width) const {
+        double x[kMaxWidth], product[kMaxWidth];
+        int64_t acc[kMaxWidth];
+        for (size_t a = 0; a < width; ++a) x[a] = double(features[a]);
+        int64_t scale = 0;
+        for (size_t l = 0; l < weights.size(); ++l) {
+            const size_t inputs = shapes[l][0], outputs = shapes[l][1];
+            rowProduct(x, inputs, weights[l].data(), outputs, product);
+            for (size_t b = 0; b < outputs; ++b) acc[b] = int64_t(product[b]) + biases[l][b];
+            scale += exponents[l];
+            if (l + 1 < weights.size()) {
+                for (size_t b = 0; b < outputs; ++b) x[b] = double(shift(std::max<int64_t>(acc[b], 0), scale - fraction_bits));
+                scale = fraction_bits;
+            }
+        }
+        const int64_t half = scale > 0 ? int64_t(1) << (scale - 1) : 0;
+        const int64_t mu = std::clamp(shift(acc[0] + half, scale), -mu_steps, mu_steps) + mu_steps;
+        const int64_t spread = std::clamp(shift(acc[1] + half, scale), int64_t(0), scales - 1);
+        const int64_t zero = std::clamp(shift(acc[2] + half, scale), int64_t(0), zero_levels - 1);
+        return (mu * scales + spread) * zero_levels + zero;
+    }
+};
+
+// Rows of at most 16 features in -128..127, packed one byte each: the key of the memo of lattice indices.
+bool packRow(const int64_t* row, size_t width, uint64_t key[2]) {
+    if (width > 16) return false;
+    key[0] = key[1] = 0;
+    for (size_t a = 0; a < width; ++a) {
+        if (row[a] < -128 || row[a] > 127) return false;
+        key[a / 8] |= uint64_t(uint8_t(int8_t(row[a]))) << (8 * (a % 8));
+    }
+    return true;
+}
+
+// ArmWeights.lattice of every row. A pass holds far fewer distinct feature rows than voxels, so the MLP's result
+// is memoized per row (a direct-mapped table of packed rows; a pure function's memo changes no result).
 Out<int64_t> armLattice(Features features, std::vector<nb::ndarray<const int16_t, nb::ndim<2>, nb::c_contig>> weights,
                         std::vector<nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig>> biases,
                         std::vector<int64_t> exponents, int64_t fraction_bits, int64_t mu_steps, int64_t scales,
                         int64_t zero_levels) {
-    constexpr size_t kBlock = 128, kMaxWidth = 64;
-    const size_t n = features.shape(0), width = features.shape(1), layers = weights.size();
-    for (size_t l = 0; l < layers; ++l)
-        if (weights[l].shape(0) > kMaxWidth || weights[l].shape(1) > kMaxWidth || width > kMaxWidth)
-            throw std::invalid_argument("context model layer wider than 64");
+    const size_t n = features.shape(0), width = features.shape(1);
+    Mlp mlp{{}, {}, {}, exponents, fraction_bits, mu_steps, scales, zero_levels};
+    size_t expected = width;
+    for (size_t l = 0; l < weights.size(); ++l) {
+        const size_t inputs = weights[l].shape(0), outputs = weights[l].shape(1);
+        if (inputs != expected || inputs > Mlp::kMaxWidth || outputs > Mlp::kMaxWidth || biases[l].shape(0) != outputs)
+            throw std::invalid_argument("context model layers do not chain or are wider than 64");
+        mlp.weights.emplace_back(weights[l].data(), weights[l].data() + inputs * outputs);
+        mlp.shapes.push_back({inputs, outputs});
+        mlp.biases.emplace_back(biases[l].data(), biases[l].data() + outputs);
+        expected = outputs;
+    }
+    if (weights.empty() || expected != 3) throw std::invalid_argument("context model must end in 3 outputs");
     auto out = owned<int64_t>({n});
-    std::vector<std::vector<double>> w(layers);
-    for (size_t l = 0; l < layers; ++l) w[l].assign(weights[l].data(), weights[l].data() + weights[l].size());
     {
         nb::gil_scoped_release release;
-        std::vector<double> x(kBlock * kMaxWidth), product(kBlock * kMaxWidth);
-        std::vector<int64_t> acc(kBlock * kMaxWidth);
-        for (size_t start = 0; start < n; start += kBlock) {
-            const size_t rows = std::min(kBlock, n - start);
-            for (size_t i = 0; i < rows * width; ++i) x[i] = double(features.data()[start * width + i]);
-            int64_t scale = 0;
-            size_t outputs = width;
-            for (size_t l = 0; l < layers; ++l) {
-                const size_t inputs = weights[l].shape(0);
-                outputs = weights[l].shape(1);
-                denseProduct(x.data(), rows, inputs, w[l].data(), outputs, product.data());
-                scale += exponents[l];
-                for (size_t r = 0; r < rows; ++r)
-                    for (size_t b = 0; b < outputs; ++b)
-                        acc[r * outputs + b] = int64_t(product[r * outputs + b]) + biases[l].data()[b];
-                if (l + 1 < layers) {
-                    for (size_t i = 0; i < rows * outputs; ++i)
-                        x[i] = double(shift(std::max<int64_t>(acc[i], 0), scale - fraction_bits));
-                    scale = fraction_bits;
-                }
+        constexpr size_t kSlots = size_t(1) << 16;
+        struct Slot { uint64_t key[2]; int64_t lattice = -1; };
+        std::vector<Slot> memo(kSlots);
+        for (size_t i = 0; i < n; ++i) {
+            const int64_t* row = features.data() + i * width;
+            uint64_t key[2];
+            if (!packRow(row, width, key)) {
+                out.data()[i] = mlp.lattice(row, width);
+                continue;
             }
-            const int64_t half = scale > 0 ? int64_t(1) << (scale - 1) : 0;
-            for (size_t r = 0; r < rows; ++r) {
-                const int64_t* o = acc.data() + r * outputs;
-                const int64_t mu = std::clamp(shift(o[0] + half, scale), -mu_steps, mu_steps) + mu_steps;
-                const int64_t spread = std::clamp(shift(o[1] + half, scale), int64_t(0), scales - 1);
-                const int64_t zero = std::clamp(shift(o[2] + half, scale), int64_t(0), zero_levels - 1);
-                out.data()[start + r] = (mu * scales + spread) * zero_levels + zero;
+            Slot& slot = memo[((key[0] ^ (key[1] * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull) >> 48];
+            if (slot.lattice < 0 || slot.key[0] != key[0] || slot.key[1] != key[1]) {
+                slot.key[0] = key[0];
+                slot.key[1] = key[1];
+                slot.lattice = mlp.lattice(row, width);
             }
+            out.data()[i] = slot.lattice;
         }
     }
     return out;
