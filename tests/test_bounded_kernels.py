@@ -83,3 +83,14 @@ def test_grouping_by_context_matches_a_stable_argsort(monkeypatch: pytest.Monkey
     slow = reference(monkeypatch, lambda: context_coder.group_by_context(contexts))
     assert [key for key, _ in fast] == [key for key, _ in slow]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(fast, slow, strict=True))
+
+
+@pytest.mark.parametrize("box", [7, 40])
+def test_the_visiting_plan_matches_the_reference(monkeypatch: pytest.MonkeyPatch, box: int) -> None:
+    ijk, _ = random_grid(box, box, 0.3, 1.0, 1)
+    fast = interpolation.plan_levels(ijk)
+    slow = reference(monkeypatch, lambda: interpolation.plan_levels(ijk))
+    assert fast.shape == slow.shape and np.array_equal(fast.flat, slow.flat)
+    assert [(p.level, p.axes) for p in fast.passes] == [(p.level, p.axes) for p in slow.passes]
+    assert all(np.array_equal(a.rows, b.rows) for a, b in zip(fast.passes, slow.passes, strict=True))
+    assert len(fast.passes) > 7  # several levels: a real comparison

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -105,6 +106,44 @@ nb::tuple predictPass(In<float> values, In<bool> known, In<int64_t> flat, std::v
         }
     }
     return nb::make_tuple(out, support, spread);
+}
+
+// The smallest and largest coordinate along each axis of (N, 3) voxels (N > 0).
+nb::tuple coordinateRange(nb::ndarray<const int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> ijk) {
+    std::vector<int64_t> low(3, INT32_MAX), high(3, INT32_MIN);
+    for (size_t i = 0; i < ijk.shape(0); ++i)
+        for (size_t d = 0; d < 3; ++d) {
+            low[d] = std::min<int64_t>(low[d], ijk.data()[3 * i + d]);
+            high[d] = std::max<int64_t>(high[d], ijk.data()[3 * i + d]);
+        }
+    return nb::make_tuple(nb::make_tuple(low[0], low[1], low[2]), nb::make_tuple(high[0], high[1], high[2]));
+}
+
+// interpolation.plan_levels per voxel: its index in the box and its pass key ((max_level - level) * 8 + the rank of
+// its odd-axis pattern in the visiting order, `rank`).
+nb::tuple planKeys(nb::ndarray<const int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> ijk,
+                   std::vector<int64_t> origin, std::vector<int64_t> shape, int64_t margin, int64_t max_level,
+                   std::vector<int64_t> rank) {
+    const size_t n = ijk.shape(0);
+    auto flat = owned<int64_t>({n});
+    auto key = owned<int64_t>({n});
+    const int64_t mask = (int64_t(1) << max_level) - 1;
+    for (size_t i = 0; i < n; ++i) {
+        int64_t local[3], level = max_level;
+        int pattern_exponent[3];
+        for (int d = 0; d < 3; ++d) {
+            local[d] = int64_t(ijk.data()[3 * i + d]) - origin[d];
+            const int64_t low = local[d] & mask;
+            pattern_exponent[d] = low ? __builtin_ctzll(uint64_t(low)) : int(max_level);
+            level = std::min<int64_t>(level, pattern_exponent[d]);
+        }
+        int pattern = 0;
+        for (int d = 0; d < 3; ++d) pattern |= (pattern_exponent[d] == level) << d;
+        if (level == max_level) pattern = 0;
+        flat.data()[i] = ((local[0] + margin) * shape[1] + local[1] + margin) * shape[2] + local[2] + margin;
+        key.data()[i] = (max_level - level) * 8 + rank[size_t(pattern)];
+    }
+    return nb::make_tuple(flat, key);
 }
 
 // bounded._contexts: (level class * 4 + support) * buckets + the spread's bucket among the scaled thresholds.
@@ -295,6 +334,9 @@ NB_MODULE(_bounded, m) {
     m.doc() = "Per-pass loops of the bounded value codec, bit-identical to its numpy reference.";
     m.def("predict", &predictPass, "values"_a, "known"_a, "flat"_a, "reaches"_a, "fallback"_a, "quantum_edge"_a,
           "band"_a, "(options (K, N) float64, support int8, spread float64) of a pass with odd axes.");
+    m.def("coordinate_range", &coordinateRange, "ijk"_a, "((low i, j, k), (high i, j, k)) of (N, 3) int32 voxels.");
+    m.def("plan_keys", &planKeys, "ijk"_a, "origin"_a, "shape"_a, "margin"_a, "max_level"_a, "rank"_a,
+          "(index in the box, pass key) of each voxel.");
     m.def("counting_contexts", &countingContexts, "support"_a, "spread"_a, "thresholds"_a, "level"_a, "buckets"_a,
           "The counting model's context of each voxel of a pass.");
     m.def("arm_features", &armFeatures, "support"_a, "spread"_a, "choice"_a, "codes"_a, "flat"_a, "reaches"_a,
