@@ -38,9 +38,12 @@ Out<T> owned(std::vector<size_t> shape) {
 }
 
 // numpy's searchsorted(thresholds, x, side="right"): how many thresholds are <= x (NaN sorts last: all of them).
+// The tables are short (15 or 31 entries): a branch-free count beats a binary search.
 int64_t bucket(const double* thresholds, size_t count, double x) {
     if (std::isnan(x)) return int64_t(count);
-    return std::upper_bound(thresholds, thresholds + count, x) - thresholds;
+    int64_t below = 0;
+    for (size_t j = 0; j < count; ++j) below += thresholds[j] <= x;
+    return below;
 }
 
 double sign(double x) { return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x); }
