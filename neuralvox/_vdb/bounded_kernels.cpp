@@ -10,6 +10,7 @@
 #include <cmath>
 #include <climits>
 #include <cstdint>
+#include <utility>
 #include <stdexcept>
 #include <vector>
 
@@ -166,43 +167,75 @@ int64_t floorDiv(int64_t a, int64_t b) {
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-// arm.features: the (N, 15) integer features of a pass (neighbour codes read at flat +- reaches).
+// What arm.features reads of a pass (neighbour codes read at flat +- reaches).
+struct FeatureInputs {
+    const int8_t* support;
+    const double* spread;
+    const double* choice;
+    const int8_t* codes;
+    const int64_t* flat;
+    std::vector<int64_t> reaches;
+    const double* spread_thresholds;
+    size_t spread_count;
+    int64_t magnitude_bucket[129];  // the code canvas holds int8 codes: |code| <= 128
+    int64_t level_column;
+    double reference;
+    int64_t sign_clip;
+};
+
+// arm.features of voxels begin .. end of a pass into rows (end - begin, 15).
+void featureRows(const FeatureInputs& in, size_t begin, size_t end, int64_t* rows) {
+    const size_t axes = in.reaches.size(), sides = 2 * axes;
+    std::fill(rows, rows + (end - begin) * kFeatures, int64_t(0));
+    for (size_t i = begin; i < end; ++i) {
+        int64_t* row = rows + (i - begin) * kFeatures;
+        row[0] = bucket(in.spread_thresholds, in.spread_count, in.spread[i]);
+        row[1 + std::min<int64_t>(in.support[i], kSupportCubic)] = 1;
+        row[in.level_column] = 1;
+        row[10] = int64_t(axes);
+        if (axes) {
+            int64_t magnitude_sum = 0, magnitude_max = 0, sign_sum = 0;
+            for (size_t a = 0; a < axes; ++a)
+                for (int64_t side : {-1, 1}) {
+                    const int64_t code = in.codes[in.flat[i] + side * in.reaches[a]];
+                    const int64_t m = in.magnitude_bucket[code < 0 ? -code : code];
+                    magnitude_sum += m;
+                    magnitude_max = std::max(magnitude_max, m);
+                    sign_sum += std::clamp(code, -in.sign_clip, in.sign_clip);
+                }
+            row[11] = floorDiv(magnitude_sum * 4, int64_t(sides));
+            row[12] = magnitude_max;
+            row[13] = floorDiv(sign_sum * 4, int64_t(sides));
+        }
+        const double distance = in.choice[i] - in.reference;
+        row[14] = int64_t(sign(distance)) * bucket(in.spread_thresholds, in.spread_count, std::fabs(distance));
+    }
+}
+
+FeatureInputs featureInputs(In<int8_t> support, In<double> spread, In<double> choice, In<int8_t> codes,
+                            In<int64_t> flat, std::vector<int64_t> reaches, In<double> spread_thresholds,
+                            In<double> magnitude_thresholds, int64_t level_column, double reference,
+                            int64_t sign_clip) {
+    const size_t n = support.shape(0);
+    if (spread.shape(0) != n || choice.shape(0) != n || (!reaches.empty() && flat.shape(0) != n))
+        throw std::invalid_argument("a pass's feature inputs differ in length");
+    FeatureInputs in{support.data(), spread.data(), choice.data(), codes.data(), flat.data(), std::move(reaches),
+                     spread_thresholds.data(), spread_thresholds.shape(0), {}, level_column, reference, sign_clip};
+    for (int64_t m = 0; m <= 128; ++m)
+        in.magnitude_bucket[m] = bucket(magnitude_thresholds.data(), magnitude_thresholds.shape(0), double(m));
+    return in;
+}
+
+// arm.features: the (N, 15) integer features of a pass.
 Out<int64_t> armFeatures(In<int8_t> support, In<double> spread, In<double> choice, In<int8_t> codes, In<int64_t> flat,
                          std::vector<int64_t> reaches, In<double> spread_thresholds, In<double> magnitude_thresholds,
                          int64_t level_column, double reference, int64_t sign_clip) {
-    const size_t n = support.shape(0), axes = reaches.size(), sides = 2 * axes;
+    const FeatureInputs in = featureInputs(support, spread, choice, codes, flat, std::move(reaches), spread_thresholds,
+                                           magnitude_thresholds, level_column, reference, sign_clip);
+    const size_t n = support.shape(0);
     auto out = owned<int64_t>({n, size_t(kFeatures)});
-    const double* st = spread_thresholds.data();
-    const size_t st_count = spread_thresholds.shape(0);
-    int64_t magnitude_bucket[129];  // the code canvas holds int8 codes: |code| <= 128
-    for (int64_t m = 0; m <= 128; ++m)
-        magnitude_bucket[m] = bucket(magnitude_thresholds.data(), magnitude_thresholds.shape(0), double(m));
-    {
-        nb::gil_scoped_release release;
-        for (size_t i = 0; i < n; ++i) {
-            int64_t* row = out.data() + i * kFeatures;
-            row[0] = bucket(st, st_count, spread.data()[i]);
-            row[1 + std::min<int64_t>(support.data()[i], kSupportCubic)] = 1;
-            row[level_column] = 1;
-            row[10] = int64_t(axes);
-            if (axes) {
-                int64_t magnitude_sum = 0, magnitude_max = 0, sign_sum = 0;
-                for (size_t a = 0; a < axes; ++a)
-                    for (int64_t side : {-1, 1}) {
-                        const int64_t code = codes.data()[flat.data()[i] + side * reaches[a]];
-                        const int64_t m = magnitude_bucket[code < 0 ? -code : code];
-                        magnitude_sum += m;
-                        magnitude_max = std::max(magnitude_max, m);
-                        sign_sum += std::clamp(code, -sign_clip, sign_clip);
-                    }
-                row[11] = floorDiv(magnitude_sum * 4, int64_t(sides));
-                row[12] = magnitude_max;
-                row[13] = floorDiv(sign_sum * 4, int64_t(sides));
-            }
-            const double distance = choice.data()[i] - reference;
-            row[14] = int64_t(sign(distance)) * bucket(st, st_count, std::fabs(distance));
-        }
-    }
+    nb::gil_scoped_release release;
+    featureRows(in, 0, n, out.data());
     return out;
 }
 
@@ -264,15 +297,16 @@ bool packRow(const int64_t* row, size_t width, uint64_t key[2]) {
     return true;
 }
 
-// ArmWeights.lattice of every row. A pass holds far fewer distinct feature rows than voxels, so the MLP's result
-// is memoized per row (a direct-mapped table of packed rows; a pure function's memo changes no result).
-Out<int64_t> armLattice(Features features, std::vector<nb::ndarray<const int16_t, nb::ndim<2>, nb::c_contig>> weights,
-                        std::vector<nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig>> biases,
-                        std::vector<int64_t> exponents, int64_t fraction_bits, int64_t mu_steps, int64_t scales,
-                        int64_t zero_levels) {
-    const size_t n = features.shape(0), width = features.shape(1);
-    Mlp mlp{{}, {}, {}, exponents, fraction_bits, mu_steps, scales, zero_levels};
+using Weights = std::vector<nb::ndarray<const int16_t, nb::ndim<2>, nb::c_contig>>;
+using Biases = std::vector<nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig>>;
+
+// The MLP of ArmWeights' layers, checked to chain from `width` features to 3 outputs.
+Mlp makeMlp(size_t width, const Weights& weights, const Biases& biases, std::vector<int64_t> exponents,
+            int64_t fraction_bits, int64_t mu_steps, int64_t scales, int64_t zero_levels) {
+    Mlp mlp{{}, {}, {}, std::move(exponents), fraction_bits, mu_steps, scales, zero_levels};
     size_t expected = width;
+    if (weights.empty() || biases.size() != weights.size() || mlp.exponents.size() != weights.size())
+        throw std::invalid_argument("context model layers, biases and exponents differ in number");
     for (size_t l = 0; l < weights.size(); ++l) {
         const size_t inputs = weights[l].shape(0), outputs = weights[l].shape(1);
         if (inputs != expected || inputs > Mlp::kMaxWidth || outputs > Mlp::kMaxWidth || biases[l].shape(0) != outputs)
@@ -282,28 +316,69 @@ Out<int64_t> armLattice(Features features, std::vector<nb::ndarray<const int16_t
         mlp.biases.emplace_back(biases[l].data(), biases[l].data() + outputs);
         expected = outputs;
     }
-    if (weights.empty() || expected != 3) throw std::invalid_argument("context model must end in 3 outputs");
-    auto out = owned<int64_t>({n});
-    {
-        nb::gil_scoped_release release;
-        constexpr size_t kSlots = size_t(1) << 16;
-        struct Slot { uint64_t key[2]; int64_t lattice = -1; };
-        std::vector<Slot> memo(kSlots);
-        for (size_t i = 0; i < n; ++i) {
-            const int64_t* row = features.data() + i * width;
-            uint64_t key[2];
-            if (!packRow(row, width, key)) {
-                out.data()[i] = mlp.lattice(row, width);
-                continue;
-            }
-            Slot& slot = memo[((key[0] ^ (key[1] * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull) >> 48];
-            if (slot.lattice < 0 || slot.key[0] != key[0] || slot.key[1] != key[1]) {
-                slot.key[0] = key[0];
-                slot.key[1] = key[1];
-                slot.lattice = mlp.lattice(row, width);
-            }
-            out.data()[i] = slot.lattice;
+    if (expected != 3) throw std::invalid_argument("context model must end in 3 outputs");
+    return mlp;
+}
+
+// The MLP's lattice index of a row, memoized: a pass holds far fewer distinct feature rows than voxels (a direct-mapped
+// table of rows packed one byte a feature; a pure function's memo changes no result).
+class LatticeMemo {
+  public:
+    explicit LatticeMemo(Mlp mlp) : mlp_(std::move(mlp)), slots_(kSlots) {}
+
+    int64_t operator()(const int64_t* row, size_t width) {
+        uint64_t key[2];
+        if (!packRow(row, width, key)) return mlp_.lattice(row, width);
+        Slot& slot = slots_[((key[0] ^ (key[1] * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull) >> 48];
+        if (slot.lattice < 0 || slot.key[0] != key[0] || slot.key[1] != key[1]) {
+            slot.key[0] = key[0];
+            slot.key[1] = key[1];
+            slot.lattice = mlp_.lattice(row, width);
         }
+        return slot.lattice;
+    }
+
+  private:
+    static constexpr size_t kSlots = size_t(1) << 16;
+    struct Slot {
+        uint64_t key[2];
+        int64_t lattice = -1;
+    };
+    Mlp mlp_;
+    std::vector<Slot> slots_;
+};
+
+// ArmWeights.lattice of every row of features.
+Out<int64_t> armLattice(Features features, Weights weights, Biases biases, std::vector<int64_t> exponents,
+                        int64_t fraction_bits, int64_t mu_steps, int64_t scales, int64_t zero_levels) {
+    const size_t n = features.shape(0), width = features.shape(1);
+    LatticeMemo memo(makeMlp(width, weights, biases, std::move(exponents), fraction_bits, mu_steps, scales,
+                             zero_levels));
+    auto out = owned<int64_t>({n});
+    nb::gil_scoped_release release;
+    for (size_t i = 0; i < n; ++i) out.data()[i] = memo(features.data() + i * width, width);
+    return out;
+}
+
+// ArmWeights.lattice(arm.features(...)) of a pass, a block of feature rows at a time (no (N, 15) array).
+Out<int64_t> armPassLattice(In<int8_t> support, In<double> spread, In<double> choice, In<int8_t> codes,
+                            In<int64_t> flat, std::vector<int64_t> reaches, In<double> spread_thresholds,
+                            In<double> magnitude_thresholds, int64_t level_column, double reference, int64_t sign_clip,
+                            Weights weights, Biases biases, std::vector<int64_t> exponents, int64_t fraction_bits,
+                            int64_t mu_steps, int64_t scales, int64_t zero_levels) {
+    constexpr size_t kBlock = 1024;
+    const FeatureInputs in = featureInputs(support, spread, choice, codes, flat, std::move(reaches), spread_thresholds,
+                                           magnitude_thresholds, level_column, reference, sign_clip);
+    LatticeMemo memo(makeMlp(kFeatures, weights, biases, std::move(exponents), fraction_bits, mu_steps, scales,
+                             zero_levels));
+    const size_t n = support.shape(0);
+    auto out = owned<int64_t>({n});
+    nb::gil_scoped_release release;
+    std::vector<int64_t> rows(kBlock * kFeatures);
+    for (size_t begin = 0; begin < n; begin += kBlock) {
+        const size_t end = std::min(n, begin + kBlock);
+        featureRows(in, begin, end, rows.data());
+        for (size_t i = begin; i < end; ++i) out.data()[i] = memo(rows.data() + (i - begin) * kFeatures, kFeatures);
     }
     return out;
 }
@@ -347,5 +422,9 @@ NB_MODULE(_bounded, m) {
           "The neural context model's (N, 15) integer features of a pass.");
     m.def("arm_lattice", &armLattice, "features"_a, "weights"_a, "biases"_a, "exponents"_a, "fraction_bits"_a,
           "mu_steps"_a, "scales"_a, "zero_levels"_a, "Each row's lattice index under the integer MLP.");
+    m.def("arm_pass_lattice", &armPassLattice, "support"_a, "spread"_a, "choice"_a, "codes"_a, "flat"_a, "reaches"_a,
+          "spread_thresholds"_a, "magnitude_thresholds"_a, "level_column"_a, "reference"_a, "sign_clip"_a,
+          "weights"_a, "biases"_a, "exponents"_a, "fraction_bits"_a, "mu_steps"_a, "scales"_a, "zero_levels"_a,
+          "arm_lattice(arm_features(...)) of a pass without the features array.");
     m.def("group_by_key", &groupByKey, "keys"_a, "(stable order, distinct keys, start of each key's run).");
 }

@@ -96,14 +96,16 @@ class ArmWeights:
             raise ContextStreamError(f"context model stream has {len(data) - offset} bytes past its last layer")
         return cls(tuple(layers))
 
+    def compiled_arguments(self) -> tuple:
+        """The layers as the compiled lattice loops take them."""
+        return ([np.ascontiguousarray(layer.weight, np.int16) for layer in self.layers],
+                [np.ascontiguousarray(layer.bias, np.int32) for layer in self.layers],
+                [layer.exponent for layer in self.layers], FRACTION_BITS, MU_STEPS, SCALES, ZERO_LEVELS)
+
     def lattice(self, features: np.ndarray) -> np.ndarray:
         """Each row's distribution, as its index in the lattice (integer arithmetic throughout)."""
         if compiled is not None:
-            return compiled.arm_lattice(np.ascontiguousarray(features, np.int64),
-                                        [np.ascontiguousarray(layer.weight, np.int16) for layer in self.layers],
-                                        [np.ascontiguousarray(layer.bias, np.int32) for layer in self.layers],
-                                        [layer.exponent for layer in self.layers], FRACTION_BITS, MU_STEPS, SCALES,
-                                        ZERO_LEVELS)
+            return compiled.arm_lattice(np.ascontiguousarray(features, np.int64), *self.compiled_arguments())
         x = features.astype(np.int64)
         scale = 0  # x holds values times 2**scale
         for index, layer in enumerate(self.layers):
@@ -133,11 +135,7 @@ def features(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value:
     prediction's signed half-octave distance from ``reference`` in steps."""
     level_column = 5 + (4 if visit.is_anchor else min(visit.level, 3))
     if compiled is not None:
-        flat = plan.flat[visit.rows] if visit.axes else np.zeros(0, np.int64)
-        reaches = [(1 << visit.level) * plan.stride(axis) for axis in visit.axes]
-        return compiled.arm_features(prediction.support, prediction.spread, np.ascontiguousarray(choice_value), codes,
-                                     flat, reaches, _SPREAD_THRESHOLDS * step, _MAGNITUDE_THRESHOLDS, level_column,
-                                     float(reference), _NEIGHBOUR_SIGN_CLIP)
+        return compiled.arm_features(*_feature_arguments(plan, visit, prediction, choice_value, step, codes, reference))
     count = len(visit.rows)
     out = np.zeros((count, FEATURES), np.int64)
     out[:, 0] = np.searchsorted(_SPREAD_THRESHOLDS * step, prediction.spread, side="right")
@@ -158,6 +156,25 @@ def features(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value:
     out[:, 14] = np.sign(distance).astype(np.int64) * np.searchsorted(
         _SPREAD_THRESHOLDS * step, np.abs(distance), side="right")
     return out
+
+
+def _feature_arguments(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value: np.ndarray, step: float,
+                       codes: np.ndarray, reference: float) -> tuple:
+    """What the compiled ``features`` loop takes."""
+    flat = plan.flat[visit.rows] if visit.axes else np.zeros(0, np.int64)
+    reaches = [(1 << visit.level) * plan.stride(axis) for axis in visit.axes]
+    level_column = 5 + (4 if visit.is_anchor else min(visit.level, 3))
+    return (prediction.support, prediction.spread, np.ascontiguousarray(choice_value), codes, flat, reaches,
+            _SPREAD_THRESHOLDS * step, _MAGNITUDE_THRESHOLDS, level_column, float(reference), _NEIGHBOUR_SIGN_CLIP)
+
+
+def pass_lattice(weights: ArmWeights, plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value: np.ndarray,
+                 step: float, codes: np.ndarray, canvas: Canvas, reference: float) -> np.ndarray:
+    """``weights.lattice(features(...))``: each voxel's lattice point, without the features array where compiled."""
+    if compiled is None:
+        return weights.lattice(features(plan, visit, prediction, choice_value, step, codes, canvas, reference))
+    return compiled.arm_pass_lattice(*_feature_arguments(plan, visit, prediction, choice_value, step, codes, reference),
+                                     *weights.compiled_arguments())
 
 
 def store_codes(codes_canvas: np.ndarray, flat: np.ndarray, codes: np.ndarray, escaped: np.ndarray) -> None:

@@ -189,7 +189,8 @@ class _ChannelCoder:
         if self.context is None:
             contexts = _contexts(visit, prediction.support, prediction.spread, step)
             return contexts, np.full(len(contexts), MAX_CODE)
-        lattice = self.context.lattice(self.features(visit, prediction, chosen, step))
+        lattice = arm.pass_lattice(self.context, self.plan, visit, prediction, chosen, step, self.codes, self.canvas,
+                                   self.background)
         return lattice, arm.supports(lattice)
 
     def store(self, visit: Pass, result: np.ndarray, codes: np.ndarray, escaped: np.ndarray) -> None:
