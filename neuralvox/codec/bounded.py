@@ -7,6 +7,13 @@ encoder predicts from what the decoder will have), and the codes are range coded
 neighbours' spread in units of the step. A voxel whose code would be too large, or whose float32 result would miss
 the bound by rounding, is stored exactly. The arithmetic is IEEE float64 elementwise (no transcendental functions),
 so the decode is bit-identical on every machine and the bound holds with no margin.
+
+Float rules of the decoder's path (the numpy reference and the compiled loops of ``neuralvox._bounded`` alike): every
+value the predictor reads is a float32 widened to float64; each float64 operation is one IEEE-754 round-to-nearest
+operation, in the order the numpy reference writes it (the C++ is built with ``-ffp-contract=off`` and without
+``-ffast-math``: no fused multiply-add, no reassociation); comparisons against threshold tables are exact; the neural
+context model's MLP sums integers below 2**53 (exact in float64 in any order, so its AVX2 clone gives the same
+integers); ``rint`` rounds half to even. tests/test_bounded_kernels.py checks both paths write and read the same bits.
 """
 
 from __future__ import annotations
