@@ -23,4 +23,4 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
 "${PIP[@]}" "scikit-build-core>=0.10" "nanobind>=2.4"
 "${PIP[@]}" --no-build-isolation -e ".[test,sim,bench]"
-.venv/bin/python -c "import neuralvox._vdb as v; print('setup: neuralvox ready, OpenVDB', v.openvdb_version)"
+.venv/bin/python -c "import neuralvox._bounded, neuralvox._vdb as v; print('setup: neuralvox ready, OpenVDB', v.openvdb_version)"
