@@ -1,6 +1,7 @@
 """Rate-distortion of the error-bounded codec against SZ3 and ZFP on the reference sequences (issue 14's table).
 
     .venv/bin/python benchmarks/bounded_rd.py [--only default smoke128 liquid64 blender velocity]
+    .venv/bin/python benchmarks/bounded_rd.py --redo-bounds benchmarks/results/bounded_rd_all.json
 
 For each sequence and grid: neuralvox at a sweep of target PSNRs (bits = the whole .nvox file of that grid alone,
 headers included, over the active voxels of all frames; every decoded voxel is checked against the bound), and SZ3
@@ -134,15 +135,30 @@ def run(name: str) -> dict:
         best = min(reached) if reached else None
         rows.append({"psnr": db, "neuralvox": mine, **others,
                      "best_over_ours": None if mine is None or best is None else best / mine})
+    equal = at_bounds(folder, grid, series, peak)
+    return {"name": name, "folder": str(folder), "grid": grid, "frames": len(series),
+            "voxels": sum(g.voxel_count for g in series), "peak": peak, "at_psnr": rows, "at_bound": equal,
+            "points": [dataclasses.asdict(p) for p in ours + theirs]}
+
+
+def at_bounds(folder: Path, grid: str, series: list, peak: float) -> list[dict]:
+    """neuralvox and SZ3 at max errors of EQUAL_BOUNDS times the value range."""
     equal = []
     for fraction in EQUAL_BOUNDS:
         mine = neuralvox_point(folder, grid, series, peak, max_error=fraction * peak)
         sz3 = next(p for p in baseline_points(series, peak, (fraction,)) if p.method == "sz3")
         equal.append({"fraction": fraction, "neuralvox": dataclasses.asdict(mine), "sz3": dataclasses.asdict(sz3),
                       "sz3_over_ours": sz3.bpv / mine.bpv})
-    return {"name": name, "folder": str(folder), "grid": grid, "frames": len(series),
-            "voxels": sum(g.voxel_count for g in series), "peak": peak, "at_psnr": rows, "at_bound": equal,
-            "points": [dataclasses.asdict(p) for p in ours + theirs]}
+    return equal
+
+
+def redo_bounds(result: dict) -> dict:
+    """An earlier run's result with its equal-max-error rows measured again."""
+    folder = Path(result["folder"])
+    grid = result["grid"]
+    series = [read_vdb(f.path, [grid]).grids[grid].sorted() for f in discover([str(folder)]).frames]
+    print(f"{result['name']}: equal max error again", flush=True)
+    return {**result, "at_bound": at_bounds(folder, grid, series, result["peak"])}
 
 
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -202,15 +218,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(SEQUENCES), default=list(SEQUENCES))
     parser.add_argument("--replot", type=Path, help="only draw the plot of an earlier run's JSON")
+    parser.add_argument("--redo-bounds", type=Path, help="measure an earlier run's equal-max-error rows again")
     args = parser.parse_args()
     if args.replot is not None:
         plot(json.loads(args.replot.read_text())["results"], args.replot.with_suffix(".png"))
         return
     stamp = (f"{datetime.date.today()}, {platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'}), "
              f"command: `{shlex.join([sys.executable.split('/')[-1], *sys.argv])}`")
-    results = [run(name) for name in args.only]
+    if args.redo_bounds is not None:
+        earlier = json.loads(args.redo_bounds.read_text())
+        results = [redo_bounds(r) for r in earlier["results"]]
+        stamp = f"{earlier['stamp']}; equal-max-error rows: {stamp}"
+        tag = args.redo_bounds.stem.removeprefix("bounded_rd_")
+    else:
+        results = [run(name) for name in args.only]
+        tag = "_".join(args.only) if args.only != list(SEQUENCES) else "all"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tag = "_".join(args.only) if args.only != list(SEQUENCES) else "all"
     plot(results, RESULTS / f"bounded_rd_{tag}.png")
     with atomic_output(RESULTS / f"bounded_rd_{tag}.json", force=True) as tmp:
         tmp.write_text(json.dumps({"stamp": stamp, "results": results}, indent=1) + "\n")

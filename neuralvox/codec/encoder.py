@@ -167,21 +167,27 @@ class _GridBounds:
         self.surveys: dict[str, GridSurvey] = {}
         self.bounds: dict[str, float] = {}
         self.contexts: dict[str, tuple[int, ArmWeights] | None] = {}
-        if not needs_survey(target):
-            return
-        keep = sample_frames(len(sequence.frames)) if target.psnr is not None else set()
-        for index, frame in enumerate(tqdm(sequence.frames, desc="survey", unit="frame", disable=not progress)):
+        keep = sample_frames(self.frames) if target.psnr is not None or context_model == "auto" else set()
+        if needs_survey(target):
+            self._survey(sequence.frames, grids, skip_bad_frames, progress, keep)
+        elif keep:  # an absolute bound: only the context model's sample frames are read ahead
+            self._survey([sequence.frames[i] for i in sorted(keep)], grids, skip_bad_frames, progress, None)
+
+    def _survey(self, frames: Sequence[Any], grids: Sequence[str] | None, skip_bad_frames: bool, progress: bool,
+                keep: set[int] | None) -> None:
+        """Read ``frames``: each grid's value range, and the frames at indices ``keep`` (None: all) as samples."""
+        for index, frame in enumerate(tqdm(frames, desc="survey", unit="frame", disable=not progress)):
             with warnings.catch_warnings():  # the frame loop warns of a frame left out
                 warnings.simplefilter("ignore")
                 vdb = read_frame(frame.path, grids, skip_bad_frames, with_velocity=False)
             for name, grid in vdb.grids.items() if vdb is not None else ():
                 if grids is None or name in grids:
                     _check_finite(grid, frame.path)
-                    self.surveys.setdefault(name, GridSurvey(name)).add(grid.sorted(), index in keep)
+                    self.surveys.setdefault(name, GridSurvey(name)).add(grid.sorted(), keep is None or index in keep)
 
     def of(self, grid: SparseGrid) -> float:
         if grid.name not in self.bounds:
-            survey = self.surveys.get(grid.name)
+            survey = self.surveys.get(grid.name) if needs_survey(self.target) else None
             if survey is None:
                 survey = GridSurvey(grid.name)
                 survey.add(grid, keep=False)
