@@ -7,14 +7,19 @@ bounded however many tasks there are.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 RAY_RETRIES = 3  # times Ray reruns a task whose worker died
+_PRELOAD = ("neuralvox.codec.value_jobs",)  # the modules of the tasks, imported once by the fork server
+POOL_MIN_VOXELS = 1 << 22  # less work than this (about 2 s on one core) does not pay for starting a pool
 
 
 class EngineError(RuntimeError):
@@ -24,6 +29,11 @@ class EngineError(RuntimeError):
 def default_workers() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def auto_workers(work_voxels: int) -> int:
+    """The default number of workers for coding ``work_voxels`` voxels: every core, or 1 for small work."""
+    return default_workers() if work_voxels >= POOL_MIN_VOXELS else 1
 
 
 class Engine(Protocol):
@@ -52,20 +62,41 @@ class SerialEngine:
 
 
 class PoolEngine:
-    """A local pool of ``workers`` processes (started fresh, not forked: torch and OpenMP do not survive a fork)."""
+    """A local pool of ``workers`` processes, forked from a fork server that has imported neuralvox and nothing
+    else: workers start in milliseconds, do not inherit the caller's threads or memory, and never rerun the
+    caller's script (a script need not guard its ``compress`` call with ``if __name__ == "__main__"``)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(_PRELOAD))
+        self.pool = ProcessPoolExecutor(workers, mp_context=context)
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Future:
-        return self.pool.submit(function, *args)
+        with _main_script_left_alone():  # the pool starts its processes in submit
+            return self.pool.submit(function, *args)
 
     def result(self, handle: Future) -> Any:
         return handle.result()
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _main_script_left_alone() -> Iterator[None]:
+    """While processes start, the caller's script poses as a module named ``__main__``, which multiprocessing does not
+    import in a new process: by default it reruns a script there, and a script without an ``if __name__ ==
+    "__main__"`` guard would compress again in each worker. The tasks live in neuralvox modules, not in the script."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
 
 
 class RayEngine:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,9 +17,12 @@ import torch
 import warp as wp
 from tqdm import tqdm
 
-from neuralvox.codec import bounded
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, BOUNDED_STREAM, payload_key
+from neuralvox.codec import bounded, chunked
+from neuralvox.codec.chunks import Chunks
+from neuralvox.codec.encoder import ARCHIVE_FORMAT, payload_key
+from neuralvox.codec.frame_feed import AHEAD_VOXELS_PER_WORKER
 from neuralvox.codec.schema import check_header, is_plain_name
+from neuralvox.codec.value_jobs import ChunkTopology, decode_chunk
 from neuralvox.codec.values import (
     STATE_STREAMS,
     LatentState,
@@ -33,22 +39,29 @@ from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume
 from neuralvox.model.points import find_rows
+from neuralvox.parallel import Engine, SerialEngine, auto_workers, make_engine
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
 from neuralvox.vdb import VdbError, list_grids, write_nvdb, write_vdb
 
 OUTPUT_FORMATS = ("vdb", "nvdb")
+BOUNDED_FORMATS = (bounded.FORMAT, chunked.FORMAT)
+Region = tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min, max) voxel coordinates
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
 
 
 class Frame(Mapping[str, SparseGrid]):
-    """One decoded frame: a mapping grid name -> SparseGrid, each grid decoded on first access."""
+    """One decoded frame: a mapping grid name -> SparseGrid, each grid decoded on first access; with a ``region``,
+    only its voxels inside that box of voxel coordinates (of a grid coded in chunks, only the chunks it meets are
+    decoded)."""
 
-    def __init__(self, archive: NvoxArchive, number: int) -> None:
+    def __init__(self, archive: NvoxArchive, number: int, region: Region | None = None) -> None:
         self.archive = archive
         self.number = number
+        self.region = region
         self._entry = archive._entry(number)
         self._grids: dict[str, SparseGrid] = {}
+        self._pending: dict[str, _PendingGrid] = {}
         self._voxel_decoders: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def __getitem__(self, name: str) -> SparseGrid:
@@ -56,7 +69,9 @@ class Frame(Mapping[str, SparseGrid]):
             raise KeyError(f"frame {self.number} has no grid {name!r}; it has {', '.join(self._entry['grids'])}")
         if name not in self._grids:
             try:
-                self._grids[name] = self.archive.decode_grid(self.number, name)
+                pending = self._pending.pop(name, None)
+                self._grids[name] = (self.archive.decode_grid(self.number, name, self.region) if pending is None
+                                     else pending.collect(self.archive.engine))
             except (ValueError, KeyError, IndexError, TypeError) as exc:  # never "absent": say where decoding failed
                 message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
                 raise ArchiveError(f"{self.archive.path}: frame {self.number}, grid {name!r}: {message}") from exc
@@ -84,6 +99,18 @@ class Frame(Mapping[str, SparseGrid]):
             out = [_with_half(g) for g in out]
         return write_vdb(path, out, metadata=self._entry["metadata"], metadata_types=self._entry["metadata_types"],
                          force=force)
+
+    def start_decoding(self, names: Sequence[str]) -> None:
+        """Submit the value decoding of the bounded grids among ``names`` to the archive's engine (``frame[name]``
+        then collects it)."""
+        for name in names:
+            if name not in self._grids and name not in self._pending:
+                try:
+                    pending = self.archive._submit_bounded(self.number, name, self.region)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    raise ArchiveError(f"{self.archive.path}: frame {self.number}, grid {name!r}: {exc}") from exc
+                if pending is not None:
+                    self._pending[name] = pending
 
     # -- random access and Warp volumes (neuralvox.kernels)
 
@@ -115,7 +142,7 @@ class Frame(Mapping[str, SparseGrid]):
             if "constant" in header:
                 constant = np.asarray(header["constant"], dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
-            elif header.get("format") == bounded.FORMAT:
+            elif header.get("format") in BOUNDED_FORMATS:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
                 archive = self.archive
@@ -124,6 +151,34 @@ class Frame(Mapping[str, SparseGrid]):
                     torch.device(archive.device), archive._shared_decoder(self.number, grid, info),
                     archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
+
+
+class _PendingGrid:
+    """A bounded grid whose chunks are being decoded: how to make the SparseGrid once the engine returns them."""
+
+    def __init__(self, make: Callable[[np.ndarray, np.ndarray], SparseGrid], ijk: np.ndarray, chunks: Chunks,
+                 wanted: list[int], handles: list[Any], region: Region | None) -> None:
+        self.make, self.ijk, self.chunks, self.wanted, self.handles, self.region = (make, ijk, chunks, wanted, handles,
+                                                                                    region)
+
+    def collect(self, engine: Engine) -> SparseGrid:
+        parts = [engine.result(handle) for handle in self.handles]
+        if len(self.chunks) == 1 and self.wanted == [0] and self.region is None:
+            return self.make(self.ijk, parts[0])
+        rows = [self.chunks.rows[i] for i in self.wanted]
+        ijk = np.concatenate([self.ijk[r] for r in rows]) if rows else self.ijk[:0]
+        values = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        order = np.argsort(np.concatenate(rows), kind="stable") if rows else np.zeros(0, np.int64)
+        ijk, values = ijk[order], values[order]
+        if self.region is not None:
+            inside = _inside(ijk, self.region)
+            ijk, values = ijk[inside], values[inside]
+        return self.make(ijk, values)
+
+
+def _inside(ijk: np.ndarray, region: Region) -> np.ndarray:
+    low, high = np.asarray(region[0]), np.asarray(region[1])
+    return np.all((ijk >= low) & (ijk <= high), axis=1)
 
 
 def _lookup(grid: SparseGrid) -> Callable[[np.ndarray], np.ndarray]:
@@ -145,8 +200,9 @@ class NvoxArchive:
     back to its keyframe, whose latents (not voxels) it decodes: nothing else.
     """
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "auto", engine: Engine | None = None) -> None:
         self.path = Path(path)
+        self.engine: Engine = engine if engine is not None else SerialEngine()
         self.reader = ArchiveReader(self.path)
         self.header: dict[str, Any] = self.reader.header
         try:
@@ -189,8 +245,8 @@ class NvoxArchive:
             raise KeyError(f"{self.path}: no frame {number}; frames are {_span(self.frames)}")
         return self._frames[number]
 
-    def frame(self, number: int) -> Frame:
-        return Frame(self, number)
+    def frame(self, number: int, region: Region | None = None) -> Frame:
+        return Frame(self, number, region)
 
     def topology(self, number: int, grid: str) -> np.ndarray:
         """Active voxels (N, 3) of a grid in canonical order, decoding the reference chain it needs."""
@@ -215,7 +271,7 @@ class NvoxArchive:
         key = (number, grid)
         if key not in self._state_cache:
             info = self._entry(number)["grids"][grid]
-            if info["values"].get("format") == bounded.FORMAT:
+            if info["values"].get("format") in BOUNDED_FORMATS:
                 return None
             source = info.get("latents_from")
             reference = None if source is None else self.latent_state(source, grid)
@@ -247,16 +303,26 @@ class NvoxArchive:
             self._weights_cache[(owner, grid)] = decode_weights(values_header, data)
         return self._weights_cache[(owner, grid)]
 
-    def decode_grid(self, number: int, grid: str) -> SparseGrid:
-        """Decode one grid of one frame."""
+    def decode_grid(self, number: int, grid: str, region: Region | None = None) -> SparseGrid:
+        """Decode one grid of one frame (only its voxels inside ``region``, when given)."""
+        pending = self._submit_bounded(number, grid, region)
+        if pending is not None:
+            try:
+                return pending.collect(self.engine)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
         info = self._entry(number)["grids"][grid]
         ijk = self.topology(number, grid)
-        if info["values"].get("format") == bounded.FORMAT:
-            values = self._bounded_values(number, grid, ijk, info["values"])
-        else:
-            values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
-                                   shared_decoder=self._shared_decoder(number, grid, info),
-                                   state=self.latent_state(number, grid))
+        values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
+                               shared_decoder=self._shared_decoder(number, grid, info),
+                               state=self.latent_state(number, grid))
+        if region is not None:
+            inside = _inside(ijk, region)
+            ijk, values = ijk[inside], values[inside]
+        return self._make_grid(number, grid, ijk, values)
+
+    def _make_grid(self, number: int, grid: str, ijk: np.ndarray, values: np.ndarray) -> SparseGrid:
+        info = self._entry(number)["grids"][grid]
         background = info["background"]
         return SparseGrid(
             name=grid, ijk=ijk, values=values, grid_class=info["grid_class"], value_type=info["value_type"],
@@ -266,12 +332,24 @@ class NvoxArchive:
             metadata_types=info["metadata_types"],
         )
 
-    def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: dict[str, Any]) -> np.ndarray:
+    def _submit_bounded(self, number: int, grid: str, region: Region | None) -> _PendingGrid | None:
+        """Start decoding a bounded grid's chunks (those meeting ``region``) on the engine; None for other grids."""
+        header = self._entry(number)["grids"][grid]["values"]
+        if header.get("format") not in BOUNDED_FORMATS:
+            return None
+        ijk = self.topology(number, grid)
         try:
-            return bounded.decode_bounded(ijk, bounded.BoundedHeader.from_dict(header),
-                                          self.reader.get(payload_key(number, grid, BOUNDED_STREAM)))
+            chunks = chunked.chunks_of(ijk, header)
+            wanted = list(range(len(chunks))) if region is None else chunks.touching(*region)
+            streams = chunked.stream_names(header)
+            parts = header["chunks"] if chunked.is_chunked(header) else [header]
+            handles = [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else
+                                                                      chunks.rows[i]),
+                                          parts[i], self.reader.get(payload_key(number, grid, streams[i])))
+                       for i in wanted]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
+            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
+        return _PendingGrid(functools.partial(self._make_grid, number, grid), ijk, chunks, wanted, handles, region)
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""
@@ -280,9 +358,10 @@ class NvoxArchive:
                 del cache[key]
 
 
-def open_archive(path: str | os.PathLike, device: str = "auto") -> NvoxArchive:
-    """Open a .nvox archive for decoding (``neuralvox.open``)."""
-    return NvoxArchive(path, device=device)
+def open_archive(path: str | os.PathLike, device: str = "auto", engine: Engine | None = None) -> NvoxArchive:
+    """Open a .nvox archive for decoding (``neuralvox.open``); bounded values are decoded by ``engine`` (default:
+    in this process)."""
+    return NvoxArchive(path, device=device, engine=engine)
 
 
 def _span(numbers: list[int]) -> str:
@@ -313,7 +392,8 @@ def parse_frames(spec: str | None, available: list[int]) -> list[int]:
 
 def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *, frames: str | None = None,
                grids: Sequence[str] | None = None, half: bool = False, force: bool = False, device: str = "auto",
-               progress: bool = True, format: str = "vdb", resume: bool = False) -> list[Path]:
+               progress: bool = True, format: str = "vdb", resume: bool = False, workers: int | None = None,
+               region: Region | None = None) -> list[Path]:
     """Write frames of an archive under their original names; returns the paths written.
 
     Each file is written atomically and created exclusively (unless ``force``); ``resume`` skips the files an
@@ -321,14 +401,21 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
 
     ``format`` "vdb" writes one .vdb per frame; "nvdb" one NanoVDB file per frame and float grid, as
     ``output_dir/<grid>/<frame name>.nvdb`` (vector grids are skipped with a warning). A frame is decoded while the
-    previous one is being written, so memory holds at most two frames.
+    previous one is being written.
+
+    With ``region`` (inclusive voxel coordinates (min, max)) only the voxels inside it are written, and of a grid
+    coded in chunks only the chunks that meet it are decoded. Bounded values are decoded by ``workers`` local
+    processes (default: every core, when the frames are large enough to pay for them), a few frames ahead of the one
+    being written; memory does not grow with the number of frames.
     """
     if format not in OUTPUT_FORMATS:
         raise ValueError(f"output format {format!r} is not one of {OUTPUT_FORMATS}")
     if format == "nvdb" and half:
         raise ValueError("half-float output applies to .vdb files; NanoVDB output is float32")
     output_dir = Path(output_dir)
-    with open_archive(archive_path, device=device) as archive:
+    region = _check_region(region)
+    with contextlib.ExitStack() as stack:
+        archive = stack.enter_context(open_archive(archive_path, device=device))
         numbers = parse_frames(frames, archive.frames)
         if grids is not None:
             unknown = sorted(set(grids) - set(archive.grids))
@@ -346,20 +433,53 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
         if existing and not force:
             raise FileExistsError(f"{existing[0]}: exists (use --force to overwrite, or --resume to keep the frames "
                                   f"already written)")
+        count = workers if workers is not None else auto_workers(
+            sum(info["voxels"] for n in numbers for info in archive._entry(n)["grids"].values()))
+        archive.engine = stack.enter_context(contextlib.closing(make_engine(count)))
         written: list[Path] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer") as writer:
-            pending: Future[list[Path]] | None = None
-            for number, plan in tqdm(list(zip(numbers, plans, strict=True)), desc="decompress", unit="frame",
-                                     disable=not progress):
-                frame = archive.frame(number)
-                decoded = {name: frame[name] for _, names in plan for name in names}  # on this thread, not the writer
-                if pending is not None:
-                    written.extend(pending.result())
-                pending = writer.submit(_write_frame, frame, decoded, plan, format, half, force)
-                archive.forget_before(number)
+        writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer"))
+        pending: Future[list[Path]] | None = None
+        bar = stack.enter_context(tqdm(total=len(numbers), desc="decompress", unit="frame", disable=not progress))
+        for frame, plan in _decoding_ahead(archive, numbers, plans, region):
+            decoded = {name: frame[name] for _, names in plan for name in names}  # on this thread, not the writer
             if pending is not None:
                 written.extend(pending.result())
+            pending = writer.submit(_write_frame, frame, decoded, plan, format, half, force)
+            archive.forget_before(frame.number)
+            bar.update(1)
+        if pending is not None:
+            written.extend(pending.result())
         return written
+
+
+def _decoding_ahead(archive: NvoxArchive, numbers: list[int], plans: list[_Plan],
+                    region: Region | None) -> Iterator[tuple[Frame, _Plan]]:
+    """The frames in order, each one's bounded grids submitted to the archive's engine a few frames ahead (at most
+    ``2 * workers`` frames, and about ``AHEAD_VOXELS_PER_WORKER`` voxels a worker)."""
+    workers = archive.engine.workers
+    ahead: collections.deque[tuple[Frame, _Plan, int]] = collections.deque()
+    for number, plan in zip(numbers, plans, strict=True):
+        frame = archive.frame(number, region)
+        names = [name for _, listed in plan for name in listed]
+        frame.start_decoding(names)
+        ahead.append((frame, plan, sum(frame._entry["grids"][name]["voxels"] for name in names)))
+        while ahead and (len(ahead) >= 2 * workers or sum(v for *_, v in ahead) >= AHEAD_VOXELS_PER_WORKER * workers):
+            yield ahead.popleft()[:2]
+    while ahead:
+        yield ahead.popleft()[:2]
+
+
+def _check_region(region: Region | None) -> Region | None:
+    """A region as two integer corners, min <= max on every axis."""
+    if region is None:
+        return None
+    try:
+        low, high = (tuple(int(v) for v in corner) for corner in region)
+    except (TypeError, ValueError):
+        raise ValueError(f"region {region!r}: expected ((i0, j0, k0), (i1, j1, k1))") from None
+    if len(low) != 3 or len(high) != 3 or any(a > b for a, b in zip(low, high, strict=True)):
+        raise ValueError(f"region {region!r}: expected ((i0, j0, k0), (i1, j1, k1)) with each min <= max")
+    return low, high
 
 
 def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_dir: Path) -> _Plan:

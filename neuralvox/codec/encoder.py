@@ -18,9 +18,11 @@ from tqdm import tqdm
 
 from neuralvox import __version__
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
-from neuralvox.codec.bounded import encode_grid
+from neuralvox.codec.chunks import ChunkLimits
+from neuralvox.codec.frame_feed import feed_frames
 from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
 from neuralvox.codec.quality import QualityTarget, quality_target
+from neuralvox.codec.value_jobs import PendingValues, ValueJobs
 from neuralvox.codec.values import (
     MOTION_STRIDE,
     EncodedValues,
@@ -34,9 +36,10 @@ from neuralvox.container import ArchiveWriter
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.metrics import bits_per_voxel, common_voxels, error_stats, flicker_ratio, merge, value_range
 from neuralvox.model.motion import MotionGuess
+from neuralvox.parallel import Engine, auto_workers, make_engine
 from neuralvox.sequence import FrameSequence, discover
 from neuralvox.topology import encode_topology
-from neuralvox.vdb import VdbError, VdbFile, grid_bytes, list_grids, read_vdb
+from neuralvox.vdb import VdbError, VdbFile, grid_bytes, grid_stats, list_grids, read_vdb
 
 ARCHIVE_FORMAT = "neuralvox/1"
 DEFAULT_GOP = "auto"
@@ -175,6 +178,12 @@ def _check_gop(gop: int | str) -> int | str:
     return value
 
 
+def _check_chunk_voxels(chunk_voxels: int) -> int:
+    if isinstance(chunk_voxels, bool) or not isinstance(chunk_voxels, int) or chunk_voxels < 1:
+        raise ValueError(f"--chunk-voxels must be a positive number of voxels, got {chunk_voxels!r}")
+    return chunk_voxels
+
+
 def _check_coherence(coherence: float) -> float:
     if not 0.0 <= coherence < 1.0:
         raise ValueError(f"--coherence must be at least 0 and below 1, got {coherence}")
@@ -269,16 +278,37 @@ class _AutoGroup:
         return coded / voxels >= key_cost or voxels > self.MAX_GROWTH * key_voxels or dropped
 
 
-BOUNDED_STREAM = "values"
 
 
-def encode_bounded_values(grid: SparseGrid, bound: float) -> EncodedValues:
-    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream)."""
+def collect_bounded_values(jobs: ValueJobs, pending: PendingValues) -> EncodedValues:
+    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, or one a
+    chunk), once the engine has coded its chunks."""
     start = time.perf_counter()
-    code = encode_grid(grid, bound)
-    error = error_stats(grid.values, code.decoded, peak=value_range(grid.values))
+    header, streams, decoded = jobs.collect(pending)
+    grid = pending.grid
+    error = error_stats(grid.values, decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
-    return EncodedValues(code.header.to_dict(), {BOUNDED_STREAM: code.stream}, stats, [], None, code.decoded)
+    return EncodedValues(header, streams, stats, [], None, decoded)
+
+
+def _coded_grids(vdb: VdbFile, grids: Sequence[str] | None, path: Path) -> dict[str, SparseGrid]:
+    """The grids of a frame that are coded, checked finite, voxels in canonical order."""
+    coded = {}
+    for name, grid in vdb.grids.items():
+        if grids is None or name in grids:
+            _check_finite(grid, path)
+            coded[name] = grid.sorted()
+    return coded
+
+
+def _value_engine(sequence: FrameSequence, grids: Sequence[str] | None, workers: int | None,
+                  ray: str | bool | None) -> Engine:
+    """The engine that codes bounded values: ``workers`` processes (default: every core when the sequence is large
+    enough to pay for a pool, estimated from its first frame) or Ray."""
+    if workers is None and not ray:
+        first = [row for row in grid_stats(sequence.frames[0].path) if grids is None or row["name"] in grids]
+        workers = auto_workers(len(sequence.frames) * sum(int(row.get("active_voxels", 0)) for row in first))
+    return make_engine(workers, ray)
 
 
 class _GridBounds:
@@ -359,6 +389,9 @@ def compress(
     force: bool = False,
     progress: bool = True,
     skip_bad_frames: bool = False,
+    workers: int | None = None,
+    ray: str | bool | None = None,
+    chunk_voxels: int | None = None,
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -378,6 +411,12 @@ def compress(
 
     A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
     out with a warning (later frames then refer to the last frame stored).
+
+    Bounded values are coded in spatial chunks of at most ``chunk_voxels`` active voxels (default
+    ``chunks.CHUNK_VOXELS``; a smaller grid is one chunk) by ``workers`` local processes (default: every core, for a
+    sequence large enough to pay for them), or with ``ray`` (True, or a cluster address) on a Ray cluster whose
+    workers read the frames from the paths given. The archive does not depend on either. The neural base
+    (``base_only``) codes in this process, frame after frame.
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
@@ -403,9 +442,15 @@ def compress(
         if unknown:
             raise VdbError(f"{first}: no grid named {', '.join(unknown)}; it has {', '.join(listed) or 'none'}")
     _check_bound_names(target, grids, sequence.frames[0].path)
+    limits = ChunkLimits() if chunk_voxels is None else ChunkLimits(max_voxels=_check_chunk_voxels(chunk_voxels))
     with contextlib.ExitStack() as stack:
         archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
         bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress)
+        jobs = None
+        if bounds is not None:
+            engine = _value_engine(sequence, grids, workers, ray)
+            stack.callback(engine.close)
+            jobs = ValueJobs(engine, limits)
         bar = stack.enter_context(_Progress(len(sequence.frames), progress))
         shared: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
         previous_ijk: dict[str, np.ndarray] = {}
@@ -413,8 +458,12 @@ def compress(
         previous_number = 0
         group_length = 0
         auto_group = _AutoGroup()
-        for frame in sequence.frames:
-            vdb = read_frame(frame.path, grids, skip_bad_frames, with_velocity=bounds is None)
+        feed = feed_frames(sequence.frames,
+                           lambda f: read_frame(f.path, grids, skip_bad_frames, with_velocity=bounds is None),
+                           lambda f, vdb: _coded_grids(vdb, grids, f.path), jobs,
+                           bounds.of if bounds is not None else None)
+        for fed in feed:
+            frame, vdb = fed.frame, fed.vdb
             if vdb is None:
                 bar.frame_done(trackers)
                 continue
@@ -432,11 +481,7 @@ def compress(
                                      "metadata": _jsonable(vdb.metadata), "metadata_types": vdb.metadata_types,
                                      "grids": {}}
             coded_this_frame: list[tuple[tuple, np.ndarray]] = []
-            for name, grid in vdb.grids.items():
-                if grids is not None and name not in grids:
-                    continue
-                _check_finite(grid, frame.path)
-                grid = grid.sorted()
+            for name, grid in fed.grids.items():
                 fit_start = time.perf_counter()
                 owner = shared.get(name)
                 shared_decoder = owner[1].decoder if owner else None
@@ -448,8 +493,8 @@ def compress(
                 aim = None
                 if coherence and tracker.previous is not None:
                     aim = coherent_aim(grid, tracker.previous, coherence)
-                if bounds is not None:
-                    encoded = encode_bounded_values(grid, bounds.of(grid))
+                if jobs is not None:
+                    encoded = collect_bounded_values(jobs, fed.pending[name])
                 else:
                     encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=quality,
                                             device=torch_device, shared_decoder=shared_decoder, reference=reference,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from neuralvox.codec import bounded, chunked
 from neuralvox.codec.interpolation import MAX_OPTIONS
 from neuralvox.container import ArchiveFormatError
 from neuralvox.grid import VALUE_TYPES, VECTOR_TYPES
@@ -164,8 +165,37 @@ def check_bounded_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
         raise check.fail("streams", "lacks values")
 
 
+def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-chunked/1``: bounded values in spatial chunks, each a header of the bounded format and one
+    ``values.<k>`` stream; the chunks' voxels add up to the grid's."""
+    if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
+        raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
+    check.integer(header, "max_voxels", 1, MAX_VOXELS)
+    check.integer(header, "max_box", 1, MAX_VOXELS << 16)
+    check.integer(header, "block_shift", 1, chunked.MAX_BLOCK_SHIFT)
+    chunks = check.get(header, "chunks", list)
+    if not 2 <= len(chunks) <= min(chunked.MAX_CHUNKS, max(2, grid["voxels"])):
+        raise check.fail("chunks", f"{len(chunks)} chunks for {grid['voxels']} voxels")
+    total = 0
+    for index, chunk in enumerate(chunks):
+        if not isinstance(chunk, dict) or chunk.get("format") != bounded.FORMAT:
+            raise check.fail(f"chunks[{index}]", f"not a {bounded.FORMAT} header")
+        try:
+            voxels = check.integer(chunk, "voxels", 1, MAX_VOXELS)
+            VALUE_VALIDATORS[bounded.FORMAT](check, chunk, {**grid, "voxels": voxels, "streams": ["values"]})
+        except ArchiveFormatError as exc:
+            raise check.fail(f"chunks[{index}].{exc.field}", exc.problem) from None
+        total += voxels
+    if total != grid["voxels"]:
+        raise check.fail("chunks", f"the chunks hold {total} voxels, the grid {grid['voxels']}")
+    missing = [chunked.chunk_stream(i) for i in range(len(chunks)) if chunked.chunk_stream(i) not in grid["streams"]]
+    if missing:
+        raise check.fail("streams", f"lacks {', '.join(missing[:3])}")
+
+
 VALUE_VALIDATORS: dict[str, ValueValidator] = {"neuralvox-values/1": check_values_v1,
-                                               "neuralvox-bounded/1": check_bounded_v1}
+                                               "neuralvox-bounded/1": check_bounded_v1,
+                                               chunked.FORMAT: check_chunked_v1}
 
 
 # ------------------------------------------------------------------------------------------------ header

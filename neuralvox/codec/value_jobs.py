@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from neuralvox.codec import bounded
 from neuralvox.codec.chunked import ChunkCode, assemble, encode_chunk, encode_part
 from neuralvox.codec.chunks import DEFAULT_LIMITS, ChunkLimits, Chunks, split_voxels
 from neuralvox.grid import SparseGrid
@@ -20,9 +21,25 @@ from neuralvox.parallel import Engine, RayEngine
 from neuralvox.vdb import read_vdb
 
 
-def code_chunk(part: SparseGrid, index: int, bound: float | tuple[float, ...], alone: bool) -> list[ChunkCode]:
-    """Task: the coding of one chunk whose voxels ``part`` holds (``alone``: the whole grid)."""
-    return [encode_part(part, index, bound, alone=alone)]
+class ChunkVoxels:
+    """The voxels of one chunk, cut from the grid only when its task runs or is sent to a worker: a pool then holds
+    copies of the few chunks being sent, not of the whole frame."""
+
+    def __init__(self, grid: SparseGrid, rows: np.ndarray | None) -> None:
+        self.whole, self.rows = grid, rows
+
+    def grid(self) -> SparseGrid:
+        if self.rows is None:
+            return self.whole
+        return dataclasses.replace(self.whole, ijk=self.whole.ijk[self.rows], values=self.whole.values[self.rows])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ChunkVoxels, (self.grid(), None)
+
+
+def code_chunk(part: ChunkVoxels, index: int, bound: float | tuple[float, ...], alone: bool) -> list[ChunkCode]:
+    """Task: the coding of one chunk (``alone``: the whole grid)."""
+    return [encode_part(part.grid(), index, bound, alone=alone)]
 
 
 def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...], indices: list[int],
@@ -55,11 +72,13 @@ class ValueJobs:
         chunks = split_voxels(grid.ijk, self.limits)
         if self.on_ray:
             batches = np.array_split(np.arange(len(chunks)), min(len(chunks), self.engine.workers))
-            handles = [self.engine.submit(code_chunks_from_file, str(path), grid.name, bound, b.tolist(), self.limits)
+            where = str(Path(path).resolve())
+            handles = [self.engine.submit(code_chunks_from_file, where, grid.name, bound, b.tolist(), self.limits)
                        for b in batches]
         else:
-            handles = [self.engine.submit(code_chunk, _part(grid, chunks, i), i, bound, len(chunks) == 1)
-                       for i in range(len(chunks))]
+            alone = len(chunks) == 1
+            handles = [self.engine.submit(code_chunk, ChunkVoxels(grid, None if alone else rows), i, bound, alone)
+                       for i, rows in enumerate(chunks.rows)]
         return PendingValues(grid, chunks, handles)
 
     def collect(self, pending: PendingValues) -> tuple[dict[str, Any], dict[str, bytes], np.ndarray]:
@@ -68,8 +87,19 @@ class ValueJobs:
         return assemble(pending.grid, pending.chunks, codes, self.limits)
 
 
-def _part(grid: SparseGrid, chunks: Chunks, index: int) -> SparseGrid:
-    if len(chunks) == 1:
-        return grid
-    rows = chunks.rows[index]
-    return dataclasses.replace(grid, ijk=grid.ijk[rows], values=grid.values[rows])
+class ChunkTopology:
+    """The voxels of one chunk, cut from the decoded topology only when its decoding task runs or is sent."""
+
+    def __init__(self, ijk: np.ndarray, rows: np.ndarray | None) -> None:
+        self.whole, self.rows = ijk, rows
+
+    def ijk(self) -> np.ndarray:
+        return self.whole if self.rows is None else self.whole[self.rows]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ChunkTopology, (self.ijk(), None)
+
+
+def decode_chunk(part: ChunkTopology, header: dict[str, Any], stream: bytes) -> np.ndarray:
+    """Task: the values of one chunk from its bounded header and stream."""
+    return bounded.decode_bounded(part.ijk(), bounded.BoundedHeader.from_dict(header), stream)
