@@ -3,7 +3,7 @@ workers and engines (Ray included, a worker killed mid-run), and memory flat ove
 
 Frames are synthetic turbulent smoke (``neuralvox.sim.turbulence``) written as real .vdb files through the OpenVDB
 binding, so the measured path is the CLI's: read .vdb, code, write .nvox; read .nvox, decode, write .vdb. Memory is
-the peak, over samples every 50 ms, of the summed proportional set size of the command and all its worker processes
+the peak, over samples every 0.2 s, of the summed proportional set size of the command and all its worker processes
 (``neuralvox.bench.memory``). Identity: every payload equal byte for byte and the header equal once the fields that
 record wall time or the date (``created``, ``fit_seconds``) are masked.
 
@@ -80,7 +80,7 @@ def identical(first: Path, second: Path) -> bool:
 
 def value_bytes(archive: Path) -> int:
     with ArchiveReader(archive) as reader:
-        return sum(size for key, size in reader.stream_sizes().items() if "/values" in key)
+        return sum(size for stream, size in reader.stream_sizes().items() if stream.split(".")[0] == "values")
 
 
 def cmd_frames(args: argparse.Namespace) -> None:

@@ -117,6 +117,27 @@ def test_a_region_decodes_only_the_chunks_it_meets(serial: Path, tmp_path: Path,
     assert np.array_equal(written.ijk, part.ijk)
 
 
+def test_a_point_query_decodes_only_the_chunks_it_reads(serial: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_chunks = []
+    real = decoder_module.decode_chunk
+
+    def counting(part, header, stream):
+        decoded_chunks.append(header["voxels"])
+        return real(part, header, stream)
+
+    with open_archive(serial) as archive:
+        number = archive.frames[0]
+        whole = archive.frame(number)["density"]
+        monkeypatch.setattr(decoder_module, "decode_chunk", counting)
+        voxels = whole.ijk[np.all(whole.ijk <= 20, axis=1)][:50]
+        points = whole.index_to_world(voxels.astype(np.float64))
+        sampled = archive.frame(number).sample(points, "density", mode="nearest")
+        header = archive._entry(number)["grids"]["density"]["values"]
+    expected = whole.values[[int(np.flatnonzero(np.all(whole.ijk == v, axis=1))[0]) for v in voxels]]
+    assert np.array_equal(sampled.reshape(-1), expected)
+    assert 0 < len(decoded_chunks) < len(header["chunks"])
+
+
 def test_a_chunk_table_that_disagrees_with_the_topology_is_refused(serial: Path, tmp_path: Path) -> None:
     with ArchiveReader(serial) as reader:
         header = reader.header

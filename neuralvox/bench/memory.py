@@ -51,7 +51,7 @@ class PeakMemory:
     """``with PeakMemory(pid) as peak:`` samples the tree of ``pid`` every ``interval`` seconds; ``peak.bytes`` is the
     largest sample, ``peak.by_phase`` the largest per phase named by ``mark``."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
         self.pid, self.interval = pid, interval
         self.bytes = 0
         self.phase = ""

@@ -142,6 +142,8 @@ class Frame(Mapping[str, SparseGrid]):
             if "constant" in header:
                 constant = np.asarray(header["constant"], dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
+            elif header.get("format") == chunked.FORMAT and grid not in self._grids:
+                self._voxel_decoders[grid] = _ChunkLookup(self.archive, self.number, grid)
             elif header.get("format") in BOUNDED_FORMATS:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
@@ -179,6 +181,35 @@ class _PendingGrid:
 def _inside(ijk: np.ndarray, region: Region) -> np.ndarray:
     low, high = np.asarray(region[0]), np.asarray(region[1])
     return np.all((ijk >= low) & (ijk <= high), axis=1)
+
+
+class _ChunkLookup:
+    """Values (K, channels) of active voxels (K, 3) of a grid coded in chunks, decoding only the chunks they lie in
+    (each once)."""
+
+    def __init__(self, archive: NvoxArchive, number: int, grid: str) -> None:
+        self.archive, self.number, self.grid = archive, number, grid
+        self.ijk = archive.topology(number, grid)
+        self.chunks = archive._chunks(number, grid, self.ijk)
+        self.chunk_of = np.empty(len(self.ijk), np.int64)
+        self.position = np.empty(len(self.ijk), np.int64)
+        for index, rows in enumerate(self.chunks.rows):
+            self.chunk_of[rows] = index
+            self.position[rows] = np.arange(len(rows))
+        self.decoded: dict[int, np.ndarray] = {}
+
+    def __call__(self, voxels: np.ndarray) -> np.ndarray:
+        rows = find_rows(torch.from_numpy(self.ijk), torch.from_numpy(np.asarray(voxels, np.int32))).numpy()
+        needed = sorted(set(np.unique(self.chunk_of[rows]).tolist()) - set(self.decoded))
+        pending = self.archive._submit_chunks(self.number, self.grid, self.ijk, self.chunks, needed)
+        for index, handle in zip(needed, pending, strict=True):
+            values = self.archive.engine.result(handle)
+            self.decoded[index] = values.reshape(len(values), -1)
+        out = np.empty((len(rows), next(iter(self.decoded.values())).shape[1] if self.decoded else 1), np.float32)
+        for index in np.unique(self.chunk_of[rows]).tolist():
+            mine = self.chunk_of[rows] == index
+            out[mine] = self.decoded[index][self.position[rows[mine]]]
+        return out
 
 
 def _lookup(grid: SparseGrid) -> Callable[[np.ndarray], np.ndarray]:
@@ -305,12 +336,12 @@ class NvoxArchive:
 
     def decode_grid(self, number: int, grid: str, region: Region | None = None) -> SparseGrid:
         """Decode one grid of one frame (only its voxels inside ``region``, when given)."""
-        pending = self._submit_bounded(number, grid, region)
-        if pending is not None:
-            try:
+        try:
+            pending = self._submit_bounded(number, grid, region)
+            if pending is not None:
                 return pending.collect(self.engine)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
         info = self._entry(number)["grids"][grid]
         ijk = self.topology(number, grid)
         values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
@@ -338,18 +369,26 @@ class NvoxArchive:
         if header.get("format") not in BOUNDED_FORMATS:
             return None
         ijk = self.topology(number, grid)
+        chunks = self._chunks(number, grid, ijk)
+        wanted = list(range(len(chunks))) if region is None else chunks.touching(*region)
+        handles = self._submit_chunks(number, grid, ijk, chunks, wanted)
+        return _PendingGrid(functools.partial(self._make_grid, number, grid), ijk, chunks, wanted, handles, region)
+
+    def _chunks(self, number: int, grid: str, ijk: np.ndarray) -> Chunks:
+        """The chunks of a bounded grid's decoded voxels, checked against its value header."""
         try:
-            chunks = chunked.chunks_of(ijk, header)
-            wanted = list(range(len(chunks))) if region is None else chunks.touching(*region)
-            streams = chunked.stream_names(header)
-            parts = header["chunks"] if chunked.is_chunked(header) else [header]
-            handles = [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else
-                                                                      chunks.rows[i]),
-                                          parts[i], self.reader.get(payload_key(number, grid, streams[i])))
-                       for i in wanted]
+            return chunked.chunks_of(ijk, self._entry(number)["grids"][grid]["values"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
-        return _PendingGrid(functools.partial(self._make_grid, number, grid), ijk, chunks, wanted, handles, region)
+
+    def _submit_chunks(self, number: int, grid: str, ijk: np.ndarray, chunks: Chunks, wanted: list[int]) -> list[Any]:
+        """The engine's handles of the decoding of chunks ``wanted``."""
+        header = self._entry(number)["grids"][grid]["values"]
+        streams = chunked.stream_names(header)
+        parts = header["chunks"] if chunked.is_chunked(header) else [header]
+        return [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else chunks.rows[i]),
+                                   parts[i], self.reader.get(payload_key(number, grid, streams[i])))
+                for i in wanted]
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""
