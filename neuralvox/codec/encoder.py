@@ -291,13 +291,16 @@ def collect_bounded_values(jobs: ValueJobs, pending: PendingValues) -> EncodedVa
     return EncodedValues(header, streams, stats, [], None, decoded)
 
 
-def _coded_grids(vdb: VdbFile, grids: Sequence[str] | None, path: Path) -> dict[str, SparseGrid]:
-    """The grids of a frame that are coded, checked finite, voxels in canonical order."""
+def _coded_grids(vdb: VdbFile, grids: Sequence[str] | None, path: Path, in_place: bool) -> dict[str, SparseGrid]:
+    """The grids of a frame that are coded, checked finite, voxels in canonical order; ``in_place``: the frame holds
+    the sorted grids instead of the ones read (one copy of a large frame in memory, not two)."""
     coded = {}
     for name, grid in vdb.grids.items():
         if grids is None or name in grids:
             _check_finite(grid, path)
             coded[name] = grid.sorted()
+            if in_place:
+                vdb.grids[name] = coded[name]
     return coded
 
 
@@ -460,7 +463,7 @@ def compress(
         auto_group = _AutoGroup()
         feed = feed_frames(sequence.frames,
                            lambda f: read_frame(f.path, grids, skip_bad_frames, with_velocity=bounds is None),
-                           lambda f, vdb: _coded_grids(vdb, grids, f.path), jobs,
+                           lambda f, vdb: _coded_grids(vdb, grids, f.path, in_place=jobs is not None), jobs,
                            bounds.of if bounds is not None else None)
         for fed in feed:
             frame, vdb = fed.frame, fed.vdb
