@@ -5,12 +5,14 @@
 Makes a synthetic turbulent density frame (a power-law random field thresholded to about 1M active voxels at size
 128, written as a .vdb with OpenVDB), then times, best of ``--repeat``: reading the .vdb (OpenVDB through the
 binding), the bounded encode and the bounded decode of its values (topology excluded from both), at a bound of
-``--bound`` times the value range. Prints one Markdown row.
+``--bound`` times the value range, with the counting context model and with a neural context model (fitted once
+on the frame itself; the fit's time is its own column). Prints one Markdown row per entropy model.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import platform
 import tempfile
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuralvox.codec import arm_fit
 from neuralvox.codec.bounded import decode_bounded, encode_grid
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import read_vdb, write_vdb
@@ -59,17 +62,25 @@ def main() -> None:
         read_seconds, read = best_of(args.repeat, lambda: read_vdb(path))
     grid = read.grids["density"].sorted()
     bound = args.bound * float(grid.values.max() - grid.values.min())
-    encode_seconds, code = best_of(args.repeat, lambda: encode_grid(grid, bound))
-    decode_seconds, decoded = best_of(args.repeat, lambda: decode_bounded(grid.ijk, code.header, code.stream))
-    assert np.array_equal(decoded, code.decoded)
+    start = time.perf_counter()
+    features, codes, _ = arm_fit.training_codes([grid], bound)
+    context = arm_fit.train_context(features, codes, hidden=16)
+    fit_seconds = time.perf_counter() - start
     voxels = grid.voxel_count
     print(f"{datetime.date.today()}, {platform.node()} ({platform.machine()}), size {args.size}, bound "
           f"{args.bound:g} of range, best of {args.repeat}")
-    print("| voxels | bpv (values) | OpenVDB read Mvox/s | encode Mvox/s | decode Mvox/s | decode / OpenVDB read |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {voxels:,} | {8 * len(code.stream) / voxels:.3f} | {voxels / read_seconds / 1e6:.2f} | "
-          f"{voxels / encode_seconds / 1e6:.2f} | {voxels / decode_seconds / 1e6:.2f} | "
-          f"{read_seconds / decode_seconds:.2f}x |")
+    print("| entropy model | voxels | bpv (values) | OpenVDB read Mvox/s | fit s | encode Mvox/s | decode Mvox/s | "
+          "decode / OpenVDB read |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, weights, fit in (("counting", None, 0.0), ("neural (16 wide)", context, fit_seconds)):
+        encode_seconds, code = best_of(args.repeat, lambda weights=weights: encode_grid(grid, bound, weights))
+        header = dataclasses.replace(code.header, context_frame=None if weights is None else 0)
+        decode_seconds, decoded = best_of(args.repeat, lambda header=header, code=code, weights=weights:
+                                          decode_bounded(grid.ijk, header, code.stream, weights))
+        assert np.array_equal(decoded, code.decoded)
+        print(f"| {name} | {voxels:,} | {8 * len(code.stream) / voxels:.3f} | {voxels / read_seconds / 1e6:.2f} | "
+              f"{fit:.1f} | {voxels / encode_seconds / 1e6:.2f} | {voxels / decode_seconds / 1e6:.2f} | "
+              f"{read_seconds / decode_seconds:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ import torch
 import warp as wp
 
 from neuralvox.bench.timing import best_of
+from neuralvox.codec.header import NeuralValueHeader
+from neuralvox.codec.latent_codecs import compress_latents
 from neuralvox.codec.presets import quality_preset
-from neuralvox.codec.values import _encode_latents, decode_values, encode_values, fused_decoder
+from neuralvox.codec.values import decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
-from neuralvox.model.points import lattice_points
+from neuralvox.model.geometry import lattice_points
 from neuralvox.vdb import binding_available, read_vdb, write_vdb
 
 
@@ -52,14 +54,14 @@ def small_blob() -> tuple[np.ndarray, np.ndarray]:
     return np.stack([i[active], j[active], k[active]], axis=1).astype(np.int32), density[active].astype(np.float32)
 
 
-def big_frame_streams(ijk: np.ndarray, header: dict, streams: dict[str, bytes], steps: list[np.ndarray],
-                      seed: int = 0) -> tuple[dict, dict[str, bytes]]:
+def big_frame_streams(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes],
+                      steps: list[np.ndarray], seed: int = 0) -> tuple[NeuralValueHeader, dict[str, bytes]]:
     """The small fit's header and weights with random latents for the lattices of ``ijk``."""
     rng = np.random.default_rng(seed)
     voxels = torch.from_numpy(ijk)
     latents = [rng.laplace(0.0, 3.0, size=(len(lattice_points(voxels, stride)), channels)).round().astype(np.int32)
-               for stride, channels in header["levels"]]
-    return {**header, "voxels": len(ijk)}, {**streams, "latents": _encode_latents(latents, steps)}
+               for stride, channels in header.model.levels]
+    return dataclasses.replace(header, voxels=len(ijk)), {**streams, "latents": compress_latents(latents, steps)}
 
 
 def main() -> None:
@@ -78,8 +80,9 @@ def main() -> None:
     print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
           f"torch threads), date: {datetime.date.today()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"model: quality {args.quality}: levels {header['levels']}, hidden {header['hidden']}, frequencies "
-          f"{header['frequencies']}, {header['activation']}")
+    model = header.model
+    print(f"model: quality {args.quality}: levels {[list(level) for level in model.levels]}, hidden "
+          f"{list(model.hidden)}, frequencies {model.frequencies}, {model.activation}")
     print("| device | active voxels | decoder | seconds | Mvox/s |")
     print("|---|---:|---|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 from neuralvox.bench.memory import PeakMemory
+from neuralvox.codec.chunked import chunk_headers
+from neuralvox.codec.decoder import open_archive
 from neuralvox.container import ArchiveReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,8 +112,8 @@ def cmd_codec(args: argparse.Namespace) -> None:
             decoded = args.out / f"decoded.w{workers}"
             d_seconds, d_peak, _ = measured([*CLI, "decompress", str(archive), "-o", str(decoded),
                                              "--workers", str(workers), "--quiet", "--force"])
-            with ArchiveReader(archive) as reader:
-                chunks = len(reader.header["frames"][0]["grids"]["density"]["values"].get("chunks", [None]))
+            with open_archive(archive) as opened:
+                chunks = len(chunk_headers(opened.entry(opened.frames[0]).grids["density"].values))
             record("codec", source=source.name, voxels=voxels, workers=workers, chunks=chunks,
                    archive_bytes=archive.stat().st_size, value_bytes=value_bytes(archive),
                    compress_s=round(seconds, 1), compress_mvox_s=round(voxels / seconds / 1e6, 2),

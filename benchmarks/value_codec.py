@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuralvox.codec import encode_values, resolve_device
+from neuralvox.codec.values import encode_values
+from neuralvox.device import resolve_device
 
 BLENDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42"
 
@@ -55,7 +56,7 @@ def row(label: str, ijk: np.ndarray, values: np.ndarray, grid_class: str, qualit
     voxels = len(values)
     latent_bytes = len(encoded.streams.get("latents", b""))
     weight_bytes = len(encoded.streams.get("weights", b""))
-    header_bytes = len(json.dumps(encoded.header, separators=(",", ":")))
+    header_bytes = len(json.dumps(encoded.header.to_json(), separators=(",", ":")))
     total = latent_bytes + weight_bytes + header_bytes
     stats = encoded.stats
     cells = [label, f"{voxels}", quality + (" (shared)" if shared is not None else ""), f"{stats.psnr:.2f}",

@@ -12,18 +12,21 @@ from typing import Any
 
 from neuralvox.atomic import OutputExistsError, atomic_output
 from neuralvox.codec.chunks import CHUNK_VOXELS
-from neuralvox.codec.decoder import decompress, open_archive
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, DEFAULT_GOP, CompressReport, compress
-from neuralvox.codec.schema import check_header, check_summary
-from neuralvox.container import ArchiveError, ArchiveReader
+from neuralvox.codec.decoder import ArchiveInfo, decompress, open_archive
+from neuralvox.codec.encoder import CONTEXT_MODELS, compress
+from neuralvox.codec.groups import DEFAULT_GOP
+from neuralvox.codec.header import GridReport
+from neuralvox.codec.report import CompressReport
+from neuralvox.container import ArchiveError
 from neuralvox.grid import GridError
 from neuralvox.parallel import EngineError
 from neuralvox.render import AXES, render_comparison_png, render_grid_png
+from neuralvox.runtime import MissingExtraError, require
 from neuralvox.sequence import SequenceError, discover
 from neuralvox.vdb import VdbError, grid_stats, read_vdb
 
 USER_ERRORS: tuple[type[Exception], ...] = (VdbError, SequenceError, GridError, ArchiveError, ValueError, OSError,
-                                            KeyError, EngineError)
+                                            KeyError, MissingExtraError, EngineError)
 
 
 class UsageError(Exception):
@@ -101,30 +104,30 @@ def print_vdb_info(info: dict[str, Any]) -> None:
             print(f"warning: grid {name}: {error}", file=sys.stderr)
 
 
-def archive_info(path: str) -> dict[str, Any]:
+def archive_info(path: str) -> ArchiveInfo:
     """Frames, grids, bytes per stream, ratio and recorded errors of a .nvox archive (from its header)."""
-    with ArchiveReader(path) as reader:
-        header = reader.header
-        check_header(Path(path), header, {key: reader.nbytes(key) for key in reader}, ARCHIVE_FORMAT)
-        check_summary(Path(path), header)
-        streams = reader.stream_sizes()
-        size = reader.file_size
-    numbers = [f["number"] for f in header["frames"]]
-    return {"archive": path, "bytes": size, "frames": numbers, "codec": header["codec"], "stream_bytes": streams,
-            "grids": header["report"], "skipped": header["skipped"]}
+    with open_archive(path, device="cpu") as archive:
+        return archive.info()
 
 
-def print_archive_info(info: dict[str, Any]) -> None:
-    numbers = [n for n in info["frames"] if n is not None]
+def archive_info_json(info: ArchiveInfo) -> dict[str, Any]:
+    summary = info.summary
+    return {"archive": str(info.path), "bytes": info.bytes, "frames": info.frames, "codec": summary.codec.to_json(),
+            "stream_bytes": info.stream_bytes, "grids": [g.to_dict() for g in summary.report],
+            "skipped": dict(summary.skipped)}
+
+
+def print_archive_info(info: ArchiveInfo) -> None:
+    numbers = [n for n in info.frames if n is not None]
     span = f"{numbers[0]}-{numbers[-1]}" if numbers else "-"
-    codec = info["codec"]
-    quality = codec.get("target") or f"neural base alone, quality {codec['quality']}, gop {codec['gop']}"
-    print(f"{info['archive']}: {len(info['frames'])} frames ({span}), {human_bytes(info['bytes'])} "
-          f"({archive_bpv(info['bytes'], info['grids']):.3f} bits per active voxel, headers included); "
-          f"{quality}; encoded on {codec['device']}")
-    print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info["stream_bytes"].items()))
-    print(format_table(*report_table(info["grids"])))
-    for name, reason in info["skipped"].items():
+    codec, report = info.summary.codec, info.summary.report
+    quality = codec.target or f"neural base alone, quality {codec.quality}, gop {codec.gop}"
+    print(f"{info.path}: {len(info.frames)} frames ({span}), {human_bytes(info.bytes)} "
+          f"({archive_bpv(info.bytes, report):.3f} bits per active voxel, headers included); "
+          f"{quality}; encoded on {codec.device}")
+    print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info.stream_bytes.items()))
+    print(format_table(*report_table(report)))
+    for name, reason in info.summary.skipped.items():
         print(f"not stored: {name} ({reason})")
 
 
@@ -132,42 +135,37 @@ STREAM_COLUMNS = {"topology": "topo", "values": "values", "latents": "key latent
                   "motion": "motion", "residual": "residual"}
 
 
-def report_table(grids: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+def report_table(grids: Sequence[GridReport]) -> tuple[list[str], list[list[Any]]]:
     """The per-grid closing table: ratio vs source, bits per voxel and its split over the streams the grids have
     (topology, bounded values, or the neural base's keyframe latents, decoder weights, motion and predicted frames'
     residuals), the error bound, errors, flicker ratio, coding time."""
-    streams = [s for s in STREAM_COLUMNS if any(g["stream_bytes"].get(s) for g in grids)]
+    streams = [s for s in STREAM_COLUMNS if any(g.stream_bytes.get(s) for g in grids)]
     header = ["grid", "frames", "voxels", "source", "coded", "ratio", "bpv", *(STREAM_COLUMNS[s] for s in streams),
               "bound", "PSNR dB", "RMSE", "max err", "flicker", "code s"]
     rows = []
     for g in grids:
-        voxels = max(g["voxels"], 1)
-        split = {k: 8 * v / voxels for k, v in g["stream_bytes"].items()}
-        flicker = "-" if g["flicker"] is None else f"{g['flicker']:.2f}"
-        bound = "-" if g.get("bound") is None else f"{g['bound']:.2e}"
-        rows.append([g["name"], g["frames"], f"{g['voxels']:,}", human_bytes(g["source_bytes"]),
-                     human_bytes(g["coded_bytes"]), f"{g['ratio']:.1f}x", f"{g['bpv']:.3f}",
-                     *(f"{split.get(stream, 0):.3f}" for stream in streams), bound, f"{g['psnr']:.1f}",
-                     f"{g['rmse']:.2e}", f"{g['max_abs_error']:.2e}", flicker, f"{g['fit_seconds']:.1f}"])
+        voxels = max(g.voxels, 1)
+        split = {k: 8 * v / voxels for k, v in g.stream_bytes.items()}
+        flicker = "-" if g.flicker is None else f"{g.flicker:.2f}"
+        bound = "-" if g.bound is None else f"{g.bound:.2e}"
+        rows.append([g.name, g.frames, f"{g.voxels:,}", human_bytes(g.source_bytes), human_bytes(g.coded_bytes),
+                     f"{g.ratio:.1f}x", f"{g.bpv:.3f}", *(f"{split.get(stream, 0):.3f}" for stream in streams), bound,
+                     f"{g.psnr:.1f}", f"{g.rmse:.2e}", f"{g.max_abs_error:.2e}", flicker, f"{g.fit_seconds:.1f}"])
     return header, rows
 
 
-def archive_bpv(archive_bytes: int, grids: Sequence[dict[str, Any]]) -> float:
+def archive_bpv(archive_bytes: int, grids: Sequence[GridReport]) -> float:
     """Bits per coded active voxel of the whole archive file, headers included."""
-    return 8 * archive_bytes / max(sum(g["voxels"] for g in grids), 1)
+    return 8 * archive_bytes / max(sum(g.voxels for g in grids), 1)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     if len(args.paths) == 1 and args.paths[0].endswith(".nvox"):
-        info = archive_info(args.paths[0])
-        printer = print_archive_info
-    else:
-        info = vdb_sequence_info(args.paths)
-        printer = print_vdb_info
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        printer(info)
+        archive = archive_info(args.paths[0])
+        print(json.dumps(archive_info_json(archive), indent=2)) if args.json else print_archive_info(archive)
+        return
+    info = vdb_sequence_info(args.paths)
+    print(json.dumps(info, indent=2)) if args.json else print_vdb_info(info)
 
 
 # ------------------------------------------------------------------------------------------ compress / decompress
@@ -198,10 +196,10 @@ def voxel_box(text: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
 
 
 def print_compress_report(report: CompressReport) -> None:
-    print(format_table(*report_table([g.to_dict() for g in report.grids])))
+    print(format_table(*report_table(report.grids)))
     total_ratio = report.coded_source_bytes / report.archive_bytes if report.archive_bytes else 0.0
     print(f"{report.archive}: {human_bytes(report.archive_bytes)} "
-          f"({archive_bpv(report.archive_bytes, [g.to_dict() for g in report.grids]):.3f} bits per active voxel, "
+          f"({archive_bpv(report.archive_bytes, report.grids):.3f} bits per active voxel, "
           f"headers included); coded grids in the source "
           f"{human_bytes(report.coded_source_bytes)} ({total_ratio:.1f}x); whole source files "
           f"{human_bytes(report.source_file_bytes)}; {report.seconds:.1f} s")
@@ -214,8 +212,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
                       max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
                       gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet,
-                      skip_bad_frames=args.skip_bad_frames, workers=args.workers, ray=args.ray,
-                      chunk_voxels=args.chunk_voxels)
+                      skip_bad_frames=args.skip_bad_frames, context_model=args.context_model,
+                      workers=args.workers, ray=args.ray, chunk_voxels=args.chunk_voxels)
     print_compress_report(report)
     if new_folder:
         print(f"created the folder {args.output.parent}")
@@ -231,6 +229,8 @@ def cmd_decompress(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> None:
+    for module in ("zfpy", "zstandard", "matplotlib"):
+        require(module, "bench", "neuralvox bench")
     from neuralvox.bench import METHODS, plot, run_bench
 
     methods = split_names(args.methods)
@@ -327,12 +327,19 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralvox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_info, _add_compress, _add_decompress, _add_bench, _add_render, _add_sim, _add_demo):
+        add(commands)
+    return parser
 
+
+def _add_info(commands: Any) -> None:
     info = commands.add_parser("info", help="describe .vdb frames or a .nvox archive")
     info.add_argument("paths", nargs="+", help="one .nvox archive, or .vdb files, folders or globs of one sequence")
     info.add_argument("--json", action="store_true", help="print JSON for scripts")
     info.set_defaults(run=cmd_info)
 
+
+def _add_compress(commands: Any) -> None:
     comp = commands.add_parser("compress", help="compress a .vdb sequence into one .nvox archive")
     comp.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
     comp.add_argument("-o", "--output", type=Path, required=True, help="the .nvox archive to write")
@@ -346,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--psnr", type=float, help="target PSNR in dB: the bound is searched to land within 0.5 dB")
     comp.add_argument("--base-only", action="store_true",
                       help="code values with the neural base alone (no error bound, no guarantee)")
+    comp.add_argument("--context-model", choices=CONTEXT_MODELS, default="auto",
+                      help="entropy model of the bounded codes: auto (a neural context model fitted to the sequence "
+                           "where it saves bits, else counting contexts) or counting (faster encode)")
     comp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     comp.add_argument("--gop", default=DEFAULT_GOP,
                       help="with --base-only: frames per group (keyframe + predicted frames): a number, or auto "
@@ -366,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)
 
+
+def _add_decompress(commands: Any) -> None:
     decomp = commands.add_parser("decompress", help="write the frames of a .nvox archive as .vdb files")
     decomp.add_argument("archive", help="the .nvox archive")
     decomp.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
@@ -386,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
 
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="rate-distortion of neuralvox against classic baselines")
     bench.add_argument("paths", nargs="+", help=".vdb files, folders or glob patterns of one sequence")
     bench.add_argument("--grids", help="comma-separated grid names (default: every float/vector grid)")
@@ -398,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(run=cmd_bench)
 
+
+def _add_render(commands: Any) -> None:
     render = commands.add_parser("render", help="PNG of a decoded grid, or original | decoded | error")
     render.add_argument("archive", help="the .nvox archive")
     render.add_argument("--frame", type=int, required=True, help="frame number")
@@ -408,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--force", action="store_true", help="overwrite an existing image")
     render.set_defaults(run=cmd_render)
 
+
+def _add_sim(commands: Any) -> None:
     simulate = commands.add_parser("sim", help="simulate a fluid scenario and write .vdb frames")
     simulate.add_argument("scenario", help="plume, plumes or liquid")
     simulate.add_argument("-o", "--output", type=Path, required=True, help="folder for the frames")
@@ -419,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--force", action="store_true", help="overwrite existing frames")
     simulate.set_defaults(run=cmd_sim)
 
+
+def _add_demo(commands: Any) -> None:
     demo = commands.add_parser("demo", help="the main job on the embedded default sim")
     demo.add_argument("-o", "--output", type=Path, default=DEMO_DIR, help="working folder (default: demo/)")
     demo.add_argument("--res", type=int, default=40, help="cells across the domain width")
@@ -427,8 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quality", choices=["low", "medium", "high"], default="medium")
     demo.add_argument("--device", default="auto")
     demo.set_defaults(run=cmd_demo)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `neuralvox` command; returns the exit code (2 for bad input)."""

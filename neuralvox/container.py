@@ -37,6 +37,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 1.8 file format, readable by every h5py; small metadata blocks keep the file overhead low.
 _FILE_OPTIONS: dict[str, Any] = {"libver": ("v108", "v108"), "meta_block_size": 64}
 _COPY_BLOCK_BYTES = 16 << 20
+_COMPACT_BYTES = 60_000  # a table of contents this small lives inside its object header: 200 bytes less
 # The table of contents inflates to at most this many bytes per compressed byte, and never past _MAX_TOC_BYTES:
 # a real one compresses about 10:1, a zlib bomb 1000:1.
 _TOC_INFLATION = 64
@@ -131,13 +132,24 @@ class ArchiveWriter:
         with h5py.File(self._temporary, "w", **_FILE_OPTIONS) as file:
             file.attrs["format"] = np.bytes_(FORMAT)  # fixed-length: a variable-length string costs a 4 kB heap
             file.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            toc_dataset = file.create_dataset("toc", data=np.frombuffer(toc, np.uint8))
+            toc_dataset = _create_bytes(file, "toc", len(toc))
+            toc_dataset[:] = np.frombuffer(toc, np.uint8)
             toc_dataset.attrs["crc32"] = np.uint32(zlib.crc32(toc))
-            payloads = file.create_dataset("payloads", shape=(total,), dtype=np.uint8)
+            payloads = file.create_dataset("payloads", shape=(total,), dtype=np.uint8)  # contiguous: file_offset
             self._spool.seek(0)
             for start in range(0, total, _COPY_BLOCK_BYTES):
                 block = np.frombuffer(self._spool.read(_COPY_BLOCK_BYTES), np.uint8)
                 payloads[start : start + block.size] = block
+
+
+def _create_bytes(file: h5py.File, name: str, size: int) -> h5py.Dataset:
+    """A uint8 dataset of ``size`` bytes, in compact layout when small (HDF5 readers read it as any other)."""
+    if not 0 < size <= _COMPACT_BYTES:
+        return file.create_dataset(name, shape=(size,), dtype=np.uint8)
+    properties = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    properties.set_layout(h5py.h5d.COMPACT)
+    h5py.h5d.create(file.id, name.encode(), h5py.h5t.NATIVE_UINT8, h5py.h5s.create_simple((size,)), dcpl=properties)
+    return file[name]
 
 
 class ArchiveReader:
@@ -152,8 +164,8 @@ class ArchiveReader:
         self.reads: list[str] = []
         self._file = _open_hdf5(self.path)
         try:
-            self.header, self._table = self._read_toc()
             self._payloads = self._dataset("payloads")
+            self.header, self._table = self._read_toc()
             listed = sum(size for _, size, _ in self._table.values())
             if self._payloads.size != listed:
                 raise ArchiveError(f"{self.path}: payload data holds {self._payloads.size} bytes, table lists {listed}")

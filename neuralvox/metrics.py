@@ -1,4 +1,4 @@
-"""Error and rate metrics shared by compress, bench and tests (DESIGN.md §6): PSNR, RMSE, max error, bpv, flicker."""
+"""Error and rate metrics shared by compress, bench and tests (docs/design.md, "Measurement words")."""
 
 from __future__ import annotations
 

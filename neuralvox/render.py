@@ -10,6 +10,7 @@ import numpy as np
 
 from neuralvox.atomic import atomic_output
 from neuralvox.grid import SparseGrid
+from neuralvox.runtime import require
 
 AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -57,10 +58,7 @@ def _union_bbox(grids: Sequence[SparseGrid]) -> tuple[np.ndarray, np.ndarray]:
 def render_grid_png(path: str | os.PathLike, grid: SparseGrid, *, axis: str = "z", title: str | None = None,
                     force: bool = False) -> Path:
     """One grid as a PNG: absorption projection for fog volumes, |value| max projection otherwise."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     bbox = _union_bbox([grid])
     fig, ax = plt.subplots(figsize=(4, 4), dpi=120)
@@ -73,10 +71,7 @@ def render_grid_png(path: str | os.PathLike, grid: SparseGrid, *, axis: str = "z
 def render_comparison_png(path: str | os.PathLike, original: SparseGrid, decoded: SparseGrid, *, axis: str = "z",
                           title: str = "", force: bool = False) -> Path:
     """original | decoded | per-voxel max |error| heat map, side by side, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     original, decoded = original.sorted(), decoded.sorted()
     if not np.array_equal(original.ijk, decoded.ijk):
@@ -114,8 +109,14 @@ def _draw(ax, grid: SparseGrid, bbox, axis: str, scale: float) -> None:
     ax.set_yticks([])
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (the ``sim`` extra provides matplotlib)."""
+    require("matplotlib", "sim", "rendering a PNG").use("Agg")
+    return require("matplotlib.pyplot", "sim", "rendering a PNG")
+
+
 def _save(fig, path: Path, force: bool) -> Path:
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     with atomic_output(path, force=force) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")

@@ -24,7 +24,8 @@ class VdbError(Exception):
     """A .vdb file cannot be read or written; the message names the file and the problem."""
 
 
-def _binding():
+def binding():
+    """The compiled OpenVDB binding (neuralvox._vdb); VdbError when it is not built."""
     try:
         from neuralvox import _vdb
     except ImportError as exc:  # the codec and kernels run without it, e.g. on a GPU box with no libopenvdb
@@ -37,7 +38,7 @@ def _binding():
 def binding_available() -> bool:
     """True when the compiled OpenVDB binding imports."""
     try:
-        _binding()
+        binding()
     except VdbError:
         return False
     return True
@@ -86,7 +87,7 @@ def list_grids(path: str | os.PathLike) -> list[GridInfo]:
     """Names, value types and classes of every grid in a file, from its header alone."""
     path = _checked_input(path)
     try:
-        rows = _binding().list_grids(str(path))
+        rows = binding().list_grids(str(path))
     except (RuntimeError, ValueError, OSError) as exc:
         raise VdbError(f"{path}: {exc}") from None
     return [GridInfo(name, vtype, gclass, vtype in VALUE_TYPES) for name, vtype, gclass in rows]
@@ -112,7 +113,7 @@ def read_vdb(
     wanted = None if grids is None else list(grids)
     limit = default_max_voxels(path) if max_voxels is None else max_voxels
     try:
-        raw_grids, file_meta, file_meta_types, skipped = _binding().read(str(path), wanted, voxelize_tiles, limit)
+        raw_grids, file_meta, file_meta_types, skipped = binding().read(str(path), wanted, voxelize_tiles, limit)
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
         raise VdbError(f"{path}: {exc}") from None
     if wanted is not None:
@@ -164,16 +165,17 @@ def write_vdb(
         raise VdbError(f"{path}: grid names repeat: {names}")
     for grid in grids:
         grid.validate()
-    raw = [_grid_to_raw(g) for g in grids]
+    raw = [grid_to_raw(g) for g in grids]
     with atomic_output(path, force=force) as tmp:
         try:
-            _binding().write(str(tmp), raw, dict(metadata or {}), dict(metadata_types or {}), compression)
+            binding().write(str(tmp), raw, dict(metadata or {}), dict(metadata_types or {}), compression)
         except (RuntimeError, ValueError, OSError, TypeError) as exc:
             raise VdbError(f"{path}: {exc}") from None
     return path
 
 
-def _grid_to_raw(grid: SparseGrid) -> dict[str, Any]:
+def grid_to_raw(grid: SparseGrid) -> dict[str, Any]:
+    """A grid in the form the binding takes: contiguous arrays, the background as float or 3 floats."""
     background = grid.background
     if grid.is_vector:
         background = tuple(float(v) for v in np.broadcast_to(np.asarray(background, dtype=np.float64), (3,)))
@@ -201,7 +203,7 @@ def write_nvdb(path: str | os.PathLike, grid: SparseGrid, *, force: bool = False
         raise VdbError(f"{path}: NanoVDB export takes float grids; '{grid.name}' is {grid.value_type}")
     with atomic_output(path, force=force) as tmp:
         try:
-            _binding().write_nvdb(str(tmp), _grid_to_raw(grid))
+            binding().write_nvdb(str(tmp), grid_to_raw(grid))
         except (RuntimeError, ValueError, OSError) as exc:
             raise VdbError(f"{path}: {exc}") from None
     return path
@@ -213,7 +215,7 @@ def grid_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
     class, type, voxel size, half-float flag and bytes on disk; a grid OpenVDB cannot decode carries an "error"."""
     path = _checked_input(path)
     try:
-        return [dict(row) for row in _binding().grid_stats(str(path))]
+        return [dict(row) for row in binding().grid_stats(str(path))]
     except (RuntimeError, ValueError, OSError) as exc:
         raise VdbError(f"{path}: {exc}") from None
 
@@ -222,6 +224,6 @@ def grid_bytes(path: str | os.PathLike) -> dict[str, int]:
     """Bytes each grid occupies in the file as stored (its share of the user's disk), read from the header alone."""
     path = _checked_input(path)
     try:
-        return dict(_binding().grid_bytes(str(path)))
+        return dict(binding().grid_bytes(str(path)))
     except (RuntimeError, ValueError, OSError) as exc:
         raise VdbError(f"{path}: {exc}") from None

@@ -1,17 +1,80 @@
-"""Shared test helpers."""
+"""Shared test helpers: data paths, the blob generators the test files share, markers, Warp volume lookups."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import warp as wp
 
+ROOT = Path(__file__).resolve().parents[1]
+BLENDER = ROOT.parent / "shared" / "data" / "blender_smoke_c42"  # 10 real Blender smoke frames, when beside us
+BLENDER_FRAMES = sorted(BLENDER.glob("fluid_data_*.vdb"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+needs_blender = pytest.mark.skipif(not BLENDER_FRAMES, reason="shared Blender cache not beside this checkout")
 
+
+# ------------------------------------------------------------------------------------------- generators
+def soft_blob(axis: np.ndarray, centre: tuple[float, float, float], spread: float,
+              ripple: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian blob with a ripple on the block ``axis``^3, thresholded at 0.05: voxels (N, 3) int32 in canonical
+    order and float32 values ``exp(-r^2 / spread) * (1 + a sin(fi i + phase) cos(fj j))``, ripple = (a, fi, phase,
+    fj)."""
+    i, j, k = np.meshgrid(axis, axis, axis, indexing="ij")
+    r2 = (i - centre[0]) ** 2 + (j - centre[1]) ** 2 + (k - centre[2]) ** 2
+    amplitude, fi, phase, fj = ripple
+    density = np.exp(-r2 / spread) * (1 + amplitude * np.sin(fi * i + phase) * np.cos(fj * j))
+    active = density > 0.05
+    return np.stack([i[active], j[active], k[active]], axis=1).astype(np.int32), density[active].astype(np.float32)
+
+
+def radial_blob(shift: float, size: int = 32, radius: float = 7.0) -> tuple[np.ndarray, np.ndarray]:
+    """A soft blob with inner structure that moves with it, centred ``shift`` voxels along i from (12, 16, 16)."""
+    grid = np.mgrid[0:size, 0:size, 0:size].reshape(3, -1).T
+    local = grid - np.array([12.0 + shift, 16.0, 16.0])
+    value = np.exp(-(np.linalg.norm(local, axis=1) / radius) ** 2) * (1 + 0.3 * np.sin(local[:, 0] / 1.7))
+    keep = value > 0.05
+    return grid[keep].astype(np.int32), value[keep].astype(np.float32)
+
+
+def gaussian_pair(size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A thresholded sum of two random Gaussians on a ``size``^3 block, shifted off the origin: (ijk, values)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1).astype(np.float32)
+    values = np.zeros((size,) * 3, dtype=np.float32)
+    for _ in range(2):
+        centre = rng.uniform(0.3 * size, 0.7 * size, 3)
+        values += np.exp(-((grid - centre) ** 2).sum(-1) / (2 * (0.2 * size) ** 2))
+    ijk = np.argwhere(values > 0.05).astype(np.int32)
+    return ijk + np.array([-7, 100, 3], dtype=np.int32), values[tuple(ijk.T)].astype(np.float32)
+
+
+def ball_cells(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """All cells of a cube around the origin and their distances to it (voxel sets are carved from these)."""
+    axis = np.arange(-radius, radius + 1)
+    cells = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    return cells, np.linalg.norm(cells, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip cleanly where torch sees no CUDA GPU."""
+    cuda_items = [item for item in items if "cuda" in item.keywords]
+    if not cuda_items:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+        for item in cuda_items:
+            item.add_marker(skip)
+
+
+# ------------------------------------------------------------------------------------------ Warp lookups
 def lookup_volume(volume: wp.Volume, ijk: np.ndarray, dtype: type) -> np.ndarray:
     """The values a Warp kernel reads from ``volume`` at voxels ``ijk``."""
-
     @wp.kernel(enable_backward=False, module="unique")
     def lookup(volume: wp.uint64, ijk: wp.array(dtype=wp.vec3i), out: wp.array(dtype=dtype)):
         tid = wp.tid()

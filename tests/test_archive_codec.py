@@ -8,28 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import soft_blob
 
 import neuralvox
 from neuralvox.cli import main
-from neuralvox.codec.encoder import compress, payload_key
+from neuralvox.codec.encoder import compress
+from neuralvox.codec.header import payload_key
 from neuralvox.container import ArchiveError, ArchiveReader
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import error_stats
 from neuralvox.vdb import read_vdb, write_vdb
+
+pytestmark = pytest.mark.slow  # fits the neural base over sequences of frames
 
 FRAMES = 4
 
 
 def blob_frame(t: int) -> list[SparseGrid]:
     """A soft moving blob: density (fog volume, half float) and a vec3s velocity on the same voxels."""
-    axis = np.arange(24)
-    i, j, k = np.meshgrid(axis, axis, axis, indexing="ij")
-    centre = np.array([10 + t, 12, 11 - 0.5 * t])
-    r2 = (i - centre[0]) ** 2 + (j - centre[1]) ** 2 + (k - centre[2]) ** 2
-    density = np.exp(-r2 / 30.0) * (1 + 0.2 * np.sin(0.7 * i + 0.3 * t) * np.cos(0.5 * j))
-    active = density > 0.05
-    ijk = np.stack([i[active], j[active], k[active]], axis=1).astype(np.int32)
-    values = density[active].astype(np.float32)
+    ijk, values = soft_blob(np.arange(24), (10 + t, 12, 11 - 0.5 * t), 30.0, (0.2, 0.7, 0.3 * t, 0.5))
     velocity = np.stack([np.sin(0.2 * ijk[:, 1]), np.cos(0.2 * ijk[:, 0]), 0.1 * ijk[:, 2] / 24], axis=1)
     transform = np.diag([0.05, 0.05, 0.05, 1.0])
     transform[3, :3] = [-0.6, 0.0, -0.6]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import soft_blob
 
 from neuralvox.bench import BASELINE_METHODS, NEURALVOX, baselines, bpv_at_psnr, compare_at_psnr, plot, run_bench
 from neuralvox.bench.baselines import code_topology
@@ -21,13 +22,8 @@ TOLERANCES = (1e-2, 1e-3)
 
 def blob_frame(t: int) -> list[SparseGrid]:
     """A moving soft blob (float density, values not representable in half) and a vec3s velocity on its voxels."""
-    axis = np.arange(18)
-    i, j, k = np.meshgrid(axis, axis, axis, indexing="ij")
-    r2 = (i - 8 - t) ** 2 + (j - 9) ** 2 + (k - 8) ** 2
-    density = np.exp(-r2 / 20.0) * (1 + 0.3 * np.sin(0.9 * i + t) * np.cos(0.7 * j))
-    active = density > 0.05
-    ijk = np.stack([i[active], j[active], k[active]], axis=1).astype(np.int32) - 4  # negative coordinates too
-    values = density[active].astype(np.float32)
+    ijk, values = soft_blob(np.arange(18), (8 + t, 9, 8), 20.0, (0.3, 0.9, t, 0.7))
+    ijk = ijk - 4  # negative coordinates too
     velocity = np.stack([np.sin(0.3 * ijk[:, 1]), np.cos(0.2 * ijk[:, 0]), 0.05 * ijk[:, 2]], axis=1)
     return [SparseGrid(name="density", ijk=ijk, values=values, grid_class="fog volume"),
             SparseGrid(name="velocity", ijk=ijk, values=velocity.astype(np.float32), value_type="vec3s",
@@ -110,6 +106,7 @@ def test_bpv_at_psnr_interpolates_log_bpv_along_the_pareto_front() -> None:
     assert "no match" in compare_at_psnr((0.5, 20.0), [(1.0, 30.0), (2.0, 32.0)]).verdict
 
 
+@pytest.mark.slow
 def test_run_bench_tables_every_method_and_plots(frames: list[Path], tmp_path: Path) -> None:
     result = run_bench(frames, methods=[*BASELINE_METHODS, NEURALVOX], qualities=("low",), device="cpu",
                        progress=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BLENDER, needs_blender
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,8 +20,6 @@ from neuralvox.codec.interpolation import plan_levels
 from neuralvox.codec.quality import Bound, parse_max_error, quality_target
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import read_vdb, write_vdb
-
-BLENDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42"
 
 
 def random_grid(seed: int, box: int, fill: float, scale: float, channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +179,7 @@ def test_level_set_bound_in_voxels_holds_after_decode_and_in_warp(tmp_path: Path
             assert np.array_equal(warp_lookup(volume, decoded.ijk, float), decoded.values)
 
 
-@pytest.mark.skipif(not BLENDER.is_dir(), reason="shared Blender smoke cache not beside this checkout")
+@needs_blender
 @pytest.mark.parametrize("fraction", [1e-2, 1e-3, 1e-4])
 def test_real_blender_frames_within_three_bounds(tmp_path: Path, fraction: float) -> None:
     frames = sorted(BLENDER.glob("*.vdb"))[4:7]
@@ -195,7 +194,7 @@ def test_real_blender_frames_within_three_bounds(tmp_path: Path, fraction: float
             assert np.max(np.abs(decoded.values.astype(np.float64) - original.values)) <= bound
 
 
-@pytest.mark.skipif(not BLENDER.is_dir(), reason="shared Blender smoke cache not beside this checkout")
+@needs_blender
 def test_psnr_40_on_the_blender_cache_lands_within_half_a_db(tmp_path: Path) -> None:
     report = compress([str(BLENDER)], tmp_path / "c42.nvox", grids=["density"], psnr=40, device="cpu",
                       progress=False)

@@ -66,13 +66,13 @@ def _code(grid: SparseGrid, limits: ChunkLimits, bound: float):
 def test_one_chunk_codes_exactly_as_the_bounded_codec(smoke: SparseGrid) -> None:
     _, (header, streams, decoded) = _code(smoke, ChunkLimits(), 1e-3)
     reference = bounded.encode_grid(smoke, 1e-3)
-    assert header == reference.header.to_dict() and streams == {"values": reference.stream}
+    assert header == reference.header and streams == {"values": reference.stream}
     assert np.array_equal(decoded, reference.decoded)
 
 
 def test_chunks_decode_alone_within_the_bound(smoke: SparseGrid) -> None:
     chunks, (header, streams, decoded) = _code(smoke, SMALL, 1e-3)
-    assert header["format"] == chunked.FORMAT and sorted(streams) == sorted(chunked.stream_names(header))
+    assert header.to_dict()["format"] == chunked.FORMAT and sorted(streams) == sorted(chunked.stream_names(header))
     assert np.abs(decoded - smoke.values).max() <= 1e-3
     found = chunked.chunks_of(smoke.ijk, header)
     for index in reversed(range(len(found))):  # any chunk alone, in any order
@@ -85,17 +85,21 @@ def test_a_vector_grid_codes_in_chunks() -> None:
     values = np.stack([base.values, -base.values, 2 * base.values], axis=1)
     grid = SparseGrid(name="vel", ijk=base.ijk, values=values, value_type="vec3s", background=(0.0, 0.0, 0.0))
     _, (header, _, decoded) = _code(grid, ChunkLimits(4000, 1 << 22, 3), 0.01)
-    assert len(header["chunks"]) > 1 and decoded.shape == values.shape
+    assert len(header.chunks) > 1 and decoded.shape == values.shape
     assert np.abs(decoded - values).max() <= 0.01
 
 
 def test_a_header_that_disagrees_with_the_topology_is_refused(smoke: SparseGrid) -> None:
-    _, (header, _, _) = _code(smoke, SMALL, 1e-3)
+    _, (typed, _, _) = _code(smoke, SMALL, 1e-3)
+    header = typed.to_dict()
+    parse = chunked.ChunkedHeader.from_dict
     with pytest.raises(ValueError, match="chunks"):
-        chunked.chunks_of(smoke.ijk, {**header, "chunks": header["chunks"][:-1]})
+        chunked.chunks_of(smoke.ijk, parse({**header, "chunks": header["chunks"][:-1]}))
     with pytest.raises(ValueError, match="voxels"):
-        chunked.chunks_of(smoke.ijk[:-1], header)
+        chunked.chunks_of(smoke.ijk[:-1], typed)
     with pytest.raises(ValueError, match="max_voxels"):
-        chunked.chunks_of(smoke.ijk, {**header, "max_voxels": -4})
+        chunked.chunks_of(smoke.ijk, parse({**header, "max_voxels": -4}))
     with pytest.raises(ValueError, match="chunks"):
-        chunked.chunks_of(smoke.ijk, {**header, "chunks": "many"})
+        chunked.chunks_of(smoke.ijk, parse({**header, "chunks": "many"}))
+    with pytest.raises(ValueError, match="context frames"):
+        parse({**header, "chunks": [{**header["chunks"][0], "context_frame": 3}, *header["chunks"][1:]]})

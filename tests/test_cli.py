@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BLENDER, needs_blender
 
 from neuralvox.cli import main
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import grid_stats, write_vdb
-
-BLENDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42"
 
 
 def tiny_sequence(folder: Path, frames: int = 3) -> Path:
@@ -35,7 +34,7 @@ def test_info_json_reports_counts_bbox_and_bytes(tmp_path: Path, capsys: pytest.
     assert density["bytes"] == sum(grid_stats(p)[0]["bytes"] for p in sorted(folder.iterdir()))
 
 
-@pytest.mark.skipif(not BLENDER.exists(), reason="shared Blender cache not beside this checkout")
+@needs_blender
 def test_info_on_blender_counts_tiles_and_lists_the_int_grid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(BLENDER), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import warp as wp
+from conftest import soft_blob
 
 import neuralvox
 from neuralvox.codec.decoder import decompress
@@ -18,8 +19,8 @@ from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
 from neuralvox.kernels import grid_to_volume, sample_grid
+from neuralvox.model.geometry import lattice_points
 from neuralvox.model.lattice import build_lattice
-from neuralvox.model.points import lattice_points
 from neuralvox.vdb import read_vdb, write_vdb
 
 FAST = dict(iterations=60, finetune_iterations=10)
@@ -27,12 +28,7 @@ FAST = dict(iterations=60, finetune_iterations=10)
 
 def blob(side: int = 14, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A bumpy blob: about half of a side^3 block active, values in (0.05, 1.3), canonical order."""
-    axis = np.arange(side) - side // 3
-    i, j, k = np.meshgrid(axis, axis, axis, indexing="ij")
-    r2 = (i - shift) ** 2 + (j - 1) ** 2 + k**2
-    density = np.exp(-r2 / (side * 2.5)) * (1 + 0.3 * np.sin(0.7 * i) * np.cos(0.5 * j))
-    active = density > 0.05
-    return np.stack([i[active], j[active], k[active]], axis=1).astype(np.int32), density[active].astype(np.float32)
+    return soft_blob(np.arange(side) - side // 3, (shift, 1, 0), side * 2.5, (0.3, 0.7, 0.0, 0.5))
 
 
 # -- fused decode against the torch reference
@@ -57,6 +53,19 @@ def test_fused_kernel_equals_the_torch_reference(case: str) -> None:
     subset = np.random.default_rng(0).permutation(len(ijk))[: len(ijk) // 3]
     decoder = fused_decoder(ijk, encoded.header, encoded.streams, torch.device("cpu"))
     assert np.array_equal(decoder.decode(ijk[subset]), fused.reshape(len(ijk), -1)[subset])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["torch", "warp"])
+def test_a_cpu_fit_decodes_on_cuda_as_on_the_cpu(backend: str) -> None:
+    """Archives move between machines: values coded on the CPU decode on a GPU within float32 rounding."""
+    ijk, values = blob()
+    encoded = encode_values(ijk, values, grid_class="fog volume",
+                            quality=dataclasses.replace(quality_preset("low"), **FAST), device="cpu")
+    cpu = decode_values(ijk, encoded.header, encoded.streams, device="cpu", backend=backend)
+    gpu = decode_values(ijk, encoded.header, encoded.streams, device="cuda", backend=backend)
+    assert encoded.stats.psnr > 15
+    assert np.abs(gpu - cpu).max() <= 1e-5 * np.abs(cpu).max()
 
 
 def test_decode_backend_is_checked() -> None:

@@ -7,26 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import radial_blob
 
 import neuralvox
 from neuralvox.cli import main
 from neuralvox.codec import decoder as decoder_module
-from neuralvox.codec.encoder import _AutoGroup, coherent_aim, compress
-from neuralvox.codec.motion_guess import _centred_velocity, block_matching_guess, velocity_guess
+from neuralvox.codec.encoder import coherent_aim, compress
+from neuralvox.codec.groups import AutoGroup
+from neuralvox.codec.header import FrameEntry, FrameStats, GridEntry
+from neuralvox.codec.motion_guess import block_matching_guess, centred_velocity, velocity_guess
 from neuralvox.codec.values import decode_state, decode_values, encode_values
 from neuralvox.grid import SparseGrid
-from neuralvox.metrics import error_stats
+from neuralvox.metrics import ErrorStats, error_stats
 from neuralvox.model.motion import compensate_voxels, motion_lattice, sample_lattice, warp_latents
 from neuralvox.vdb import read_vdb, write_vdb
 
-
-def moving_blob(shift: float, size: int = 32, radius: float = 7.0) -> tuple[np.ndarray, np.ndarray]:
-    """A soft blob with inner structure that moves with it, centred ``shift`` voxels along i from (12, 16, 16)."""
-    grid = np.mgrid[0:size, 0:size, 0:size].reshape(3, -1).T
-    local = grid - np.array([12.0 + shift, 16.0, 16.0])
-    value = np.exp(-(np.linalg.norm(local, axis=1) / radius) ** 2) * (1 + 0.3 * np.sin(local[:, 0] / 1.7))
-    keep = value > 0.05
-    return grid[keep].astype(np.int32), value[keep].astype(np.float32)
+pytestmark = pytest.mark.slow  # fits the neural base over sequences of frames
 
 
 def full_lattice(n: int) -> torch.Tensor:
@@ -74,13 +70,13 @@ def test_compensated_voxels_move_by_whole_voxels_on_every_machine() -> None:
 
 
 def test_block_matching_finds_a_translation() -> None:
-    previous, current = moving_blob(0.0), moving_blob(4.0)
+    previous, current = radial_blob(0.0), radial_blob(4.0)
     guess = block_matching_guess(previous, current, 16)(np.array([[16, 16, 16], [16, 8, 24], [24, 24, 24]]))
     assert np.allclose(guess, [[4.0, 0.0, 0.0]] * 3)  # a lattice point off the blob reads the motion near it
 
 
 def test_velocity_guess_finds_the_unknown_scale() -> None:
-    previous, current = moving_blob(0.0), moving_blob(3.0)
+    previous, current = radial_blob(0.0), radial_blob(3.0)
     transform = np.diag([0.1, 0.1, 0.1, 1.0])
     # 2 world units per second, one frame = 0.15 s would be 3 voxels: neither is in the files
     velocity = SparseGrid(name="vel", ijk=current[0], values=np.tile(np.float32([[2, 0, 0]]), (len(current[0]), 1)),
@@ -93,7 +89,7 @@ def test_staggered_velocity_is_averaged_to_voxel_centres() -> None:
     ijk = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int32)
     faces = ijk.astype(np.float32)  # component a equals the face coordinate along a: centre = i + 1/2
     grid = SparseGrid(name="vel", ijk=ijk, values=faces, value_type="vec3s", vector_type="staggered")
-    _, centred = _centred_velocity(grid)
+    _, centred = centred_velocity(grid)
     inner = np.all(ijk < 2, axis=1)
     assert np.allclose(centred[inner], ijk[inner] + 0.5)
     assert np.allclose(centred[~inner][ijk[~inner] == 2], 2.0)  # no upper face: the lower one is kept
@@ -101,12 +97,12 @@ def test_staggered_velocity_is_averaged_to_voxel_centres() -> None:
 
 @pytest.fixture(scope="module")
 def keyframe():
-    ijk, values = moving_blob(0.0)
+    ijk, values = radial_blob(0.0)
     return encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
 
 
 def test_predicted_frame_costs_less_than_coding_it_again(keyframe) -> None:
-    ijk, values = moving_blob(2.0)
+    ijk, values = radial_blob(2.0)
     cold = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu",
                          shared_decoder=keyframe.decoder)
     predicted = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu",
@@ -131,7 +127,7 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
     folder = tmp_path_factory.mktemp("drift")
     transform = np.diag([0.1, 0.1, 0.1, 1.0])
     for t in range(GROUP):
-        ijk, values = moving_blob(0.5 * t, size=28, radius=5.0 + 0.05 * t)
+        ijk, values = radial_blob(0.5 * t, size=28, radius=5.0 + 0.05 * t)
         velocity = np.tile([[0.5, 0.0, 0.0]], (len(ijk), 1)).astype(np.float32)
         write_vdb(folder / f"drift.{t + 1:04d}.vdb", [
             SparseGrid(name="density", ijk=ijk, values=values, grid_class="fog volume", transform=transform),
@@ -145,18 +141,18 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
 def test_closed_loop_group_decodes_without_drift(group) -> None:
     folder, out, _ = group
     with neuralvox.open(out, device="cpu") as nvox:
-        entries = nvox.header["frames"]
-        assert [e["key"] for e in entries] == [True] + [False] * (GROUP - 1)
-        assert all(e["grids"]["density"]["latents_from"] == e["number"] - 1 for e in entries[1:])
+        entries = nvox.header.frames
+        assert [e.key for e in entries] == [True] + [False] * (GROUP - 1)
+        assert all(e.grids["density"].latents_from == e.number - 1 for e in entries[1:])
         psnr = []
         for entry in entries:
-            source = read_vdb(folder / f"drift.{entry['number']:04d}.vdb").grids["density"].sorted()
-            decoded = nvox.frame(entry["number"])["density"]
+            source = read_vdb(folder / f"drift.{entry.number:04d}.vdb").grids["density"].sorted()
+            decoded = nvox.frame(entry.number)["density"]
             assert np.array_equal(decoded.ijk, source.ijk)
             stats = error_stats(source.values, decoded.values, peak=float(np.ptp(source.values)))
-            recorded = entry["grids"]["density"]["stats"]
+            recorded = entry.grids["density"].stats.error
             # the decoder reproduces what the encoder measured, frame after frame: nothing drifts
-            assert stats.max_abs_error == pytest.approx(recorded["max_abs_error"], rel=1e-6, abs=1e-7)
+            assert stats.max_abs_error == pytest.approx(recorded.max_abs_error, rel=1e-6, abs=1e-7)
             psnr.append(stats.psnr)
     assert min(psnr[-5:]) > min(psnr[:5]) - 1.5, psnr
 
@@ -178,7 +174,7 @@ def test_random_access_decodes_latents_only_and_equals_sequential(group, monkeyp
 def test_predicted_frames_cost_less_than_keyframes(group) -> None:
     _, out, report = group
     with neuralvox.open(out, device="cpu") as nvox:
-        sizes = [e["grids"]["density"]["stats"]["bytes"] for e in nvox.header["frames"]]
+        sizes = [e.grids["density"].stats.bytes for e in nvox.header.frames]
     key = sizes[0]["latents"] + sizes[0]["weights"]
     assert all(s["motion"] + s["residual"] < 0.5 * key for s in sizes[1:])
     assert report.grids[0].stream_bytes["motion"] > 0
@@ -209,12 +205,13 @@ def test_coherence_makes_errors_persist(group, tmp_path: Path) -> None:
                         device="cpu", gop=GROUP, coherence=0.8, progress=False)
     assert coherent.grids[0].flicker < 0.8 * plain.grids[0].flicker, (coherent.grids[0], plain.grids[0])
     with neuralvox.open(tmp_path / "coherent.nvox", device="cpu") as nvox:
-        assert nvox.header["codec"]["coherence"] == 0.8
+        assert nvox.info().summary.codec.coherence == 0.8
 
 
-def _entry(key: bool, voxels: int, coded: int, psnr: float) -> dict:
-    stats = {"bytes": {"topology": 99, "residual": coded}, "psnr": psnr}
-    return {"key": key, "grids": {"density": {"voxels": voxels, "stats": stats}}}
+def _entry(key: bool, voxels: int, coded: int, psnr: float) -> FrameEntry:
+    stats = FrameStats(ErrorStats(0.0, 0.0, psnr, 1.0, voxels), {"topology": 99, "residual": coded}, 0.0)
+    grid = GridEntry("float", "fog volume", (), 0.0, False, None, {}, {}, voxels, None, None, None, (), None, stats)
+    return FrameEntry(1, "f.vdb", key, {}, {}, {"density": grid})
 
 
 @pytest.mark.parametrize(("voxels", "coded", "psnr", "ends"), [
@@ -224,6 +221,6 @@ def _entry(key: bool, voxels: int, coded: int, psnr: float) -> dict:
     (1600, 400, 30.0, True),    # grown past 1.5x the keyframe's voxels
 ])
 def test_auto_group_ends_when_prediction_stops_paying(voxels: int, coded: int, psnr: float, ends: bool) -> None:
-    group = _AutoGroup()
+    group = AutoGroup()
     assert not group.ends_after(_entry(True, 1000, 1000, 30.0))
     assert group.ends_after(_entry(False, voxels, coded, psnr)) is ends

@@ -62,8 +62,8 @@ def assert_same_archive(first: Path, second: Path) -> None:
 def test_a_large_grid_is_stored_in_chunks_within_the_bound(serial: Path, sequence: list[Path]) -> None:
     with open_archive(serial) as archive:
         for number, path in zip(archive.frames, sequence, strict=True):
-            header = archive._entry(number)["grids"]["density"]["values"]
-            assert header["format"] == chunked.FORMAT and len(header["chunks"]) > 2
+            header = archive.entry(number).grids["density"].values
+            assert isinstance(header, chunked.ChunkedHeader) and len(header.chunks) > 2
             original = read_vdb(path).grids["density"].sorted()
             decoded = archive.frame(number)["density"]
             assert np.array_equal(decoded.ijk, original.ijk)
@@ -97,9 +97,9 @@ def test_a_region_decodes_only_the_chunks_it_meets(serial: Path, tmp_path: Path,
     decoded_chunks = []
     real = decoder_module.decode_chunk
 
-    def counting(part, header, stream):
-        decoded_chunks.append(header["voxels"])
-        return real(part, header, stream)
+    def counting(part, header, stream, context):
+        decoded_chunks.append(header.voxels)
+        return real(part, header, stream, context)
 
     monkeypatch.setattr(decoder_module, "decode_chunk", counting)
     with open_archive(serial) as archive:
@@ -124,9 +124,9 @@ def test_a_point_query_decodes_only_the_chunks_it_reads(serial: Path, monkeypatc
     decoded_chunks = []
     real = decoder_module.decode_chunk
 
-    def counting(part, header, stream):
-        decoded_chunks.append(header["voxels"])
-        return real(part, header, stream)
+    def counting(part, header, stream, context):
+        decoded_chunks.append(header.voxels)
+        return real(part, header, stream, context)
 
     with open_archive(serial) as archive:
         number = archive.frames[0]
@@ -136,10 +136,10 @@ def test_a_point_query_decodes_only_the_chunks_it_reads(serial: Path, monkeypatc
         assert len(voxels) == 50
         points = whole.index_to_world(voxels.astype(np.float64))
         sampled = archive.frame(number).sample(points, "density", mode="nearest")
-        header = archive._entry(number)["grids"]["density"]["values"]
+        header = archive.entry(number).grids["density"].values
     expected = whole.values[[int(np.flatnonzero(np.all(whole.ijk == v, axis=1))[0]) for v in voxels]]
     assert np.array_equal(sampled.reshape(-1), expected)
-    assert 0 < len(decoded_chunks) < len(header["chunks"])
+    assert 0 < len(decoded_chunks) < len(header.chunks)
 
 
 def test_a_chunk_table_that_disagrees_with_the_topology_is_refused(serial: Path, tmp_path: Path) -> None:
@@ -163,6 +163,14 @@ def test_a_chunk_table_that_disagrees_with_the_topology_is_refused(serial: Path,
         writer.set_header(header)
     with pytest.raises(ArchiveError, match="the chunks hold"):
         open_archive(tmp_path / "sum.nvox")
+    values["chunks"][1]["voxels"] += 5
+    values["chunks"][1]["context_frame"] = None if values["chunks"][0]["context_frame"] is not None else 1
+    with ArchiveWriter(tmp_path / "context.nvox") as writer:
+        for key, data in payloads.items():
+            writer.put(key, data)
+        writer.set_header(header)
+    with pytest.raises(ArchiveError, match="context_frame"):
+        open_archive(tmp_path / "context.nvox")
 
 
 def test_cli_workers_and_a_missing_ray_are_clear(sequence: list[Path], tmp_path: Path,

@@ -7,10 +7,9 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import BLENDER, needs_blender
 
 from neuralvox.sequence import Frame, FrameSequence, NamePattern, SequenceError, discover
-
-BLENDER_SMOKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42"
 
 
 def touch_all(folder: Path, names: list[str]) -> list[Path]:
@@ -196,9 +195,9 @@ def test_sequence_object_built_directly():
     assert [frame.number for frame in sequence] == [1, 3]
 
 
-@pytest.mark.skipif(not BLENDER_SMOKE.is_dir(), reason="shared Blender smoke cache not on this machine")
+@needs_blender
 def test_real_blender_cache_folder():
-    sequence = discover([BLENDER_SMOKE])
+    sequence = discover([BLENDER])
     assert sequence.pattern == NamePattern("fluid_data", "_", 4, ".vdb")
     assert sequence.numbers == list(range(1, 11))
     assert [sequence.name_for(number) for number in sequence.numbers] == [path.name for path in sequence.paths]

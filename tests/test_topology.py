@@ -2,27 +2,21 @@
 
 import numpy as np
 import pytest
+from conftest import ball_cells
 
 from neuralvox.topology import decode_topology, encode_topology
 
 
-def _ball_grid(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """All cells of a cube around the origin and their distances to it."""
-    axis = np.arange(-radius, radius + 1)
-    cells = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-    return cells, np.linalg.norm(cells, axis=1)
-
-
 def noisy_sphere(radius: float = 12, seed: int = 0, center=(0, 0, 0)) -> np.ndarray:
     """A fog-like blob: a sphere whose boundary is thresholded through noise (fuzzy, with stray voxels)."""
-    cells, dist = _ball_grid(int(radius) + 4)
+    cells, dist = ball_cells(int(radius) + 4)
     noise = np.random.default_rng(seed).normal(0.0, 1.2, len(cells))
     return (cells[dist + noise < radius] + np.asarray(center)).astype(np.int32)
 
 
 def smooth_blob(radius: float = 14) -> np.ndarray:
     """A solid blob with a smooth, gently wavy boundary."""
-    cells, dist = _ball_grid(int(radius * 1.2) + 2)
+    cells, dist = ball_cells(int(radius * 1.2) + 2)
     x, y, z = cells.T / radius
     wobble = 1 + 0.12 * np.sin(3 * x + 1) * np.cos(2 * y) + 0.08 * np.sin(4 * z)
     return cells[dist < radius * wobble].astype(np.int32)
@@ -30,7 +24,7 @@ def smooth_blob(radius: float = 14) -> np.ndarray:
 
 def thin_shell(radius: float = 14, thickness: float = 3) -> np.ndarray:
     """A level-set narrow band: the voxels within ``thickness`` of a sphere's surface."""
-    cells, dist = _ball_grid(int(radius + thickness) + 1)
+    cells, dist = ball_cells(int(radius + thickness) + 1)
     return cells[np.abs(dist - radius) < thickness].astype(np.int32)
 
 

@@ -9,17 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import gaussian_pair
 
-from neuralvox.codec import (
-    EntropyStreamError,
-    Quality,
-    decode_latents,
-    decode_values,
-    decode_weights,
-    encode_values,
-    quality_preset,
-)
-from neuralvox.codec.entropy import decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.header import NeuralValueHeader
+from neuralvox.codec.presets import Quality, quality_preset
+from neuralvox.codec.values import decode_latents, decode_values, decode_weights, encode_values
 from neuralvox.model import build_lattice
 
 TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="gelu", rate_lambda=2e-4,
@@ -27,16 +22,9 @@ TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="
                initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127)
 
 
-def smooth_blob(size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A thresholded sum of two Gaussians on a ``size``^3 block, shifted off the origin: (ijk, values)."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1).astype(np.float32)
-    values = np.zeros((size,) * 3, dtype=np.float32)
-    for _ in range(2):
-        centre = rng.uniform(0.3 * size, 0.7 * size, 3)
-        values += np.exp(-((grid - centre) ** 2).sum(-1) / (2 * (0.2 * size) ** 2))
-    ijk = np.argwhere(values > 0.05).astype(np.int32)
-    return ijk + np.array([-7, 100, 3], dtype=np.int32), values[tuple(ijk.T)].astype(np.float32)
+def via_json(header: NeuralValueHeader) -> NeuralValueHeader:
+    """The value header as the archive stores and reads it back."""
+    return NeuralValueHeader.from_json(json.loads(json.dumps(header.to_json())))
 
 
 def recomputed_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float, float]:
@@ -48,7 +36,7 @@ def recomputed_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, 
 
 @pytest.fixture(scope="module")
 def blob() -> tuple[np.ndarray, np.ndarray]:
-    return smooth_blob()
+    return gaussian_pair()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +76,7 @@ def test_streams_are_bytes_and_header_survives_json(blob, encoded):
     ijk, _ = blob
     assert set(encoded.streams) == {"latents", "weights"}
     assert all(isinstance(data, bytes) and data for data in encoded.streams.values())
-    header = json.loads(json.dumps(encoded.header))
+    header = via_json(encoded.header)
     streams = {name: bytes(bytearray(data)) for name, data in encoded.streams.items()}
     assert np.array_equal(decode_values(ijk, header, streams, device="cpu"),
                           decode_values(ijk, encoded.header, encoded.streams, device="cpu"))
@@ -135,7 +123,7 @@ def test_empty_grid(vector):
     ijk = np.zeros((0, 3), dtype=np.int32)
     values = np.zeros((0, 3) if vector else (0,), dtype=np.float32)
     encoded = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
-    decoded = decode_values(ijk, json.loads(json.dumps(encoded.header)), encoded.streams, device="cpu")
+    decoded = decode_values(ijk, via_json(encoded.header), encoded.streams, device="cpu")
     assert decoded.shape == values.shape and decoded.dtype == np.float32
     assert encoded.stats.rmse == 0.0
 
@@ -144,7 +132,7 @@ def test_constant_grid_is_exact(blob):
     ijk, _ = blob
     values = np.full(len(ijk), 0.3, dtype=np.float32)
     encoded = encode_values(ijk, values, grid_class="fog volume", quality="medium", device="cpu")
-    decoded = decode_values(ijk, json.loads(json.dumps(encoded.header)), encoded.streams, device="cpu")
+    decoded = decode_values(ijk, via_json(encoded.header), encoded.streams, device="cpu")
     assert np.array_equal(decoded, values)
     assert encoded.stats.psnr == math.inf and encoded.stats.max_abs_error == 0.0
 
@@ -170,8 +158,9 @@ def test_bad_arguments_are_named(blob, encoded):
         decode_values(ijk, encoded.header, {"latents": encoded.streams["latents"]}, device="cpu")
 
 
+@pytest.mark.slow
 def test_higher_quality_gives_higher_psnr():
-    ijk, values = smooth_blob(size=16, seed=3)
+    ijk, values = gaussian_pair(size=16, seed=3)
     psnr = {}
     for name in ("low", "high"):
         torch.manual_seed(0)
@@ -186,7 +175,7 @@ def test_shared_decoder_sends_latents_only(blob, encoded):
     frame = encode_values(ijk, shifted, grid_class="fog volume", quality=TINY, device="cpu",
                           shared_decoder=encoded.decoder)
     assert set(frame.streams) == {"latents"}
-    stored = decode_weights(json.loads(json.dumps(encoded.header)), encoded.streams["weights"])
+    stored = decode_weights(via_json(encoded.header), encoded.streams["weights"])
     assert stored.architecture == encoded.decoder.architecture and stored.steps == encoded.decoder.steps
     assert all(np.array_equal(a, b) for a, b in zip(stored.integers, encoded.decoder.integers, strict=True))
     decoded = decode_values(ijk, frame.header, frame.streams, device="cpu", shared_decoder=encoded.decoder)
@@ -196,7 +185,7 @@ def test_shared_decoder_sends_latents_only(blob, encoded):
 
 
 def test_lattice_interpolation_reproduces_linear_fields():
-    ijk = torch.from_numpy(smooth_blob(size=10)[0])
+    ijk = torch.from_numpy(gaussian_pair(size=10)[0])
     level = build_lattice(ijk, 4)
     assert torch.equal(level.coords, torch.unique(level.coords, dim=0))  # sorted, no duplicates
     slope = torch.tensor([0.5, -1.25, 2.0])

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BLENDER
 
 from neuralvox.cli import main
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import VdbError, grid_stats, read_vdb, write_vdb
 
-BLENDER_FRAME = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42" / "fluid_data_0001.vdb"
+BLENDER_FRAME = BLENDER / "fluid_data_0001.vdb"
 INT64_NAME = b"\x05\x00\x00\x00int64"  # a metadata type name (file_mem_bytes, file_voxel_count) with its length
 
 # Reads a file in a child and prints its peak RSS in MB and the error, so a blow-up cannot take the tests down.

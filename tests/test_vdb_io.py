@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BLENDER_FRAMES, needs_blender
 
 from neuralvox.grid import GridError, SparseGrid
 from neuralvox.vdb import VdbError, grid_stats, list_grids, read_vdb, write_nvdb, write_vdb
 
-BLENDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "blender_smoke_c42"
-BLENDER_FRAMES = sorted(BLENDER.glob("fluid_data_*.vdb"))
-needs_blender = pytest.mark.skipif(not BLENDER_FRAMES, reason="shared Blender cache not beside this checkout")
 needs_vdb_print = pytest.mark.skipif(shutil.which("vdb_print") is None, reason="vdb_print (libopenvdb-tools) absent")
 
 
@@ -240,10 +238,10 @@ def test_nanovdb_export_loads_in_warp_with_the_same_values(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("codec", ["float", "fp8", "fp16", "fpn"])
 def test_nanovdb_export_of_an_empty_grid(tmp_path: Path, codec: str) -> None:
-    from neuralvox.vdb import _binding, _grid_to_raw
+    from neuralvox.vdb import binding, grid_to_raw
 
     empty = SparseGrid(name="empty", ijk=np.zeros((0, 3), np.int32), values=np.zeros(0, np.float32))
-    nbytes, values = _binding().nano_roundtrip(_grid_to_raw(empty), codec, 0.01)
+    nbytes, values = binding().nano_roundtrip(grid_to_raw(empty), codec, 0.01)
     assert nbytes > 0 and values.shape == (0,)
     assert write_nvdb(tmp_path / "e.nvdb", empty).stat().st_size > 0
 

@@ -21,7 +21,7 @@ import zstandard
 
 from neuralvox.grid import SparseGrid
 from neuralvox.topology import decode_topology, encode_topology
-from neuralvox.vdb import _binding, _grid_to_raw, grid_bytes, read_vdb, write_vdb
+from neuralvox.vdb import binding, grid_bytes, grid_to_raw, read_vdb, write_vdb
 
 TOLERANCES = (1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 ZSTD_LEVEL = 19
@@ -158,9 +158,9 @@ def _nanovdb(grid: SparseGrid, topology: TopologyCode | None, peak: float, *, co
     error at most half a step. FpN picks each leaf's bit width so that no value errs more than the tolerance.
     """
     tolerance = fraction * _scale(peak, grid) if fraction is not None else -1.0
-    raw = _grid_to_raw(dataclasses.replace(grid, value_type="float"))  # values are float32 already
+    raw = grid_to_raw(dataclasses.replace(grid, value_type="float"))  # values are float32 already
     start = time.perf_counter()
-    nbytes, values = _binding().nano_roundtrip(raw, codec, tolerance)
+    nbytes, values = binding().nano_roundtrip(raw, codec, tolerance)
     seconds = time.perf_counter() - start
     slack = _slack(grid.values)
     if codec == "fpn":

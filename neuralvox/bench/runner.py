@@ -26,7 +26,7 @@ from neuralvox.bench.result import NEURALVOX, BenchPoint, BenchResult, GridBench
 from neuralvox.codec.decoder import open_archive
 from neuralvox.codec.encoder import compress
 from neuralvox.codec.presets import quality_preset
-from neuralvox.codec.values import resolve_device
+from neuralvox.device import resolve_device
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import ErrorStats, error_stats, merge
 from neuralvox.sequence import FrameSequence, discover

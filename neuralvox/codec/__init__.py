@@ -1,20 +1,9 @@
-"""Value codec: fit a latent field to one grid's values, quantize, entropy-code; and decode it back."""
+"""The codec: sequence encoder and decoder, archive header, bounded value codec and the neural base's layers.
 
-from neuralvox.codec.entropy import EntropyStreamError
-from neuralvox.codec.presets import QUALITY_PRESETS, Quality, quality_preset
-from neuralvox.codec.values import (
-    EncodedValues,
-    LatentState,
-    ValueStats,
-    decode_latents,
-    decode_state,
-    decode_values,
-    decode_weights,
-    encode_values,
-    resolve_device,
-)
-from neuralvox.codec.weights import QuantizedDecoder
+docs/design.md has the module map. Importing this package applies the process settings torch needs
+(``neuralvox.runtime``); its modules load on first use.
+"""
 
-__all__ = ["QUALITY_PRESETS", "EncodedValues", "EntropyStreamError", "LatentState", "Quality", "QuantizedDecoder",
-           "ValueStats", "decode_latents", "decode_state", "decode_values", "decode_weights", "encode_values",
-           "quality_preset", "resolve_device"]
+from neuralvox.runtime import prepare_torch
+
+prepare_torch()

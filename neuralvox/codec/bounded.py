@@ -16,11 +16,23 @@ import struct
 
 import numpy as np
 
+from neuralvox.codec import arm
+from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.context_coder import MAX_CODE, CodeDecoder, ContextStreamError, encode_codes
-from neuralvox.codec.interpolation import MAX_LEVEL, MAX_OPTIONS, Canvas, LevelPlan, Pass, plan_levels, predict
+from neuralvox.codec.interpolation import (
+    MAX_LEVEL,
+    MAX_OPTIONS,
+    Canvas,
+    LevelPlan,
+    Pass,
+    Prediction,
+    plan_levels,
+    predict,
+)
 from neuralvox.grid import SparseGrid
 
-FORMAT = "neuralvox-bounded/1"
+FORMAT = "neuralvox-bounded/2"
+FORMATS = ("neuralvox-bounded/1", FORMAT)  # /1: no context model field (the counting model always)
 _SPREAD_BUCKETS = 16
 _LEVEL_CLASSES = 2
 # spread bucket thresholds, in steps: 2**(i/2) - 1 for i = 1 .. 15, by repeated multiplication of one literal
@@ -42,6 +54,7 @@ class BoundedHeader:
     choices: tuple[tuple[int, ...], ...]  # per channel, per pass: which of ``predict``'s options
     shrink: tuple[float, float] = (1.0, 1.0)  # (alpha, beta) of ``pass_bound``
     max_level: int = MAX_LEVEL
+    context_frame: int | None = None  # the frame whose ``context`` stream holds the neural context model, if any
 
     @property
     def channels(self) -> int:
@@ -50,18 +63,20 @@ class BoundedHeader:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "voxels": self.voxels, "channels": self.channels, "bounds": list(self.bounds),
                 "background": list(self.background), "inactive_known": self.inactive_known,
-                "choices": [list(c) for c in self.choices], "shrink": list(self.shrink), "max_level": self.max_level}
+                "choices": [list(c) for c in self.choices], "shrink": list(self.shrink), "max_level": self.max_level,
+                "context_frame": self.context_frame}
 
     @classmethod
     def from_dict(cls, header: dict) -> BoundedHeader:
-        if header.get("format") != FORMAT:
-            raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
+        if header.get("format") not in FORMATS:
+            raise ValueError(f"value header format {header.get('format')!r} is not one of {FORMATS}")
         choices = tuple(tuple(int(c) for c in channel) for channel in header["choices"])
         if any(not 0 <= c < MAX_OPTIONS for channel in choices for c in channel):
             raise ValueError(f"value header names a prediction outside 0..{MAX_OPTIONS - 1}")
         return cls(int(header["voxels"]), tuple(float(b) for b in header["bounds"]),
                    tuple(float(b) for b in header["background"]), bool(header["inactive_known"]), choices,
-                   (float(header["shrink"][0]), float(header["shrink"][1])), int(header["max_level"]))
+                   (float(header["shrink"][0]), float(header["shrink"][1])), int(header["max_level"]),
+                   header.get("context_frame"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +91,13 @@ class BoundedCode:
 
 def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[float, ...], *,
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
-                   shrink: tuple[float, float] = SHRINK) -> BoundedCode:
+                   shrink: tuple[float, float] = SHRINK, context: ArmWeights | None = None,
+                   record: list[TrainingPass] | None = None) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
-    ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set)."""
+    ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``context``: the neural
+    context model (else the counting one); ``record`` collects each pass's context features and codes (to train one).
+    """
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
     channels = columns.shape[1]
@@ -92,8 +110,9 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     decoded = np.empty_like(columns)
     parts, choices, exact_count = [], [], 0
     for channel in range(channels):
-        coder = _ChannelCoder(plan, bound_list[channel], backgrounds[channel], inactive_known, shrink)
-        data, chosen, decoded[:, channel], exact = coder.encode(columns[:, channel])
+        coder = _ChannelCoder(plan, bound_list[channel], backgrounds[channel], inactive_known, shrink, context,
+                              record is not None)
+        data, chosen, decoded[:, channel], exact = coder.encode(columns[:, channel], record)
         parts.append(data)
         choices.append(chosen)
         exact_count += exact
@@ -102,10 +121,14 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     return BoundedCode(header, b"".join(parts), decoded.reshape(values.shape), exact_count)
 
 
-def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.ndarray:
-    """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order."""
+def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes,
+                   context: ArmWeights | None = None) -> np.ndarray:
+    """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
+    (``context``: the neural context model it used, if any)."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
+    if (context is None) != (header.context_frame is None):
+        raise ValueError("value header and the given context model disagree on whether one was used")
     plan = plan_levels(ijk, header.max_level)
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset = 0
@@ -113,79 +136,114 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes) -> np.
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
         coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
-                              header.shrink)
+                              header.shrink, context)
         columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
     if offset != len(stream):
         raise ContextStreamError(f"value stream has {len(stream) - offset} bytes past its last channel")
     return columns[:, 0] if header.channels == 1 else columns
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingPass:
+    """What a pass gives a context model to learn from: each voxel's features and its code (``ESCAPE``: escaped)."""
+
+    features: np.ndarray
+    codes: np.ndarray
+
+
 def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float) -> np.ndarray:
-    """The context of each voxel of a pass: its level, how many neighbours its interpolation had, and their spread
-    in units of the quantization step."""
+    """The counting model's context of each voxel of a pass: its level, how many neighbours its interpolation had,
+    and their spread in units of the quantization step."""
     level = _LEVEL_CLASSES if visit.is_anchor else min(visit.level, _LEVEL_CLASSES - 1)
     bucket = np.searchsorted(_THRESHOLDS * step, spread, side="right")
     return (level * 4 + support.astype(np.int64)) * _SPREAD_BUCKETS + bucket
 
 
 class _ChannelCoder:
-    """The pass loop of one channel, shared by encoder and decoder: the canvas of decoded values and each pass's
-    candidate predictions, contexts and quantization step."""
+    """The pass loop of one channel, shared by encoder and decoder: the canvas of decoded values (and, for the
+    neural context model, of codes), each pass's predictions, contexts, largest codes and quantization step."""
 
     def __init__(self, plan: LevelPlan, bound: float, background: float, inactive_known: bool,
-                 shrink: tuple[float, float]) -> None:
-        self.plan, self.bound, self.shrink = plan, bound, shrink
+                 shrink: tuple[float, float], context: ArmWeights | None = None, recording: bool = False) -> None:
+        self.plan, self.bound, self.shrink, self.context = plan, bound, shrink, context
         self.canvas = Canvas.start(plan, background, inactive_known)
         self.fallback = background if inactive_known else 0.0
         self.band = 0.0 if inactive_known else abs(background)
+        self.background = background
+        self.codes = np.zeros(plan.box_size, np.int8) if context is not None or recording else None
 
-    def candidates(self, visit: Pass) -> tuple[list[np.ndarray], np.ndarray, float]:
-        """The candidate predictions of a pass, its contexts and its quantization step."""
+    def predict(self, visit: Pass) -> tuple[Prediction, float]:
+        """The candidate predictions of a pass and its quantization step."""
         step = 2.0 * pass_bound(self.bound, visit.level, self.shrink)
-        prediction = predict(self.canvas, self.plan, visit, self.fallback, step, self.band)
-        contexts = _contexts(visit, prediction.support, prediction.spread, step)
-        return prediction.options, contexts, step
+        return predict(self.canvas, self.plan, visit, self.fallback, step, self.band), step
 
-    def encode(self, values: np.ndarray) -> tuple[bytes, tuple[int, ...], np.ndarray, int]:
+    def features(self, visit: Pass, prediction: Prediction, chosen: np.ndarray, step: float) -> np.ndarray:
+        return arm.features(self.plan, visit, prediction, chosen, step, self.codes, self.canvas, self.background)
+
+    def contexts(self, visit: Pass, prediction: Prediction, chosen: np.ndarray, step: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Each voxel's context (a counting context, or the neural model's lattice point) and largest code."""
+        if self.context is None:
+            contexts = _contexts(visit, prediction.support, prediction.spread, step)
+            return contexts, np.full(len(contexts), MAX_CODE)
+        lattice = self.context.lattice(self.features(visit, prediction, chosen, step))
+        return lattice, arm.supports(lattice)
+
+    def store(self, visit: Pass, result: np.ndarray, codes: np.ndarray, escaped: np.ndarray) -> None:
+        flat = self.plan.flat[visit.rows]
+        self.canvas.store(flat, result)
+        if self.codes is not None:
+            arm.store_codes(self.codes, flat, codes, escaped)
+
+    def encode(self, values: np.ndarray, record: list[TrainingPass] | None = None
+               ) -> tuple[bytes, tuple[int, ...], np.ndarray, int]:
         decoded = np.empty(len(values), np.float32)
         coded, exact, chosen = [], [], []
         for visit in self.plan.passes:
-            options, contexts, step = self.candidates(visit)
+            prediction, step = self.predict(visit)
             original = values[visit.rows].astype(np.float64)
-            choice = _cheapest(options, original, step)
+            choice = _cheapest(prediction.options, original, step)
             chosen.append(choice)
-            codes = np.rint((original - options[choice]) / step)
-            result = (options[choice] + codes * step).astype(np.float32)
-            escaped = (np.abs(codes) > MAX_CODE) | (np.abs(result.astype(np.float64) - original) > step / 2)
+            contexts, largest = self.contexts(visit, prediction, prediction.options[choice], step)
+            if record is not None:
+                record_features = self.features(visit, prediction, prediction.options[choice], step)
+            codes = np.rint((original - prediction.options[choice]) / step)
+            result = (prediction.options[choice] + codes * step).astype(np.float32)
+            escaped = (np.abs(codes) > largest) | (np.abs(result.astype(np.float64) - original) > step / 2)
             codes = np.where(escaped, CodeDecoder.ESCAPE, codes).astype(np.int64)
             result[escaped] = values[visit.rows][escaped]
             exact.append(values[visit.rows][escaped])
             coded.append((codes, contexts))
-            self.canvas.store(self.plan.flat[visit.rows], result)
+            if record is not None:
+                record.append(TrainingPass(record_features, codes))
+            self.store(visit, result, codes, escaped)
             decoded[visit.rows] = result
         exact_values = np.concatenate(exact) if exact else np.zeros(0, np.float32)
-        data = _framed(encode_codes(coded)) + _framed(exact_values.astype("<f4").tobytes())
+        code_stream = encode_codes(coded) if self.context is None else arm.encode_codes(coded)
+        data = _framed(code_stream) + _framed(exact_values.astype("<f4").tobytes())
         return data, tuple(chosen), decoded, len(exact_values)
 
     def decode(self, codes_data: bytes, exact: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
         if len(choices) != len(self.plan.passes):
             raise ValueError(f"value header lists {len(choices)} predictor choices for {len(self.plan.passes)} passes")
-        decoder = CodeDecoder(codes_data)
+        decoder = CodeDecoder(codes_data) if self.context is None else arm.CodeDecoder(codes_data)
         decoded = np.empty(len(self.plan.flat), np.float32)
         used = 0
         for visit, choice in zip(self.plan.passes, choices, strict=True):
-            options, contexts, step = self.candidates(visit)
-            if choice >= len(options):
-                raise ValueError(f"value header names prediction {choice} of a pass that has {len(options)}")
+            prediction, step = self.predict(visit)
+            if choice >= len(prediction.options):
+                raise ValueError(f"value header names prediction {choice} of a pass that has "
+                                 f"{len(prediction.options)}")
+            contexts, _ = self.contexts(visit, prediction, prediction.options[choice], step)
             codes = decoder.decode(contexts)
             escaped = codes == CodeDecoder.ESCAPE
-            result = (options[choice] + np.where(escaped, 0, codes) * step).astype(np.float32)
+            result = (prediction.options[choice] + np.where(escaped, 0, codes) * step).astype(np.float32)
             count = int(escaped.sum())
             if used + count > len(exact):
                 raise ContextStreamError(f"value stream holds {len(exact)} exact values, the codes escape more")
             result[escaped] = exact[used:used + count]
             used += count
-            self.canvas.store(self.plan.flat[visit.rows], result)
+            self.store(visit, result, codes, escaped)
             decoded[visit.rows] = result
         if used != len(exact):
             raise ContextStreamError(f"value stream holds {len(exact)} exact values, the codes escape {used}")
@@ -236,7 +294,8 @@ def _frame(stream: bytes, offset: int, what: str) -> tuple[bytes, int]:
     return stream[start:start + length], start + length
 
 
-def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...]) -> BoundedCode:
+def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...], context: ArmWeights | None = None,
+                record: list[TrainingPass] | None = None) -> BoundedCode:
     """``encode_bounded`` of a grid's values: inactive voxels are known to hold the background except in a level set."""
     return encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
-                          inactive_known=grid.grid_class != "level set")
+                          inactive_known=grid.grid_class != "level set", context=context, record=record)

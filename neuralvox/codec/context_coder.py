@@ -96,11 +96,11 @@ def encode_codes(passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
     ``MAX_CODE`` in magnitude is written as the escape symbol."""
     all_codes = np.concatenate([codes for codes, _ in passes]) if passes else np.zeros(0, np.int64)
     all_contexts = np.concatenate([contexts for _, contexts in passes]) if passes else np.zeros(0, np.int64)
-    fitted = {context: _fit(all_codes[rows]) for context, rows in _by_context(all_contexts)}
+    fitted = {context: _fit(all_codes[rows]) for context, rows in group_by_context(all_contexts)}
     coder = constriction.stream.queue.RangeEncoder()
     models = _Models()
     for codes, contexts in passes:
-        for context, rows in _by_context(contexts):
+        for context, rows in group_by_context(contexts):
             if context not in models.params:
                 _encode_params(coder, fitted[context])
                 models.add(context, fitted[context])
@@ -127,7 +127,7 @@ class CodeDecoder:
     def decode(self, contexts: np.ndarray) -> np.ndarray:
         codes = np.empty(len(contexts), np.int64)
         try:
-            for context, rows in _by_context(contexts):
+            for context, rows in group_by_context(contexts):
                 if context not in self._models.params:
                     self._models.add(context, _decode_params(self._coder))
                 support = self._models.params[context][2]
@@ -138,7 +138,7 @@ class CodeDecoder:
         return codes
 
 
-def _by_context(contexts: np.ndarray) -> list[tuple[int, np.ndarray]]:
+def group_by_context(contexts: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(context, rows) for each distinct context, contexts ascending, rows in their original order."""
     if len(contexts) == 0:
         return []

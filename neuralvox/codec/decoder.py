@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import os
 import warnings
@@ -17,11 +18,22 @@ import torch
 import warp as wp
 from tqdm import tqdm
 
-from neuralvox.codec import bounded, chunked
+from neuralvox.codec import chunked
+from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.chunks import Chunks
-from neuralvox.codec.encoder import ARCHIVE_FORMAT, payload_key
 from neuralvox.codec.frame_feed import AHEAD_VOXELS_PER_WORKER
-from neuralvox.codec.schema import check_header, is_plain_name
+from neuralvox.codec.header import (
+    CONTEXT,
+    MOTION,
+    WEIGHTS,
+    ArchiveHeader,
+    ArchiveSummary,
+    FrameEntry,
+    GridEntry,
+    NeuralValueHeader,
+    payload_key,
+)
+from neuralvox.codec.schema import check_header, check_summary, is_plain_name
 from neuralvox.codec.value_jobs import ChunkTopology, decode_chunk
 from neuralvox.codec.values import (
     STATE_STREAMS,
@@ -31,23 +43,33 @@ from neuralvox.codec.values import (
     decode_weights,
     fused_decoder,
     motion_compensated_voxels,
-    resolve_device,
 )
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.container import ArchiveError, ArchiveReader
+from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume
-from neuralvox.model.points import find_rows
+from neuralvox.model.geometry import find_rows
 from neuralvox.parallel import Engine, SerialEngine, auto_workers, make_engine
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
 from neuralvox.vdb import VdbError, list_grids, write_nvdb, write_vdb
 
 OUTPUT_FORMATS = ("vdb", "nvdb")
-BOUNDED_FORMATS = (bounded.FORMAT, chunked.FORMAT)
 Region = tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min, max) voxel coordinates
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveInfo:
+    """An archive at a glance: file size, frame numbers, the recorded summary, bytes per stream name."""
+
+    path: Path
+    bytes: int
+    frames: list[int | None]
+    summary: ArchiveSummary
+    stream_bytes: dict[str, int]
 
 
 class Frame(Mapping[str, SparseGrid]):
@@ -59,14 +81,13 @@ class Frame(Mapping[str, SparseGrid]):
         self.archive = archive
         self.number = number
         self.region = region
-        self._entry = archive._entry(number)
+        self.entry = archive.entry(number)
         self._grids: dict[str, SparseGrid] = {}
         self._pending: dict[str, _PendingGrid] = {}
         self._voxel_decoders: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def __getitem__(self, name: str) -> SparseGrid:
-        if name not in self._entry["grids"]:
-            raise KeyError(f"frame {self.number} has no grid {name!r}; it has {', '.join(self._entry['grids'])}")
+        self._grid_info(name)
         if name not in self._grids:
             try:
                 pending = self._pending.pop(name, None)
@@ -78,17 +99,17 @@ class Frame(Mapping[str, SparseGrid]):
         return self._grids[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entry["grids"]  # from the header: Mapping's default would decode the grid
+        return name in self.entry.grids  # from the header: Mapping's default would decode the grid
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entry["grids"])
+        return iter(self.entry.grids)
 
     def __len__(self) -> int:
-        return len(self._entry["grids"])
+        return len(self.entry.grids)
 
     @property
     def file_name(self) -> str:
-        return self._entry["file"]
+        return self.entry.file
 
     def write_vdb(self, path: str | os.PathLike, *, grids: Sequence[str] | None = None, half: bool = False,
                   force: bool = False) -> Path:
@@ -97,7 +118,7 @@ class Frame(Mapping[str, SparseGrid]):
         out = [self[name] for name in names]
         if half:
             out = [_with_half(g) for g in out]
-        return write_vdb(path, out, metadata=self._entry["metadata"], metadata_types=self._entry["metadata_types"],
+        return write_vdb(path, out, metadata=dict(self.entry.metadata), metadata_types=dict(self.entry.metadata_types),
                          force=force)
 
     def start_decoding(self, names: Sequence[str]) -> None:
@@ -106,7 +127,7 @@ class Frame(Mapping[str, SparseGrid]):
         for name in names:
             if name not in self._grids and name not in self._pending:
                 try:
-                    pending = self.archive._submit_bounded(self.number, name, self.region)
+                    pending = self.archive.submit_bounded(self.number, name, self.region)
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     raise ArchiveError(f"{self.archive.path}: frame {self.number}, grid {name!r}: {exc}") from exc
                 if pending is not None:
@@ -120,37 +141,35 @@ class Frame(Mapping[str, SparseGrid]):
         containing each point, "trilinear" interpolates the 8 voxels around it; inactive voxels read as the
         background."""
         info = self._grid_info(grid)
-        background = info["background"]
-        return sample_grid(self.archive.topology(self.number, grid), np.asarray(info["transform"]),
-                           tuple(background) if isinstance(background, list) else background,
+        return sample_grid(self.archive.topology(self.number, grid), np.asarray(info.transform), info.background,
                            self._voxel_decoder(grid), world_points, mode)
 
     def to_warp_volume(self, grid: str = "density", device: str = "cpu") -> wp.Volume:
         """The decoded grid as a Warp (NanoVDB) volume on ``device``: see ``neuralvox.kernels.grid_to_volume``."""
         return grid_to_volume(self[grid], device)
 
-    def _grid_info(self, grid: str) -> dict[str, Any]:
-        if grid not in self._entry["grids"]:
-            raise KeyError(f"frame {self.number} has no grid {grid!r}; it has {', '.join(self._entry['grids'])}")
-        return self._entry["grids"][grid]
+    def _grid_info(self, grid: str) -> GridEntry:
+        if grid not in self.entry.grids:
+            raise KeyError(f"frame {self.number} has no grid {grid!r}; it has {', '.join(self.entry.grids)}")
+        return self.entry.grids[grid]
 
     def _voxel_decoder(self, grid: str) -> Callable[[np.ndarray], np.ndarray]:
         """Values (K, channels) of any active voxels (K, 3) of ``grid``, through the fused kernel."""
         if grid not in self._voxel_decoders:
             info = self._grid_info(grid)
-            header = info["values"]
-            if "constant" in header:
-                constant = np.asarray(header["constant"], dtype=np.float32)
+            header = info.values
+            if isinstance(header, NeuralValueHeader) and header.constant is not None:
+                constant = np.asarray(header.constant, dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
-            elif header.get("format") == chunked.FORMAT and grid not in self._grids:
+            elif isinstance(header, chunked.ChunkedHeader) and grid not in self._grids:
                 self._voxel_decoders[grid] = _ChunkLookup(self.archive, self.number, grid)
-            elif header.get("format") in BOUNDED_FORMATS:
+            elif info.is_bounded:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
                 archive = self.archive
                 self._voxel_decoders[grid] = fused_decoder(
-                    archive.topology(self.number, grid), header, archive._weight_streams(self.number, grid),
-                    torch.device(archive.device), archive._shared_decoder(self.number, grid, info),
+                    archive.topology(self.number, grid), info.neural, archive.weight_streams(self.number, grid),
+                    torch.device(archive.device), archive.shared_decoder(self.number, grid),
                     archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
 
@@ -190,7 +209,7 @@ class _ChunkLookup:
     def __init__(self, archive: NvoxArchive, number: int, grid: str) -> None:
         self.archive, self.number, self.grid = archive, number, grid
         self.ijk = archive.topology(number, grid)
-        self.chunks = archive._chunks(number, grid, self.ijk)
+        self.chunks = archive.chunks(number, grid, self.ijk)
         self.chunk_of = np.empty(len(self.ijk), np.int64)
         self.position = np.empty(len(self.ijk), np.int64)
         for index, rows in enumerate(self.chunks.rows):
@@ -201,7 +220,7 @@ class _ChunkLookup:
     def __call__(self, voxels: np.ndarray) -> np.ndarray:
         rows = find_rows(torch.from_numpy(self.ijk), torch.from_numpy(np.asarray(voxels, np.int32))).numpy()
         needed = sorted(set(np.unique(self.chunk_of[rows]).tolist()) - set(self.decoded))
-        pending = self.archive._submit_chunks(self.number, self.grid, self.ijk, self.chunks, needed)
+        pending = self.archive.submit_chunks(self.number, self.grid, self.ijk, self.chunks, needed)
         for index, handle in zip(needed, pending, strict=True):
             values = self.archive.engine.result(handle)
             self.decoded[index] = values.reshape(len(values), -1)
@@ -220,7 +239,7 @@ def _lookup(grid: SparseGrid) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _with_half(grid: SparseGrid) -> SparseGrid:
-    return SparseGrid(**{**grid.__dict__, "save_half": True})
+    return dataclasses.replace(grid, save_half=True)
 
 
 class NvoxArchive:
@@ -235,17 +254,18 @@ class NvoxArchive:
         self.path = Path(path)
         self.engine: Engine = engine if engine is not None else SerialEngine()
         self.reader = ArchiveReader(self.path)
-        self.header: dict[str, Any] = self.reader.header
         try:
-            check_header(self.path, self.header, {key: self.reader.nbytes(key) for key in self.reader}, ARCHIVE_FORMAT)
+            self.header: ArchiveHeader = check_header(self.path, self.reader.header,
+                                                      {key: self.reader.nbytes(key) for key in self.reader})
         except ArchiveError:
             self.reader.close()
             raise
         self.device = str(resolve_device(device))
-        self._frames = {(f["number"] if f["number"] is not None else 0): f for f in self.header["frames"]}
+        self._frames = {frame.index: frame for frame in self.header.frames}
         self._topology_cache: dict[tuple[int, str], np.ndarray] = {}
         self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
+        self._context_cache: dict[tuple[int, str], ArmWeights] = {}
 
     def __enter__(self) -> NvoxArchive:
         return self
@@ -264,14 +284,21 @@ class NvoxArchive:
     def grids(self) -> list[str]:
         names: dict[str, None] = {}
         for entry in self._frames.values():
-            names.update(dict.fromkeys(entry["grids"]))
+            names.update(dict.fromkeys(entry.grids))
         return list(names)
 
     @property
     def pattern(self) -> NamePattern:
-        return NamePattern.from_dict(self.header["pattern"])
+        return self.header.pattern
 
-    def _entry(self, number: int) -> dict[str, Any]:
+    def info(self) -> ArchiveInfo:
+        """What ``neuralvox info`` shows: frames, the summary the encoder recorded (checked), bytes per stream."""
+        summary = check_summary(self.path, self.reader.header)
+        return ArchiveInfo(self.path, self.reader.file_size, [f.number for f in self.header.frames], summary,
+                           self.reader.stream_sizes())
+
+    def entry(self, number: int) -> FrameEntry:
+        """The header entry of frame ``number``."""
         if number not in self._frames:
             raise KeyError(f"{self.path}: no frame {number}; frames are {_span(self.frames)}")
         return self._frames[number]
@@ -283,15 +310,15 @@ class NvoxArchive:
         """Active voxels (N, 3) of a grid in canonical order, decoding the reference chain it needs."""
         key = (number, grid)
         if key not in self._topology_cache:
-            info = self._entry(number)["grids"][grid]
-            source = info["topology_ref"]
-            reference = None if source is None else self.topology(*source[:2])
+            info = self.entry(number).grids[grid]
+            source = info.topology_ref
+            reference = None if source is None else self.topology(source.frame, source.grid)
             data = self.reader.get(payload_key(number, grid, "topology"))
             try:
-                if source is not None and source[2:] == ["motion"]:
-                    reference = motion_compensated_voxels(info["values"], self._streams(number, grid, ("motion",)),
+                if source is not None and source.moved:
+                    reference = motion_compensated_voxels(info.neural, self._streams(number, grid, (MOTION,)),
                                                           reference)
-                self._topology_cache[key] = decode_topology(data, reference, expected=info["voxels"])
+                self._topology_cache[key] = decode_topology(data, reference, expected=info.voxels)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'topology': {exc}") from None
         return self._topology_cache[key]
@@ -301,13 +328,13 @@ class NvoxArchive:
         predicted frames from its keyframe."""
         key = (number, grid)
         if key not in self._state_cache:
-            info = self._entry(number)["grids"][grid]
-            if info["values"].get("format") in BOUNDED_FORMATS:
+            info = self.entry(number).grids[grid]
+            if info.is_bounded:
                 return None
-            source = info.get("latents_from")
+            source = info.latents_from
             reference = None if source is None else self.latent_state(source, grid)
             try:
-                self._state_cache[key] = decode_state(self.topology(number, grid), info["values"],
+                self._state_cache[key] = decode_state(self.topology(number, grid), info.neural,
                                                       self._streams(number, grid, STATE_STREAMS), reference,
                                                       device=self.device)
             except ValueError as exc:
@@ -316,79 +343,88 @@ class NvoxArchive:
 
     def _streams(self, number: int, grid: str, names: Sequence[str] | None = None) -> dict[str, bytes]:
         """The grid's coded streams (only ``names`` of them, where it has them): read and checked on every call."""
-        stored = self._entry(number)["grids"][grid]["streams"]
+        stored = self.entry(number).grids[grid].streams
         return {name: self.reader.get(payload_key(number, grid, name)) for name in stored
                 if names is None or name in names}
 
-    def _weight_streams(self, number: int, grid: str) -> dict[str, bytes]:
+    def weight_streams(self, number: int, grid: str) -> dict[str, bytes]:
         """What decoding voxels reads besides the latent state: the frame's own decoder weights, if it sent them."""
-        return self._streams(number, grid, ("weights",))
+        return self._streams(number, grid, (WEIGHTS,))
 
-    def _shared_decoder(self, number: int, grid: str, info: dict[str, Any]) -> QuantizedDecoder | None:
-        owner = info["weights_from"]
+    def shared_decoder(self, number: int, grid: str) -> QuantizedDecoder | None:
+        """The decoder weights a grid shares with the earlier frame of its group that sent them (None when it sent
+        its own)."""
+        owner = self.entry(number).grids[grid].weights_from
         if owner is None or owner == number:
             return None
         if (owner, grid) not in self._weights_cache:
-            values_header = self._entry(owner)["grids"][grid]["values"]
-            data = self.reader.get(payload_key(owner, grid, "weights"))
+            values_header = self.entry(owner).grids[grid].neural
+            data = self.reader.get(payload_key(owner, grid, WEIGHTS))
             self._weights_cache[(owner, grid)] = decode_weights(values_header, data)
         return self._weights_cache[(owner, grid)]
 
     def decode_grid(self, number: int, grid: str, region: Region | None = None) -> SparseGrid:
         """Decode one grid of one frame (only its voxels inside ``region``, when given)."""
-        try:
-            pending = self._submit_bounded(number, grid, region)
-            if pending is not None:
-                return pending.collect(self.engine)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
-        info = self._entry(number)["grids"][grid]
+        pending = self.submit_bounded(number, grid, region)
+        if pending is not None:
+            return pending.collect(self.engine)
+        info = self.entry(number).grids[grid]
         ijk = self.topology(number, grid)
-        values = decode_values(ijk, info["values"], self._weight_streams(number, grid), device=self.device,
-                               shared_decoder=self._shared_decoder(number, grid, info),
-                               state=self.latent_state(number, grid))
+        values = decode_values(ijk, info.neural, self.weight_streams(number, grid), device=self.device,
+                               shared_decoder=self.shared_decoder(number, grid), state=self.latent_state(number, grid))
         if region is not None:
             inside = _inside(ijk, region)
             ijk, values = ijk[inside], values[inside]
         return self._make_grid(number, grid, ijk, values)
 
     def _make_grid(self, number: int, grid: str, ijk: np.ndarray, values: np.ndarray) -> SparseGrid:
-        info = self._entry(number)["grids"][grid]
-        background = info["background"]
+        info = self.entry(number).grids[grid]
         return SparseGrid(
-            name=grid, ijk=ijk, values=values, grid_class=info["grid_class"], value_type=info["value_type"],
-            transform=np.asarray(info["transform"]), save_half=info["save_half"], vector_type=info["vector_type"],
-            background=tuple(background) if isinstance(background, list) else background,
-            metadata={k: tuple(v) if isinstance(v, list) else v for k, v in info["metadata"].items()},
-            metadata_types=info["metadata_types"],
+            name=grid, ijk=ijk, values=values, grid_class=info.grid_class, value_type=info.value_type,
+            transform=np.asarray(info.transform), save_half=info.save_half, vector_type=info.vector_type,
+            background=info.background,
+            metadata={k: tuple(v) if isinstance(v, list) else v for k, v in info.metadata.items()},
+            metadata_types=dict(info.metadata_types),
         )
 
-    def _submit_bounded(self, number: int, grid: str, region: Region | None) -> _PendingGrid | None:
+    def submit_bounded(self, number: int, grid: str, region: Region | None) -> _PendingGrid | None:
         """Start decoding a bounded grid's chunks (those meeting ``region``) on the engine; None for other grids."""
-        header = self._entry(number)["grids"][grid]["values"]
-        if header.get("format") not in BOUNDED_FORMATS:
+        if not self.entry(number).grids[grid].is_bounded:
             return None
         ijk = self.topology(number, grid)
-        chunks = self._chunks(number, grid, ijk)
+        chunks = self.chunks(number, grid, ijk)
         wanted = list(range(len(chunks))) if region is None else chunks.touching(*region)
-        handles = self._submit_chunks(number, grid, ijk, chunks, wanted)
+        handles = self.submit_chunks(number, grid, ijk, chunks, wanted)
         return _PendingGrid(functools.partial(self._make_grid, number, grid), ijk, chunks, wanted, handles, region)
 
-    def _chunks(self, number: int, grid: str, ijk: np.ndarray) -> Chunks:
+    def chunks(self, number: int, grid: str, ijk: np.ndarray) -> Chunks:
         """The chunks of a bounded grid's decoded voxels, checked against its value header."""
         try:
-            return chunked.chunks_of(ijk, self._entry(number)["grids"][grid]["values"])
+            return chunked.chunks_of(ijk, self.entry(number).grids[grid].values)
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
 
-    def _submit_chunks(self, number: int, grid: str, ijk: np.ndarray, chunks: Chunks, wanted: list[int]) -> list[Any]:
-        """The engine's handles of the decoding of chunks ``wanted``."""
-        header = self._entry(number)["grids"][grid]["values"]
+    def submit_chunks(self, number: int, grid: str, ijk: np.ndarray, chunks: Chunks, wanted: list[int]) -> list[Any]:
+        """The engine's handles of the decoding of chunks ``wanted``, each under the grid's context model."""
+        header = self.entry(number).grids[grid].values
         streams = chunked.stream_names(header)
-        parts = header["chunks"] if chunked.is_chunked(header) else [header]
-        return [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else chunks.rows[i]),
-                                   parts[i], self.reader.get(payload_key(number, grid, streams[i])))
-                for i in wanted]
+        parts = chunked.chunk_headers(header)
+        try:
+            context = self._context_model(parts[0].context_frame, grid)
+            return [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else chunks.rows[i]),
+                                       parts[i], self.reader.get(payload_key(number, grid, streams[i])), context)
+                    for i in wanted]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
+
+    def _context_model(self, owner: int | None, grid: str) -> ArmWeights | None:
+        """The neural context model a bounded grid's codes use (sent once, by frame ``owner``)."""
+        if owner is None:
+            return None
+        if (owner, grid) not in self._context_cache:
+            self._context_cache[(owner, grid)] = ArmWeights.from_bytes(self.reader.get(payload_key(owner, grid,
+                                                                                                   CONTEXT)))
+        return self._context_cache[(owner, grid)]
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""
@@ -473,7 +509,7 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
             raise FileExistsError(f"{existing[0]}: exists (use --force to overwrite, or --resume to keep the frames "
                                   f"already written)")
         count = workers if workers is not None else auto_workers(
-            sum(info["voxels"] for n in numbers for info in archive._entry(n)["grids"].values()))
+            sum(info.voxels for n in numbers for info in archive.entry(n).grids.values()))
         archive.engine = stack.enter_context(contextlib.closing(make_engine(count)))
         written: list[Path] = []
         writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer"))
@@ -501,7 +537,7 @@ def _decoding_ahead(archive: NvoxArchive, numbers: list[int], plans: list[_Plan]
         frame = archive.frame(number, region)
         names = [name for _, listed in plan for name in listed]
         frame.start_decoding(names)
-        ahead.append((frame, plan, sum(frame._entry["grids"][name]["voxels"] for name in names)))
+        ahead.append((frame, plan, sum(frame.entry.grids[name].voxels for name in names)))
         while ahead and (len(ahead) >= 2 * workers or sum(v for *_, v in ahead) >= AHEAD_VOXELS_PER_WORKER * workers):
             yield ahead.popleft()[:2]
     while ahead:
@@ -530,7 +566,7 @@ def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_
         return [(output_dir / frame.file_name, names)]
     plan = []
     for name in names:
-        if frame._entry["grids"][name]["value_type"] in VECTOR_TYPES:
+        if frame.entry.grids[name].value_type in VECTOR_TYPES:
             continue
         if Path(name).name != name or name in (".", ".."):
             raise ValueError(f"grid name {name!r} cannot name a folder for NanoVDB output")
@@ -567,9 +603,9 @@ def _write_frame(frame: Frame, decoded: dict[str, SparseGrid], plan: _Plan, form
 def _warn_skipped_vector_grids(archive: NvoxArchive, numbers: list[int], grids: Sequence[str] | None) -> None:
     skipped: dict[str, str] = {}
     for number in numbers:
-        for name, info in archive._entry(number)["grids"].items():
-            if (grids is None or name in grids) and info["value_type"] in VECTOR_TYPES:
-                skipped[name] = info["value_type"]
+        for name, info in archive.entry(number).grids.items():
+            if (grids is None or name in grids) and info.value_type in VECTOR_TYPES:
+                skipped[name] = info.value_type
     if skipped:
         listed = ", ".join(f"'{name}' ({value_type})" for name, value_type in skipped.items())
         warnings.warn(f"NanoVDB output takes float grids: skipping vector grid {listed}; use the vdb format for them",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from neuralvox.codec.header import Architecture
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
@@ -46,7 +47,7 @@ class FitResult:
     motion: np.ndarray | None = None
 
 
-def fit_field(field: LatentField, target: torch.Tensor, quality: Quality, architecture: dict,
+def fit_field(field: LatentField, target: torch.Tensor, quality: Quality, architecture: Architecture,
               shared_decoder: QuantizedDecoder | None = None, progress: Progress | None = None,
               predictor: LatentPredictor | None = None, initial_steps: list[torch.Tensor] | None = None,
               iterations: tuple[int, int] | None = None) -> FitResult:
@@ -64,7 +65,7 @@ def fit_field(field: LatentField, target: torch.Tensor, quality: Quality, archit
                     iterations or (quality.iterations, quality.finetune_iterations))
 
 
-def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architecture: dict,
+def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architecture: Architecture,
          shared_decoder: QuantizedDecoder | None, progress: Progress | None, predictor: LatentPredictor | None,
          initial_steps: list[torch.Tensor] | None, iterations: tuple[int, int]) -> FitResult:
     start = time.perf_counter()

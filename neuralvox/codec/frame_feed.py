@@ -36,9 +36,10 @@ class FedFrame:
 
 def feed_frames(frames: Iterable[Frame], read: Callable[[Frame], VdbFile | None],
                 prepare: Callable[[Frame, VdbFile], dict[str, SparseGrid]], jobs: ValueJobs | None,
-                bound_of: Callable[[SparseGrid], float | tuple[float, ...]]) -> Iterator[FedFrame]:
+                submit: Callable[[Frame, SparseGrid], PendingValues]) -> Iterator[FedFrame]:
     """Frames in order, each read by ``read`` and its coded grids made by ``prepare``; with ``jobs`` (bounded values)
-    each grid's coding is submitted as soon as the frame is read, up to a few frames ahead of the one yielded."""
+    each grid's coding is submitted by ``submit`` as soon as the frame is read, up to a few frames ahead of the one
+    yielded."""
     workers = jobs.engine.workers if jobs is not None else 1
     max_frames = 1 if workers == 1 else 2 * workers
     max_voxels = AHEAD_VOXELS_PER_WORKER * workers
@@ -48,7 +49,7 @@ def feed_frames(frames: Iterable[Frame], read: Callable[[Frame], VdbFile | None]
         grids = prepare(frame, vdb) if vdb is not None else {}
         pending = {}
         if jobs is not None:
-            pending = {name: jobs.submit(frame.path, grid, bound_of(grid)) for name, grid in grids.items()}
+            pending = {name: submit(frame, grid) for name, grid in grids.items()}
         ahead.append(FedFrame(frame, vdb, grids, pending))
         while ahead and (len(ahead) >= max_frames or sum(f.voxels for f in ahead) >= max_voxels):
             yield ahead.popleft()

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from neuralvox.grid import SparseGrid
+from neuralvox.model.geometry import find_rows
 from neuralvox.model.motion import MotionGuess
-from neuralvox.model.points import find_rows
 
 VELOCITY_NAMES = ("vel", "velocity", "v")
 _MAX_CELLS = 1 << 22  # dense working volumes are downsampled until they hold at most this many cells
@@ -86,7 +86,7 @@ def velocity_guess(velocity: SparseGrid, transform: np.ndarray, previous: tuple[
     ``current`` (ijk, values) frame from the ``previous`` one. A staggered (MAC) velocity grid is first averaged to
     voxel centres. A position takes the mean motion of the voxels within ``reach`` voxels of it.
     """
-    ijk, vectors = _centred_velocity(velocity)
+    ijk, vectors = centred_velocity(velocity)
     inverse = np.linalg.inv(np.asarray(transform, dtype=np.float64))
     positions = _apply(inverse, _apply(velocity.transform, ijk.astype(np.float64)))
     index_vectors = vectors.astype(np.float64) @ inverse[:3, :3]
@@ -110,7 +110,7 @@ def velocity_guess(velocity: SparseGrid, transform: np.ndarray, previous: tuple[
     return _spread(volume, best * weighted[:3], weighted[3], reach)
 
 
-def _centred_velocity(velocity: SparseGrid) -> tuple[np.ndarray, np.ndarray]:
+def centred_velocity(velocity: SparseGrid) -> tuple[np.ndarray, np.ndarray]:
     """Velocity at voxel centres: a staggered grid's component a sits on the face at -1/2 along axis a, so the
     centre value averages the faces at i and i + 1 (the lower face alone where the upper one is inactive)."""
     ijk, vectors = velocity.ijk, velocity.values.astype(np.float32)

@@ -1,17 +1,34 @@
-"""The archive header's schema: every name, size, shape, count and reference checked before the decoder uses it."""
+"""The archive header's schema: every name, size, shape, count and reference of untrusted JSON checked, then the
+typed header (``neuralvox.codec.header``) built from it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from neuralvox.codec import bounded, chunked
+from neuralvox.codec import chunked
+from neuralvox.codec.bounded import FORMAT as BOUNDED_FORMAT
+from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
+from neuralvox.codec.header import (
+    ARCHIVE_FORMAT,
+    CONTEXT,
+    MOTION,
+    NEURAL_FORMAT,
+    TOPOLOGY,
+    VALUES,
+    ArchiveHeader,
+    ArchiveSummary,
+    payload_key,
+)
 from neuralvox.codec.interpolation import MAX_OPTIONS
 from neuralvox.container import ArchiveFormatError
 from neuralvox.grid import VALUE_TYPES, VECTOR_TYPES
+from neuralvox.metrics import ErrorStats
 from neuralvox.model.decoder import ACTIVATIONS
+from neuralvox.sequence import SEPARATORS
 
 MAX_FRAMES = 1_000_000
 MAX_GRIDS = 1024  # per frame
@@ -26,6 +43,8 @@ MAX_FREQUENCIES = 16
 MAX_PADDING = 32
 MAX_ANCHOR_LEVEL = 16  # the bounded codec's coarsest level (anchors every 2**level voxels)
 
+_PATTERN_FIELDS = {"prefix", "separator", "padding", "suffix"}
+_ERROR_FIELDS = [field.name for field in dataclasses.fields(ErrorStats)]
 _Where = dict[str, Any]  # frame=..., grid=... for ArchiveFormatError
 
 
@@ -73,6 +92,15 @@ def is_plain_name(value: Any) -> bool:
     """A name that stays inside its folder: non-empty text without separators, NUL, '.' or '..'."""
     return (isinstance(value, str) and 0 < len(value) <= MAX_NAME and value not in (".", "..")
             and not any(c in value for c in "/\\\0") and not Path(value).is_absolute())
+
+
+def _optional(check: _Checker, mapping: Mapping[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
+    """A field that older archives of the same format lack: None when absent, else checked like ``check.get``."""
+    return check.get(mapping, field, kind) if field in mapping else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_finite(value: Any) -> bool:
@@ -161,13 +189,20 @@ def check_bounded_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
             for c in choices):
         raise check.fail("choices", f"{_short(choices)}: per channel at most {passes} predictions of "
                                     f"0..{MAX_OPTIONS - 1}")
-    if "values" not in grid["streams"]:
+    if VALUES not in grid["streams"]:
         raise check.fail("streams", "lacks values")
+
+
+def check_bounded_v2(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-bounded/2``: /1 plus ``context_frame``, the frame whose ``context`` stream holds the neural
+    context model the codes use (null: the counting model); ``_check_context_frame`` checks it points back."""
+    check_bounded_v1(check, header, grid)
+    check.get(header, "context_frame", (int, type(None)))
 
 
 def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
     """``neuralvox-chunked/1``: bounded values in spatial chunks, each a header of the bounded format and one
-    ``values.<k>`` stream; the chunks' voxels add up to the grid's."""
+    ``values.<k>`` stream; the chunks' voxels add up to the grid's, and all name the same context frame."""
     if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
         raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
     check.integer(header, "max_voxels", 1, MAX_VOXELS)
@@ -178,13 +213,15 @@ def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
         raise check.fail("chunks", f"{len(chunks)} chunks for {grid['voxels']} voxels")
     total = 0
     for index, chunk in enumerate(chunks):
-        if not isinstance(chunk, dict) or chunk.get("format") != bounded.FORMAT:
-            raise check.fail(f"chunks[{index}]", f"not a {bounded.FORMAT} header")
+        if not isinstance(chunk, dict) or chunk.get("format") != BOUNDED_FORMAT:
+            raise check.fail(f"chunks[{index}]", f"not a {BOUNDED_FORMAT} header")
         try:
             voxels = check.integer(chunk, "voxels", 1, MAX_VOXELS)
-            VALUE_VALIDATORS[bounded.FORMAT](check, chunk, {**grid, "voxels": voxels, "streams": ["values"]})
+            check_bounded_v2(check, chunk, {**grid, "voxels": voxels, "streams": [VALUES]})
         except ArchiveFormatError as exc:
             raise check.fail(f"chunks[{index}].{exc.field}", exc.problem) from None
+        if chunk["context_frame"] != chunks[0]["context_frame"]:
+            raise check.fail(f"chunks[{index}].context_frame", "differs from the first chunk's")
         total += voxels
     if total != grid["voxels"]:
         raise check.fail("chunks", f"the chunks hold {total} voxels, the grid {grid['voxels']}")
@@ -193,18 +230,25 @@ def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
         raise check.fail("streams", f"lacks {', '.join(missing[:3])}")
 
 
-VALUE_VALIDATORS: dict[str, ValueValidator] = {"neuralvox-values/1": check_values_v1,
-                                               "neuralvox-bounded/1": check_bounded_v1,
-                                               chunked.FORMAT: check_chunked_v1}
+VALUE_VALIDATORS: dict[str, ValueValidator] = {NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1,
+                                               BOUNDED_FORMATS[1]: check_bounded_v2, chunked.FORMAT: check_chunked_v1}
 
 
 # ------------------------------------------------------------------------------------------------ header
-def check_header(archive: Path, header: dict[str, Any], payload_sizes: Mapping[str, int], archive_format: str) -> None:
-    """Check a decoder header against the schema and the archive's payload table; raise ArchiveFormatError."""
-    check = _Checker(archive)
-    if header.get("format") != archive_format:
-        raise check.fail("format", f"{_short(header.get('format'))} is not {archive_format!r}")
+def check_header(archive: Path, header: dict[str, Any], payload_sizes: Mapping[str, int]) -> ArchiveHeader:
+    """The typed header of an archive, after checking its JSON against the schema and the archive's payload table
+    (raise ArchiveFormatError). The summary is left out: decoding never reads it (see ``check_summary``)."""
+    _check_frames(_Checker(archive), header, payload_sizes)
+    return ArchiveHeader.from_json(header)
+
+
+def _check_frames(check: _Checker, header: dict[str, Any], payload_sizes: Mapping[str, int]) -> None:
+    if header.get("format") != ARCHIVE_FORMAT:
+        raise check.fail("format", f"{_short(header.get('format'))} is not {ARCHIVE_FORMAT!r} (from a newer "
+                                   f"neuralvox?)")
     _check_pattern(check, check.get(header, "pattern", dict))
+    if not all(_is_int(n) for n in check.get(header, "gaps", list)):
+        raise check.fail("gaps", "expected frame numbers")
     frames = check.get(header, "frames", list)
     if not 1 <= len(frames) <= MAX_FRAMES:
         raise check.fail("frames", f"{len(frames)} frames (expected 1..{MAX_FRAMES})")
@@ -240,6 +284,8 @@ def _check_pattern(check: _Checker, pattern: dict[str, Any]) -> None:
             raise check.fail(f"pattern.{field}", f"{_short(value)} is not plain file-name text")
     check.get(pattern, "separator", str)
     check.integer(pattern, "padding", 0, MAX_PADDING)
+    if pattern["suffix"] != ".vdb" or pattern["separator"] not in SEPARATORS or set(pattern) != _PATTERN_FIELDS:
+        raise check.fail("pattern", f"{_short(pattern)} is not a .vdb name pattern")
 
 
 def _check_metadata(check: _Checker, entry: dict[str, Any]) -> None:
@@ -285,10 +331,9 @@ def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dic
     _check_metadata(check, grid)
     check.integer(grid, "voxels", 0, MAX_VOXELS)
     streams = check.get(grid, "streams", list)
-    for stream in ["topology", *streams]:
+    for stream in [TOPOLOGY, *streams]:
         check.name(stream, "streams")
-        key = f"frames/{number}/{name}/{stream}"
-        if key not in payload_sizes:
+        if payload_key(number, name, stream) not in payload_sizes:
             raise check.fail("streams", f"payload {stream!r} is not in the archive")
     _check_references(check, number, name, grid, earlier, this_frame)
     values = check.get(grid, "values", dict)
@@ -298,8 +343,19 @@ def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dic
         raise check.fail("values.format", f"unknown value format {_short(values.get('format'))} (known: "
                                           f"{', '.join(VALUE_VALIDATORS)}; from a newer neuralvox?)")
     validator(check, values, grid)
+    _check_context_frame(check, number, name, values, grid, earlier)
     if "predicted" in values and grid["latents_from"] is None:
         raise check.fail("latents_from", "a predicted grid needs the frame it is predicted from")
+    if "stats" in grid:
+        _check_stats(check, check.get(grid, "stats", dict))
+
+
+def _check_stats(check: _Checker, stats: dict[str, Any]) -> None:
+    """A frame's recorded errors, bytes per stream and fitting time (never read by the decoder)."""
+    for field in [*_ERROR_FIELDS, "fit_seconds"]:
+        _optional(check, stats, field, (int, float))
+    if not all(_is_int(v) for v in check.get(stats, "bytes", dict).values()):
+        raise check.fail("stats.bytes", "expected byte counts")
 
 
 def _check_references(check: _Checker, number: int, name: str, grid: dict[str, Any],
@@ -309,12 +365,12 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
     before = list(this_frame)[: list(this_frame).index(name)]
     ref = check.get(grid, "topology_ref", (list, type(None)))
     if ref is not None:
-        good = len(ref) in (2, 3) and isinstance(ref[0], int) and isinstance(ref[1], str) and ref[2:] in ([],
-                                                                                                         ["motion"])
+        good = (len(ref) in (2, 3) and isinstance(ref[0], int) and not isinstance(ref[0], bool)
+                and isinstance(ref[1], str) and ref[2:] in ([], [MOTION]))
         if not good or not (ref[1] in earlier.get(ref[0], {}) or (ref[0] == number and ref[1] in before and
                                                                   not ref[2:])):
             raise check.fail("topology_ref", f"{_short(ref)} is not a grid coded before this one")
-        if ref[2:] and (ref[1] != name or "motion" not in grid.get("streams", [])):
+        if ref[2:] and (ref[1] != name or MOTION not in grid.get("streams", [])):
             raise check.fail("topology_ref", f"{_short(ref)}: motion context without this grid's motion")
     for field, needs in (("latents_from", None), ("weights_from", "weights")):
         source = check.get(grid, field, (int, type(None)))
@@ -325,16 +381,35 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
             raise check.fail(field, f"frame {source} is not an earlier frame holding this grid's {needs or 'latents'}")
 
 
+def _check_context_frame(check: _Checker, number: int, name: str, values: dict[str, Any], grid: dict[str, Any],
+                         earlier: dict[int, dict[str, Any]]) -> None:
+    """A bounded grid's context model is sent by this frame or an earlier frame holding the same grid."""
+    owner = values["chunks"][0]["context_frame"] if values["format"] == chunked.FORMAT else values.get("context_frame")
+    if owner is None:
+        return
+    holder = grid if owner == number else earlier.get(owner, {}).get(name)
+    if not isinstance(holder, dict) or CONTEXT not in holder.get("streams", []):
+        raise check.fail("values.context_frame", f"frame {owner} is not this or an earlier frame holding this grid's "
+                                                 "context model")
+
+
 _REPORT_NUMBERS = ("frames", "voxels", "source_bytes", "coded_bytes", "ratio", "bpv", "psnr", "rmse", "max_abs_error",
                    "fit_seconds")
 
 
-def check_summary(archive: Path, header: dict[str, Any]) -> None:
-    """Check what ``neuralvox info`` prints besides the frames: codec settings, per-grid report, skipped grids."""
+def check_summary(archive: Path, header: dict[str, Any]) -> ArchiveSummary:
+    """The typed summary (what ``neuralvox info`` prints besides the frames: codec settings, per-grid report, skipped
+    grids), after checking it."""
     check = _Checker(archive)
     codec = check.get(header, "codec", dict)
     for field in ("quality", "gop", "device"):
         check.get(codec, field, (str, int))
+    # fields later versions of neuralvox/1 added: checked where present
+    _optional(check, codec, "coherence", (int, float))
+    _optional(check, codec, "target", (str, type(None)))
+    bounds = _optional(check, codec, "bounds", (dict, type(None)))
+    if bounds is not None and not all(_is_finite(v) for v in bounds.values()):
+        raise check.fail("bounds", "expected a number per grid")
     for entry in check.get(header, "report", list):
         at = check.at(grid=_short(entry.get("name")) if isinstance(entry, dict) else None)
         if not isinstance(entry, dict):
@@ -343,9 +418,12 @@ def check_summary(archive: Path, header: dict[str, Any]) -> None:
         for field in _REPORT_NUMBERS:
             at.get(entry, field, (int, float))
         at.get(entry, "flicker", (int, float, type(None)))
+        _optional(at, entry, "peak", (int, float))
+        _optional(at, entry, "bound", (int, float, type(None)))
         streams = at.get(entry, "stream_bytes", dict)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
             raise at.fail("stream_bytes", "expected byte counts")
     skipped = check.get(header, "skipped", dict)
     if not all(isinstance(v, str) for v in skipped.values()):
         raise check.fail("skipped", "expected a reason per grid")
+    return ArchiveSummary.from_json(header)

@@ -2,7 +2,8 @@
 
 On this machine (a serial or local pool engine) a task carries its chunk's voxels; on Ray a task carries the frame's
 path, and the worker reads the grid from the file system it shares with the client and codes its batch of chunks.
-Either way each chunk is coded by ``chunked.encode_chunk``, so the bytes do not depend on the engine.
+Either way each chunk is coded by ``chunked.encode_chunk`` under the grid's context model, fitted in the main process
+and sent with the task, so the bytes do not depend on the engine.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from neuralvox.codec import bounded
-from neuralvox.codec.chunked import ChunkCode, assemble, encode_chunk, encode_part
+from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.chunked import ChunkCode, ChunkContext, ChunkedValues, assemble, encode_chunk, encode_part
 from neuralvox.codec.chunks import DEFAULT_LIMITS, ChunkLimits, Chunks, split_voxels
 from neuralvox.grid import SparseGrid
 from neuralvox.parallel import Engine, RayEngine
@@ -37,17 +39,18 @@ class ChunkVoxels:
         return ChunkVoxels, (self.grid(), None)
 
 
-def code_chunk(part: ChunkVoxels, index: int, bound: float | tuple[float, ...], alone: bool) -> list[ChunkCode]:
+def code_chunk(part: ChunkVoxels, index: int, bound: float | tuple[float, ...], context: ChunkContext,
+               alone: bool) -> list[ChunkCode]:
     """Task: the coding of one chunk (``alone``: the whole grid)."""
-    return [encode_part(part.grid(), index, bound, alone=alone)]
+    return [encode_part(part.grid(), index, bound, context, alone=alone)]
 
 
-def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...], indices: list[int],
-                          limits: ChunkLimits) -> list[ChunkCode]:
+def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...], context: ChunkContext,
+                          indices: list[int], limits: ChunkLimits) -> list[ChunkCode]:
     """Task: read grid ``name`` of the frame at ``path`` and code its chunks ``indices``."""
     grid = read_vdb(path, [name], warn_skipped=False).grids[name].sorted()
     chunks = split_voxels(grid.ijk, limits)
-    return [encode_chunk(grid, chunks, index, bound) for index in indices]
+    return [encode_chunk(grid, chunks, index, bound, context) for index in indices]
 
 
 @dataclasses.dataclass
@@ -67,21 +70,25 @@ class ValueJobs:
         self.limits = limits
         self.on_ray = isinstance(engine, RayEngine)
 
-    def submit(self, path: Path, grid: SparseGrid, bound: float | tuple[float, ...]) -> PendingValues:
-        """Start coding ``grid`` (voxels in canonical order), read from the frame at ``path`` on Ray."""
+    def submit(self, path: Path, grid: SparseGrid, bound: float | tuple[float, ...],
+               context: ChunkContext) -> PendingValues:
+        """Start coding ``grid`` (voxels in canonical order) under ``context``, read from the frame at ``path`` on
+        Ray."""
         chunks = split_voxels(grid.ijk, self.limits)
         if self.on_ray:
             batches = np.array_split(np.arange(len(chunks)), min(len(chunks), self.engine.workers))
             where = str(Path(path).resolve())
-            handles = [self.engine.submit(code_chunks_from_file, where, grid.name, bound, b.tolist(), self.limits)
+            handles = [self.engine.submit(code_chunks_from_file, where, grid.name, bound, context, b.tolist(),
+                                          self.limits)
                        for b in batches]
         else:
             alone = len(chunks) == 1
-            handles = [self.engine.submit(code_chunk, ChunkVoxels(grid, None if alone else rows), i, bound, alone)
+            handles = [self.engine.submit(code_chunk, ChunkVoxels(grid, None if alone else rows), i, bound, context,
+                                          alone)
                        for i, rows in enumerate(chunks.rows)]
         return PendingValues(grid, chunks, handles)
 
-    def collect(self, pending: PendingValues) -> tuple[dict[str, Any], dict[str, bytes], np.ndarray]:
+    def collect(self, pending: PendingValues) -> tuple[ChunkedValues, dict[str, bytes], np.ndarray]:
         """The value header, streams and decoded values of a submitted grid (waits for its tasks)."""
         codes = [code for handle in pending.handles for code in self.engine.result(handle)]
         return assemble(pending.grid, pending.chunks, codes, self.limits)
@@ -100,6 +107,7 @@ class ChunkTopology:
         return ChunkTopology, (self.ijk(), None)
 
 
-def decode_chunk(part: ChunkTopology, header: dict[str, Any], stream: bytes) -> np.ndarray:
-    """Task: the values of one chunk from its bounded header and stream."""
-    return bounded.decode_bounded(part.ijk(), bounded.BoundedHeader.from_dict(header), stream)
+def decode_chunk(part: ChunkTopology, header: bounded.BoundedHeader, stream: bytes,
+                 context: ArmWeights | None) -> np.ndarray:
+    """Task: the values of one chunk from its bounded header, stream and the grid's context model."""
+    return bounded.decode_bounded(part.ijk(), header, stream, context)

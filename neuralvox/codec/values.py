@@ -7,41 +7,44 @@ import dataclasses
 import numpy as np
 import torch
 
-from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.entropy import EntropyStreamError
 from neuralvox.codec.fit import FitResult, Progress, fit_field
+from neuralvox.codec.header import LATENTS, MOTION, RESIDUAL, WEIGHTS, MotionSpec, NeuralValueHeader
+from neuralvox.codec.latent_codecs import (
+    compress_latents,
+    compress_motion,
+    compress_weights,
+    decompress_latents,
+    decompress_motion,
+    decompress_weights,
+)
+from neuralvox.codec.neural_model import (
+    MOTION_STEP,
+    MOTION_STRIDE,
+    LatentState,
+    architecture_of,
+    build_field,
+    decoder_module,
+    guided_predictor,
+    motion_spec,
+    normalization,
+    predictor_at,
+)
 from neuralvox.codec.presets import Quality, quality_preset
-from neuralvox.codec.weights import QuantizedDecoder, decode_decoder_weights, encode_decoder_weights
+from neuralvox.codec.weights import QuantizedDecoder
+from neuralvox.device import resolve_device
 from neuralvox.grid import GRID_CLASSES
 from neuralvox.kernels.fused import FieldArrays, FusedDecoder
 from neuralvox.metrics import error_stats, value_range
-from neuralvox.model.decoder import DecoderMLP, positional_feature_count
-from neuralvox.model.field import LatentField
-from neuralvox.model.lattice import build_lattice
-from neuralvox.model.motion import LatentPredictor, MotionGuess, compensate_voxels, motion_lattice
-from neuralvox.model.points import lattice_points
+from neuralvox.model.decoder import DecoderMLP
+from neuralvox.model.geometry import lattice_points
+from neuralvox.model.motion import MotionGuess, compensate_voxels, motion_lattice
 
-FORMAT = "neuralvox-values/1"
+FORMAT = NeuralValueHeader.FORMAT
 _FIT_SEED = 0
 _DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
-_ARCHITECTURE_KEYS = ("channels", "levels", "hidden", "frequencies", "activation")
 BACKENDS = ("auto", "torch", "warp")
-MOTION_STRIDE = 16  # voxels between motion points
-MOTION_STEP = 0.25  # voxels per motion integer
-STATE_STREAMS = ("latents", "residual", "motion")  # what decode_state reads; decoding voxels adds "weights"
-
-
-@dataclasses.dataclass
-class LatentState:
-    """The latents a decoder reconstructs for one grid of one frame: lattice ``coords`` (M_l, 3) int64 and float32
-    ``latents`` (M_l, C_l) per level, their quantization ``steps``, and the frame's topology ``ijk``.
-
-    What the next frame of a group is predicted from (``reference`` of ``encode_values`` and ``decode_values``).
-    """
-
-    ijk: np.ndarray
-    coords: list[np.ndarray]
-    latents: list[np.ndarray]
-    steps: list[np.ndarray]
+STATE_STREAMS = (LATENTS, RESIDUAL, MOTION)  # what decode_state reads; decoding voxels adds "weights"
 
 
 @dataclasses.dataclass
@@ -70,20 +73,13 @@ class EncodedValues:
     constant grid), and ``decoded`` the values exactly as ``decode_values`` returns them (what ``stats`` measured).
     """
 
-    header: dict
+    header: NeuralValueHeader
     streams: dict[str, bytes]
     stats: ValueStats
     latents: list[np.ndarray]
     decoder: QuantizedDecoder | None
     decoded: np.ndarray
     state: LatentState | None = None
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' is CUDA when available, else CPU; anything else goes to torch.device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quality: str | Quality = "medium",
@@ -106,76 +102,76 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     preset = quality_preset(quality) if isinstance(quality, str) else quality
     channels = 1 if values.ndim == 1 else 3
     columns = values.reshape(len(values), channels)
-    header: dict = {"format": FORMAT, "voxels": len(values), "channels": channels}
     if len(values) == 0 or float(columns.max()) == float(columns.min()):
-        header["constant"] = [_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels))]
+        constant = tuple(_json_float32(v) for v in (columns[0] if len(values) else np.zeros(channels)))
+        header = NeuralValueHeader(len(values), channels, constant=constant)
         decoded = decode_values(ijk, header, {}, device="cpu")
         return EncodedValues(header, {}, _stats(values, decoded, FitResult([], [], None, 0, 0.0)), [], None, decoded)
 
-    header.update(_architecture(preset, channels))
-    header["low"] = [_json_float32(v) for v in columns.min(axis=0)]
-    header["high"] = [_json_float32(v) for v in columns.max(axis=0)]
-    header["shared_decoder"] = shared_decoder is not None
-    if shared_decoder is not None and shared_decoder.architecture != _architecture(preset, channels):
+    architecture = architecture_of(preset, channels)
+    if shared_decoder is not None and shared_decoder.architecture != architecture:
         raise ValueError(f"shared decoder architecture {shared_decoder.architecture} does not match quality "
-                         f"{_architecture(preset, channels)}")
-    if reference is not None:
-        if shared_decoder is None:
-            raise ValueError("a predicted frame must share its reference frame's decoder")
-        header["predicted"] = {"motion_stride": MOTION_STRIDE, "motion_step": MOTION_STEP}
+                         f"{architecture}")
+    if reference is not None and shared_decoder is None:
+        raise ValueError("a predicted frame must share its reference frame's decoder")
+    header = NeuralValueHeader(
+        len(values), channels, None, architecture, tuple(_json_float32(v) for v in columns.min(axis=0)),
+        tuple(_json_float32(v) for v in columns.max(axis=0)), shared_decoder is not None,
+        None if reference is None else MotionSpec(MOTION_STRIDE, MOTION_STEP))
     torch_device = resolve_device(device)
-    offset, scale = _normalization(header)
+    offset, scale = normalization(header)
     aimed = columns if aim is None else np.asarray(aim, dtype=np.float32).reshape(columns.shape)
     target = torch.from_numpy((aimed - offset) / scale).to(torch_device)
     # Same input, same archive: the decoder's initial weights and the training noise come from a fixed seed, without
     # touching the caller's random state.
     with torch.random.fork_rng(devices=[torch_device] if torch_device.type == "cuda" else []):
         torch.manual_seed(_FIT_SEED)
-        field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
+        field = build_field(torch.from_numpy(ijk).to(torch_device), header)
         predictor, initial_steps, iterations = None, None, None
         if reference is not None:
-            predictor = _predictor(field, header, reference, torch_device, motion_guess)
+            predictor = guided_predictor(field, header, reference, torch_device, motion_guess)
             initial_steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in reference.steps]
             iterations = (preset.predicted_iterations, preset.finetune_iterations)
-        result = fit_field(field, target, preset, _architecture(preset, channels), shared_decoder, progress,
+        result = fit_field(field, target, preset, architecture, shared_decoder, progress,
                            predictor, initial_steps, iterations)
-        streams = {_latent_stream(header): _encode_latents(result.latents, result.steps)}
+        streams = {header.latent_stream: compress_latents(result.latents, result.steps)}
         if result.motion is not None:
-            streams["motion"] = encode_integer_arrays(list(result.motion.T))
+            streams[MOTION] = compress_motion(result.motion)
         if shared_decoder is None:
-            streams["weights"] = encode_decoder_weights(result.decoder)
+            streams[WEIGHTS] = compress_weights(result.decoder)
         state = decode_state(ijk, header, streams, reference, device=device)
         decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder, state=state)
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.decoder, decoded,
                          state)
 
 
-def decode_state(ijk: np.ndarray, header: dict, streams: dict[str, bytes], reference: LatentState | None = None,
-                 device: str = "auto") -> LatentState | None:
+def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes],
+                 reference: LatentState | None = None, device: str = "auto") -> LatentState | None:
     """The decoded latents of a non-constant grid (None for a constant one) from its topology and streams; a
     predicted frame needs the ``reference`` state it was coded against. No voxel is decoded."""
-    if "constant" in header:
+    if header.constant is not None:
         return None
     ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
     torch_device = resolve_device(device)
     voxels = torch.from_numpy(ijk).to(torch_device)
-    coords = [lattice_points(voxels, stride) for stride, _ in header["levels"]]
-    integers, steps = _decode_latents(_stream(streams, _latent_stream(header)), [len(c) for c in coords],
-                                      [c for _, c in header["levels"]])
+    coords = [lattice_points(voxels, stride) for stride in header.model.strides]
+    integers, steps = decompress_latents(_stream(streams, header.latent_stream), [len(c) for c in coords],
+                                      header.model.level_channels)
     latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device)
                * torch.from_numpy(step.astype(np.float32)).to(torch_device)
                for values, step in zip(integers, steps, strict=True)]
-    if "predicted" in header:
+    if header.predicted is not None:
         if reference is None:
             raise ValueError("this frame is predicted from the previous one: pass its decoded state as reference")
-        predictor = _predictor_at(coords, header, reference, torch_device)
-        predictor.set_integers(torch.from_numpy(_decode_motion(streams, predictor.motion.shape[0])))
+        predictor = predictor_at(coords, header, reference, torch_device)
+        motion = decompress_motion(_stream(streams, MOTION), predictor.motion.shape[0])
+        predictor.set_integers(torch.from_numpy(motion))
         with torch.no_grad():
             latents = [base + residual for base, residual in zip(predictor(), latents, strict=True)]
     return LatentState(ijk, [c.cpu().numpy() for c in coords], [values.cpu().numpy() for values in latents], steps)
 
 
-def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: str = "auto",
+def decode_values(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes], device: str = "auto",
                   shared_decoder: QuantizedDecoder | None = None, backend: str = "auto",
                   reference: LatentState | None = None, state: LatentState | None = None) -> np.ndarray:
     """Values (N,) or (N, 3) float32 at voxels ``ijk`` from what ``encode_values`` produced for the same voxels.
@@ -184,27 +180,27 @@ def decode_values(ijk: np.ndarray, header: dict, streams: dict[str, bytes], devi
     "torch" is the reference decode, "warp" the fused Warp kernel (equal within float32 rounding), "auto" the faster
     one (see ``resolve_backend``).
     """
-    if header.get("format") != FORMAT:
-        raise ValueError(f"value header format {header.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(header, NeuralValueHeader):
+        raise ValueError(f"value header {type(header).__name__} is not the neural base's {FORMAT!r}")
     ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
-    channels = int(header["channels"])
-    if len(ijk) != header["voxels"]:
-        raise ValueError(f"value header is for {header['voxels']} voxels, topology gives {len(ijk)}")
+    channels = header.channels
+    if len(ijk) != header.voxels:
+        raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     shape = (len(ijk),) if channels == 1 else (len(ijk), channels)
-    if "constant" in header:
-        return np.repeat(np.asarray(header["constant"], dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
+    if header.constant is not None:
+        return np.repeat(np.asarray(header.constant, dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
 
     torch_device = resolve_device(device)
     state = state or decode_state(ijk, header, streams, reference, device=str(torch_device))
     if resolve_backend(backend) == "warp":
         return fused_decoder(ijk, header, streams, torch_device, shared_decoder, state).decode(ijk).reshape(shape)
-    field = _build_field(torch.from_numpy(ijk).to(torch_device), header)
+    field = build_field(torch.from_numpy(ijk).to(torch_device), header)
     decoder = _decoder_weights(header, streams, field.decoder, shared_decoder)
     decoder.load_into(field.decoder)
     latents = [torch.from_numpy(values).to(torch_device) for values in state.latents]
-    offset, scale = _normalization(header)
-    low = torch.tensor(header["low"], dtype=torch.float32, device=torch_device)
-    high = torch.tensor(header["high"], dtype=torch.float32, device=torch_device)
+    offset, scale = normalization(header)
+    low = torch.tensor(header.low, dtype=torch.float32, device=torch_device)
+    high = torch.tensor(header.high, dtype=torch.float32, device=torch_device)
     out = torch.empty((len(ijk), channels), dtype=torch.float32, device=torch_device)
     with torch.no_grad():
         for start in range(0, len(ijk), _DECODE_CHUNK):
@@ -221,129 +217,61 @@ def resolve_backend(backend: str) -> str:
     return "warp" if backend == "auto" else backend
 
 
-def fused_decoder(ijk: np.ndarray, header: dict, streams: dict[str, bytes], device: torch.device,
+def fused_decoder(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes], device: torch.device,
                   shared_decoder: QuantizedDecoder | None = None, state: LatentState | None = None) -> FusedDecoder:
     """The fused Warp decoder of a non-constant grid's values, built from its topology ``ijk`` (canonical order) and
     streams (and its decoded ``state``, required for a predicted frame): it decodes the values of any of those voxels
     (all of them, or a few for random access)."""
     state = state or decode_state(ijk, header, streams, device=str(device))
-    decoder = _decoder_module(header)
+    model = header.model
+    decoder = decoder_module(model)
     weights = _decoder_weights(header, streams, decoder, shared_decoder)
-    offset, scale = _normalization(header)
+    offset, scale = normalization(header)
     field = FieldArrays(
-        strides=[stride for stride, _ in header["levels"]],
+        strides=model.strides,
         points=[torch.from_numpy(coords).to(device) for coords in state.coords], latents=state.latents,
-        tensors=weights.tensors(), widths=[decoder.layers[0].in_features, *header["hidden"], header["channels"]],
-        activation=header["activation"], frequencies=header["frequencies"], offset=float(offset), scale=float(scale),
-        low=np.asarray(header["low"], dtype=np.float32), high=np.asarray(header["high"], dtype=np.float32))
+        tensors=weights.tensors(), widths=[decoder.layers[0].in_features, *model.hidden, model.channels],
+        activation=model.activation, frequencies=model.frequencies, offset=float(offset), scale=float(scale),
+        low=np.asarray(header.low, dtype=np.float32), high=np.asarray(header.high, dtype=np.float32))
     return FusedDecoder(field, device)
 
 
-def decode_latents(ijk: np.ndarray, header: dict, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
+def decode_latents(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
                                                                                     list[np.ndarray]]:
     """The integer latents (int32 (M_l, C_l) per level, rows in lattice order) and their float16 steps, as the
     decoder reads them; empty lists for a constant grid."""
-    if "constant" in header:
+    if header.constant is not None:
         return [], []
     voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32))
-    return _decode_latents(_stream(streams, _latent_stream(header)),
-                           [len(lattice_points(voxels, stride)) for stride, _ in header["levels"]],
-                           [c for _, c in header["levels"]])
+    return decompress_latents(_stream(streams, header.latent_stream),
+                           [len(lattice_points(voxels, stride)) for stride in header.model.strides],
+                           header.model.level_channels)
 
 
-def decode_weights(header: dict, data: bytes) -> QuantizedDecoder:
+def decode_weights(header: NeuralValueHeader, data: bytes) -> QuantizedDecoder:
     """The decoder weights in a ``weights`` stream, given the header of the frame that sent them (no topology
     needed): what later frames coded with ``shared_decoder`` need."""
-    if header.get("format") != FORMAT or "constant" in header:
+    if not isinstance(header, NeuralValueHeader) or header.constant is not None:
         raise ValueError("weights can only be read with the header of a frame coded with its own decoder")
-    decoder = _decoder_module(header)
-    return decode_decoder_weights(data, decoder, {key: header[key] for key in _ARCHITECTURE_KEYS})
+    return decompress_weights(data, decoder_module(header.model), header.model)
 
 
-def motion_compensated_voxels(header: dict, streams: dict[str, bytes], reference_ijk: np.ndarray) -> np.ndarray:
+def motion_compensated_voxels(header: NeuralValueHeader, streams: dict[str, bytes],
+                              reference_ijk: np.ndarray) -> np.ndarray:
     """The reference frame's voxels moved by a predicted frame's coded motion (see
     ``neuralvox.model.motion.compensate_voxels``): a context for this frame's topology, decodable before it."""
-    motion = header["predicted"]
+    motion = motion_spec(header)
     coords = motion_lattice(torch.from_numpy(np.ascontiguousarray(reference_ijk, dtype=np.int32)),
-                            motion["motion_stride"]).numpy()
-    return compensate_voxels(reference_ijk, coords, _decode_motion(streams, len(coords)) * motion["motion_step"],
-                             motion["motion_stride"])
+                            motion.stride).numpy()
+    moves = decompress_motion(_stream(streams, MOTION), len(coords)) * motion.step
+    return compensate_voxels(reference_ijk, coords, moves, motion.stride)
 
 
-def _latent_stream(header: dict) -> str:
-    """The stream holding a frame's coded latents: the residual over the prediction for a predicted frame."""
-    return "residual" if "predicted" in header else "latents"
-
-
-def _predictor(field: LatentField, header: dict, reference: LatentState, device: torch.device,
-               motion_guess: MotionGuess | None) -> LatentPredictor:
-    predictor = _predictor_at([level.coords for level in field.levels], header, reference, device)
-    if motion_guess is not None:
-        positions = (predictor.motion_coords * predictor.motion_stride).cpu().numpy()
-        guess = np.asarray(motion_guess(positions), dtype=np.float32).reshape(-1, 3)
-        predictor.set_integers(torch.round(torch.from_numpy(guess).to(device) / predictor.motion_step))
-    return predictor
-
-
-def _predictor_at(coords: list[torch.Tensor], header: dict, reference: LatentState,
-                  device: torch.device) -> LatentPredictor:
-    """The predictor of lattice points ``coords`` from ``reference``, motion zero (encoder and decoder alike)."""
-    motion = header["predicted"]
-    motion_coords = motion_lattice(torch.from_numpy(reference.ijk).to(device), motion["motion_stride"])
-    return LatentPredictor(
-        [torch.from_numpy(c).to(device) for c in reference.coords],
-        [torch.from_numpy(values).to(device) for values in reference.latents], coords,
-        [stride for stride, _ in header["levels"]], motion_coords,
-        torch.zeros((len(motion_coords), 3), device=device), motion["motion_stride"], motion["motion_step"]).to(device)
-
-
-def _decode_motion(streams: dict[str, bytes], points: int) -> np.ndarray:
-    columns = decode_integer_arrays(_stream(streams, "motion"), [points] * 3, name="motion stream")
-    return np.stack(columns, axis=1)
-
-
-def _encode_latents(latents: list[np.ndarray], steps: list[np.ndarray]) -> bytes:
-    """The latents stream: float16 step of every level's channels, then the entropy-coded integers by column."""
-    head = np.concatenate(steps).astype("<f2").tobytes()
-    return head + encode_integer_arrays([level[:, c] for level in latents for c in range(level.shape[1])])
-
-
-def _decode_latents(data: bytes, point_counts: list[int], channels: list[int]) -> tuple[list[np.ndarray],
-                                                                                      list[np.ndarray]]:
-    head = 2 * sum(channels)
-    if len(data) < head:
-        raise EntropyStreamError(f"latents stream: {len(data)} bytes cannot hold {sum(channels)} channel steps")
-    flat_steps = np.frombuffer(data[:head], dtype="<f2")
-    bounds = np.cumsum([0, *channels])
-    steps = [flat_steps[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    lengths = [count for count, c in zip(point_counts, channels, strict=True) for _ in range(c)]
-    columns = iter(decode_integer_arrays(data[head:], lengths, name="latents stream"))
-    latents = [np.stack([next(columns) for _ in range(c)], axis=1) for c in channels]
-    return latents, steps
-
-
-def _architecture(preset: Quality, channels: int) -> dict:
-    """The header entries that shape the model (a shared decoder must have been made for the same)."""
-    return {"channels": channels, "levels": [list(level) for level in preset.levels], "hidden": list(preset.hidden),
-            "frequencies": preset.frequencies, "activation": preset.activation}
-
-
-def _decoder_module(header: dict) -> DecoderMLP:
-    in_features = sum(c for _, c in header["levels"]) + positional_feature_count(header["frequencies"])
-    return DecoderMLP(in_features, tuple(header["hidden"]), header["channels"], header["activation"])
-
-
-def _build_field(ijk: torch.Tensor, header: dict) -> LatentField:
-    levels = [build_lattice(ijk, stride) for stride, _ in header["levels"]]
-    channels = [c for _, c in header["levels"]]
-    return LatentField(ijk, levels, channels, _decoder_module(header).to(ijk.device), header["frequencies"])
-
-
-def _decoder_weights(header: dict, streams: dict[str, bytes], decoder: DecoderMLP,
+def _decoder_weights(header: NeuralValueHeader, streams: dict[str, bytes], decoder: DecoderMLP,
                      shared_decoder: QuantizedDecoder | None) -> QuantizedDecoder:
-    architecture = {key: header[key] for key in _ARCHITECTURE_KEYS}
-    if not header["shared_decoder"]:
-        return decode_decoder_weights(_stream(streams, "weights"), decoder, architecture)
+    architecture = header.model
+    if not header.shared_decoder:
+        return decompress_weights(_stream(streams, WEIGHTS), decoder, architecture)
     if shared_decoder is None:
         raise ValueError("these values were coded with a shared decoder: pass it as shared_decoder")
     if shared_decoder.architecture != architecture:
@@ -355,11 +283,6 @@ def _stream(streams: dict[str, bytes], name: str) -> bytes:
     if name not in streams:
         raise EntropyStreamError(f"{name} stream is missing (have {sorted(streams)})")
     return bytes(streams[name])
-
-
-def _normalization(header: dict) -> tuple[np.float32, np.float32]:
-    offset = np.float32(min(header["low"]))
-    return offset, np.float32(max(header["high"])) - offset
 
 
 def _json_float32(value: float) -> float:

@@ -1,4 +1,4 @@
-"""Decoder weight quantization (per-tensor float16 step) and its entropy-coded stream."""
+"""Decoder weight quantization: integers times a per-tensor float16 step (the stream: ``latent_codecs``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.header import Architecture
 from neuralvox.model.decoder import DecoderMLP
 
 
@@ -19,7 +19,7 @@ class QuantizedDecoder:
     MLP it fits (checked on use).
     """
 
-    architecture: dict
+    architecture: Architecture
     steps: list[float]
     integers: list[np.ndarray]
 
@@ -34,7 +34,7 @@ class QuantizedDecoder:
                 parameter.copy_(torch.from_numpy(values.reshape(tuple(parameter.shape))))
 
 
-def quantize_decoder(decoder: DecoderMLP, step_fraction: float, architecture: dict) -> QuantizedDecoder:
+def quantize_decoder(decoder: DecoderMLP, step_fraction: float, architecture: Architecture) -> QuantizedDecoder:
     """Quantize each tensor of ``decoder`` with step ``step_fraction * max|w|`` (rounded to float16)."""
     steps, integers = [], []
     for parameter in decoder.state_dict().values():
@@ -43,21 +43,4 @@ def quantize_decoder(decoder: DecoderMLP, step_fraction: float, architecture: di
         steps.append(step)
         integers.append(np.rint(values / np.float32(step)).astype(np.int32) if step > 0 else
                         np.zeros(values.size, dtype=np.int32))
-    return QuantizedDecoder(architecture, steps, integers)
-
-
-def encode_decoder_weights(quantized: QuantizedDecoder) -> bytes:
-    """The weights stream: float16 steps, then the entropy-coded integers."""
-    steps = np.asarray(quantized.steps, dtype="<f2").tobytes()
-    return steps + encode_integer_arrays(quantized.integers)
-
-
-def decode_decoder_weights(data: bytes, decoder: DecoderMLP, architecture: dict) -> QuantizedDecoder:
-    """Read a weights stream written for a decoder shaped like ``decoder``."""
-    sizes = [parameter.numel() for parameter in decoder.state_dict().values()]
-    head = 2 * len(sizes)
-    if len(data) < head:
-        raise EntropyStreamError(f"weights stream: {len(data)} bytes cannot hold {len(sizes)} tensor steps")
-    steps = [float(s) for s in np.frombuffer(data[:head], dtype="<f2")]
-    integers = decode_integer_arrays(data[head:], sizes, name="weights stream")
     return QuantizedDecoder(architecture, steps, integers)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import warp as wp
 
-from neuralvox.model.points import CORNER_OFFSETS
+from neuralvox.model.geometry import CORNER_OFFSETS
 
 wp.config.log_level = wp.LOG_WARNING  # no start-up banner or per-module load lines in a user's terminal
 

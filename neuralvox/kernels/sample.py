@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from neuralvox.model.points import CORNER_OFFSETS, find_rows
+from neuralvox.model.geometry import CORNER_OFFSETS, find_rows, trilinear_weights
 
 SAMPLE_MODES = ("nearest", "trilinear")
 
@@ -39,7 +39,7 @@ def sample_grid(ijk: np.ndarray, transform: np.ndarray, background: float | tupl
         frac = index - base
         offsets = CORNER_OFFSETS.numpy()
         corners = base.astype(np.int64)[:, None] + offsets[None]
-        weights = np.where(offsets[None] == 1, frac[:, None], 1.0 - frac[:, None]).prod(axis=-1)
+        weights = trilinear_weights(torch.from_numpy(frac)).numpy()
     rows = find_rows(torch.from_numpy(np.ascontiguousarray(ijk)), torch.from_numpy(corners.reshape(-1, 3))).numpy()
     needed, inverse = np.unique(rows[rows >= 0], return_inverse=True)
     decoded = np.asarray(decode(np.ascontiguousarray(ijk[needed], dtype=np.int32)), dtype=np.float64)

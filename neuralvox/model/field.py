@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -18,18 +19,19 @@ class LatentField(nn.Module):
     Latents are coded as integers ``y``; the decoder sees ``y * step`` with a quantization step per level and
     channel. The parameters ``latents`` hold ``y * step`` (so that the learned step, not the optimizer's step size,
     sets the precision), rows indexed like ``levels[l].coords``: a caller can read, warp or replace them. The decoder
-    may be shared with other fields (pass the same module).
+    may be shared with other fields (pass the same module). ``prior(channels)`` makes each level's training entropy
+    model (an entropy model's training face, see ``neuralvox.codec.entropy_models``).
     """
 
     def __init__(self, ijk: torch.Tensor, levels: list[LatticeLevel], channels: list[int], decoder: DecoderMLP,
-                 frequencies: int):
+                 frequencies: int, prior: Callable[[int], nn.Module] = LaplacePrior):
         super().__init__()
         device = ijk.device
         self.levels = levels
         self.latents = nn.ParameterList(nn.Parameter(torch.zeros(level.point_count, c, device=device))
                                         for level, c in zip(levels, channels, strict=True))
         self.log_steps = nn.ParameterList(nn.Parameter(torch.zeros(c, device=device)) for c in channels)
-        self.priors = nn.ModuleList(LaplacePrior(c).to(device) for c in channels)
+        self.priors = nn.ModuleList(prior(c).to(device) for c in channels)
         self.decoder = decoder
         coarsest = max(level.stride for level in levels)
         self.register_buffer("positional", positional_features(ijk, coarsest, frequencies), persistent=False)

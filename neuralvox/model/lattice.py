@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-_CORNER_OFFSETS = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=torch.int64)
+from neuralvox.model.geometry import CORNER_OFFSETS, find_rows, linear_keys, trilinear_weights, unlinear_keys
 
 
 @dataclasses.dataclass
@@ -44,14 +44,7 @@ class LatticeLevel:
 
     def lookup(self, coords: torch.Tensor) -> torch.Tensor:
         """Index of each lattice coordinate (K, 3) in ``coords``, or -1 where the point is not allocated."""
-        if self.point_count == 0 or coords.shape[0] == 0:
-            return torch.full((coords.shape[0],), -1, dtype=torch.int64, device=coords.device)
-        lo = torch.minimum(self.coords.min(dim=0).values, coords.min(dim=0).values)
-        extent = torch.maximum(self.coords.max(dim=0).values, coords.max(dim=0).values) - lo + 1
-        own_keys = _linear_keys(self.coords - lo, extent)
-        keys = _linear_keys(coords - lo, extent)
-        position = torch.searchsorted(own_keys, keys).clamp(max=self.point_count - 1)
-        return torch.where(own_keys[position] == keys, position, torch.full_like(position, -1))
+        return find_rows(self.coords, coords)
 
 
 class SparseInterpolation:
@@ -102,30 +95,16 @@ def build_lattice(ijk: torch.Tensor, stride: int) -> LatticeLevel:
                             empty.to(torch.float32))
     base = torch.div(ijk, stride, rounding_mode="floor")
     frac = (ijk - base * stride).to(torch.float32) / stride
-    offsets = _CORNER_OFFSETS.to(device)
-    axis_weights = torch.where(offsets.unsqueeze(0) == 1, frac.unsqueeze(1), 1.0 - frac.unsqueeze(1))
-    weight = axis_weights.prod(dim=-1)
-    corners = base.unsqueeze(1) + offsets.unsqueeze(0)
+    weight = trilinear_weights(frac)
+    corners = base.unsqueeze(1) + CORNER_OFFSETS.to(device).unsqueeze(0)
     used = weight > 0
     lo = base.min(dim=0).values
     extent = base.max(dim=0).values - lo + 2
     if float(extent.to(torch.float64).prod()) >= 2.0**62:
         raise ValueError(f"voxel coordinates span {(extent * stride).tolist()}: too wide for a latent lattice")
-    keys = _linear_keys(corners[used] - lo, extent)
+    keys = linear_keys(*(corners[used] - lo).T, extent)
     unique_keys, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    coords = _unlinear_keys(unique_keys, extent) + lo
+    coords = unlinear_keys(unique_keys, extent) + lo
     corner_index = torch.zeros(used.shape, dtype=torch.int64, device=device)
     corner_index[used] = inverse
     return LatticeLevel(stride, coords, corner_index, torch.where(used, weight, torch.zeros_like(weight)))
-
-
-def _linear_keys(coords: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
-    """Row-major keys of non-negative coordinates inside ``extent``: sorting keys sorts coordinates (i, j, k)."""
-    return (coords[:, 0] * extent[1] + coords[:, 1]) * extent[2] + coords[:, 2]
-
-
-def _unlinear_keys(keys: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
-    k = keys % extent[2]
-    j = torch.div(keys, extent[2], rounding_mode="floor") % extent[1]
-    i = torch.div(keys, extent[1] * extent[2], rounding_mode="floor")
-    return torch.stack([i, j, k], dim=1)

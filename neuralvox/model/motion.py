@@ -8,8 +8,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuralvox.model.geometry import (
+    CORNER_OFFSETS,
+    find_rows,
+    linear_keys,
+    trilinear_weights,
+    unique_keys,
+    unlinear_keys,
+)
 from neuralvox.model.lattice import SparseInterpolation
-from neuralvox.model.points import CORNER_OFFSETS, find_rows, unique_keys
 from neuralvox.model.rate import LaplacePrior
 
 MotionGuess = Callable[[np.ndarray], np.ndarray]
@@ -32,10 +39,8 @@ def motion_lattice(reference_voxels: torch.Tensor, stride: int) -> torch.Tensor:
     lo = cells.amin(dim=0) - 1
     extent = (cells.amax(dim=0) - lo + 3).tolist()
     shifted = cells - lo
-    cell_keys = unique_keys((shifted[:, 0] * extent[1] + shifted[:, 1]) * extent[2] + shifted[:, 2],
-                            extent[0] * extent[1] * extent[2])
-    base = torch.stack([cell_keys // (extent[1] * extent[2]), (cell_keys // extent[2]) % extent[1],
-                        cell_keys % extent[2]], dim=1) + lo
+    cell_keys = unique_keys(linear_keys(*shifted.T, extent), extent[0] * extent[1] * extent[2])
+    base = unlinear_keys(cell_keys, extent) + lo
     grown = (base.unsqueeze(1) + _DILATION.to(base.device).unsqueeze(0)).reshape(-1, 3)
     return torch.unique(grown, dim=0, sorted=True)
 
@@ -61,10 +66,7 @@ def sample_lattice(coords: torch.Tensor, values: torch.Tensor, positions: torch.
 def corner_weights(positions: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Trilinear weights (P, 8) of the corners ``rows`` of the cells holding ``positions`` (P, 3), renormalized over
     the allocated corners (zero where none is)."""
-    frac = positions - torch.floor(positions)
-    offsets = CORNER_OFFSETS.to(positions.device)
-    axis_weights = torch.where(offsets.unsqueeze(0) == 1, frac.unsqueeze(1), 1.0 - frac.unsqueeze(1))
-    weight = axis_weights.prod(dim=-1) * (rows >= 0)
+    weight = trilinear_weights(positions - torch.floor(positions)) * (rows >= 0)
     total = weight.sum(dim=1, keepdim=True)
     return weight / torch.where(total > 0, total, torch.ones_like(total))
 
@@ -98,7 +100,7 @@ class LatticeIndex:
                 self.table[self._keys(coords - self.lo)] = torch.arange(coords.shape[0], device=coords.device)
 
     def _keys(self, local: torch.Tensor) -> torch.Tensor:
-        return (local[..., 0] * self.extent[1] + local[..., 1]) * self.extent[2] + local[..., 2]
+        return linear_keys(local[..., 0], local[..., 1], local[..., 2], self.extent)
 
     def corner_rows(self, cells: torch.Tensor) -> torch.Tensor:
         """Rows of the 8 corners of lattice cells (P, 3) (their lower corners), -1 where not allocated: (P, 8)."""
@@ -132,12 +134,14 @@ class LatentPredictor(nn.Module):
     """The prediction of a frame's latents (one (M_l, C_l) tensor per level) from the previous frame's decoded
     latents, warped by a motion field whose values are coded as integers times ``motion_step`` voxels.
 
-    ``motion`` is a parameter (refined by gradient with straight-through rounding); ``prior`` models its integers.
+    ``motion`` is a parameter (refined by gradient with straight-through rounding); ``prior`` (an entropy model's
+    training face, ``prior(channels, initial_scale=...)``) models its integers.
     """
 
     def __init__(self, previous_coords: list[torch.Tensor], previous_latents: list[torch.Tensor],
                  coords: list[torch.Tensor], strides: list[int], motion_coords: torch.Tensor,
-                 initial_motion: torch.Tensor, motion_stride: int, motion_step: float):
+                 initial_motion: torch.Tensor, motion_stride: int, motion_step: float,
+                 prior: Callable[..., nn.Module] = LaplacePrior):
         super().__init__()
         self.previous_coords = previous_coords
         self.previous_latents = previous_latents
@@ -150,7 +154,7 @@ class LatentPredictor(nn.Module):
         self.previous_indices = [LatticeIndex(c) for c in previous_coords]
         self.motion_operators = [motion_interpolation(motion_coords, (c * stride).to(torch.float32) / motion_stride)
                                  for c, stride in zip(coords, strides, strict=True)]
-        self.prior = LaplacePrior(3, initial_scale=4.0)
+        self.prior = prior(3, initial_scale=4.0)
 
     def quantized_motion(self) -> torch.Tensor:
         """Motion rounded to its step, with a straight-through gradient."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from neuralvox.runtime import prepare_torch
+
+prepare_torch()
+
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +13,7 @@ from pathlib import Path
 import torch
 
 from neuralvox.atomic import OutputExistsError
+from neuralvox.device import resolve_device
 from neuralvox.grid import SparseGrid
 from neuralvox.sim.scenarios import SCENARIO_CLASSES, Scenario
 
@@ -28,10 +33,8 @@ def make_scenario(scenario: str, res: int, seed: int = 0, device: str | torch.de
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     if int(res) != res or res < MIN_RESOLUTION:
         raise ValueError(f"scenario {scenario!r}: resolution must be an integer >= {MIN_RESOLUTION}, got {res}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        device = torch.device(device)
+        device = resolve_device(device)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise ValueError(f"scenario {scenario!r}: device {str(device)!r} is not usable: {exc}") from None

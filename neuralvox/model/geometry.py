@@ -1,11 +1,14 @@
-"""Lattice points from voxel coordinates alone: the points a voxel set needs, and row lookups by coordinate."""
+"""Lattice geometry, in one place: row-major keys of coordinates, row lookup by coordinate, the 8 corners of a cell
+and their trilinear weights, and the lattice points a voxel set needs. Used by the latent lattices
+(``model/lattice.py``), the motion lattice (``model/motion.py``), random-access sampling (``kernels/sample.py``) and
+the fused Warp kernel's host side (``kernels/fused.py``)."""
 
 from __future__ import annotations
 
 import torch
 
 CORNER_OFFSETS = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=torch.int64)
-"""The 8 corners of a lattice cell, in the order ``neuralvox.model.lattice`` weighs them: corner ``4a + 2b + c``."""
+"""The 8 corners of a lattice cell, corner ``4a + 2b + c`` at offset (a, b, c): the order every weight table uses."""
 
 _DENSE_KEYS = 1 << 24  # keys below this bound (or 4x their count) are deduplicated with a mask instead of a sort
 
@@ -26,16 +29,16 @@ def lattice_points(ijk: torch.Tensor, stride: int) -> torch.Tensor:
     cells = [(axis >> shift) for axis in (i, j, k)]
     lo = [int(axis.min()) for axis in cells]
     extent = [int(axis.max()) - low + 2 for axis, low in zip(cells, lo, strict=True)]
-    cell_count = _checked_count(extent)
-    cell_keys = _linear_keys(*(axis - low for axis, low in zip(cells, lo, strict=True)), extent)
+    cell_count = checked_count(extent)
+    cell_keys = linear_keys(*(axis - low for axis, low in zip(cells, lo, strict=True)), extent)
     inside = [((axis & (stride - 1)) != 0).to(torch.int64) for axis in (i, j, k)]
     corner_bits = inside[0] * 4 + inside[1] * 2 + inside[2]
     pairs = unique_keys(cell_keys * 8 + corner_bits, 8 * cell_count)
     cell_keys, corner_bits = pairs >> 3, pairs & 7
     # corner 4a + 2b + c has non-zero weight where the voxel's offset is non-zero on every axis the corner moves along
-    corner_keys = [cell_keys[(corner_bits & corner) == corner] + _linear_keys(*offset, extent)
+    corner_keys = [cell_keys[(corner_bits & corner) == corner] + linear_keys(*offset, extent)
                    for corner, offset in enumerate(CORNER_OFFSETS.tolist())]
-    return _unlinear_keys(unique_keys(torch.cat(corner_keys), cell_count), extent) + torch.tensor(lo, device=ijk.device)
+    return unlinear_keys(unique_keys(torch.cat(corner_keys), cell_count), extent) + torch.tensor(lo, device=ijk.device)
 
 
 def unique_keys(keys: torch.Tensor, bound: int) -> torch.Tensor:
@@ -64,28 +67,37 @@ def find_rows(sorted_coords: torch.Tensor, queries: torch.Tensor, offsets: torch
         lo = torch.minimum(sorted_coords.amin(dim=0), queries.amin(dim=0) + offsets.amin(dim=0)).tolist()
         hi = torch.maximum(sorted_coords.amax(dim=0), queries.amax(dim=0) + offsets.amax(dim=0)).tolist()
         extent = [b - a + 1 for a, b in zip(lo, hi, strict=True)]
-        _checked_count(extent)
-        own_keys = _linear_keys(*(sorted_coords - torch.tensor(lo, device=queries.device)).T, extent)
-        keys = (_linear_keys(*(queries - torch.tensor(lo, device=queries.device)).T, extent).unsqueeze(1)
-                + _linear_keys(*offsets.T, extent).unsqueeze(0)).flatten()
+        checked_count(extent)
+        own_keys = linear_keys(*(sorted_coords - torch.tensor(lo, device=queries.device)).T, extent)
+        keys = (linear_keys(*(queries - torch.tensor(lo, device=queries.device)).T, extent).unsqueeze(1)
+                + linear_keys(*offsets.T, extent).unsqueeze(0)).flatten()
         position = torch.searchsorted(own_keys, keys).clamp(max=sorted_coords.shape[0] - 1)
         rows = torch.where(own_keys[position] == keys, position, -1).reshape(shape)
     return rows.squeeze(1) if single else rows
 
 
-def _checked_count(extent: list[int]) -> int:
+def trilinear_weights(frac: torch.Tensor) -> torch.Tensor:
+    """Weights (N, 8) of the corners (``CORNER_OFFSETS`` order) of the cells holding points at in-cell offsets
+    ``frac`` (N, 3) in [0, 1): the product over axes of ``frac`` (corner at 1) or ``1 - frac`` (corner at 0)."""
+    offsets = CORNER_OFFSETS.to(frac.device)
+    return torch.where(offsets.unsqueeze(0) == 1, frac.unsqueeze(1), 1.0 - frac.unsqueeze(1)).prod(dim=-1)
+
+
+def checked_count(extent: list[int]) -> int:
+    """The number of cells of a box of ``extent``; ValueError when its keys could overflow int64."""
     count = extent[0] * extent[1] * extent[2]
     if count >= 2**59:
         raise ValueError(f"coordinates span {extent}: too wide to index")
     return count
 
 
-def _linear_keys(i: torch.Tensor, j: torch.Tensor, k: torch.Tensor, extent: list[int]) -> torch.Tensor:
+def linear_keys(i: torch.Tensor, j: torch.Tensor, k: torch.Tensor, extent: list[int] | torch.Tensor) -> torch.Tensor:
     """Row-major int64 keys of coordinates inside a box of ``extent``: sorting keys sorts coordinates (i, j, k)."""
     return (torch.as_tensor(i, dtype=torch.int64) * extent[1] + j) * extent[2] + k
 
 
-def _unlinear_keys(keys: torch.Tensor, extent: list[int]) -> torch.Tensor:
+def unlinear_keys(keys: torch.Tensor, extent: list[int] | torch.Tensor) -> torch.Tensor:
+    """Coordinates (N, 3) of row-major ``keys`` (the inverse of ``linear_keys``)."""
     k = keys % extent[2]
     j = torch.div(keys, extent[2], rounding_mode="floor") % extent[1]
     i = torch.div(keys, extent[1] * extent[2], rounding_mode="floor")

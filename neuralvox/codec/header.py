@@ -1,0 +1,410 @@
+"""The archive header, typed: frozen dataclasses for the header, its frames, grids, value headers and payload keys.
+
+``to_json`` gives exactly the JSON the archive stores (key order included: the bytes of an archive depend on it);
+``from_json`` reads it back, refusing a format it does not know. Untrusted JSON goes through
+``neuralvox.codec.schema`` first, which checks every field and then builds these objects. The layout is described in
+docs/design.md ("Archive layout").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
+from neuralvox.codec.bounded import BoundedHeader
+from neuralvox.codec.chunked import FORMAT as CHUNKED_FORMAT
+from neuralvox.codec.chunked import ChunkedHeader
+from neuralvox.metrics import ErrorStats, bits_per_voxel
+from neuralvox.sequence import NamePattern
+
+ARCHIVE_FORMAT = "neuralvox/1"
+NEURAL_FORMAT = "neuralvox-values/1"
+
+# Stream names: the last part of a payload key.
+TOPOLOGY = "topology"
+VALUES = "values"  # the bounded codec's one stream
+LATENTS = "latents"  # the neural base: a keyframe's latents
+RESIDUAL = "residual"  # a predicted frame's latents, over the prediction
+MOTION = "motion"  # a predicted frame's motion field
+WEIGHTS = "weights"  # decoder weights, sent by the first frame of a group
+CONTEXT = "context"  # the bounded codec's neural context model, sent by the first frame that uses it
+
+
+class UnknownFormatError(ValueError):
+    """A header or value header names a format this neuralvox does not read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PayloadKey:
+    """Where one stream of one grid of one frame is stored: ``frames/<frame>/<grid>/<stream>``."""
+
+    frame: int
+    grid: str
+    stream: str
+
+    def __str__(self) -> str:
+        return f"frames/{self.frame}/{self.grid}/{self.stream}"
+
+
+def payload_key(frame: int, grid: str, stream: str) -> str:
+    return str(PayloadKey(frame, grid, stream))
+
+
+# ------------------------------------------------------------------------------------------------ value headers
+@dataclasses.dataclass(frozen=True)
+class MotionSpec:
+    """A predicted frame's motion lattice: ``stride`` voxels between motion points, ``step`` voxels per integer."""
+
+    stride: int
+    step: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"motion_stride": self.stride, "motion_step": self.step}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MotionSpec:
+        return cls(int(data["motion_stride"]), data["motion_step"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """What shapes the neural base's model: channels, latent levels (stride, channels), the MLP's hidden widths,
+    positional frequencies and activation. A shared decoder must have been made for the same."""
+
+    channels: int
+    levels: tuple[tuple[int, int], ...]
+    hidden: tuple[int, ...]
+    frequencies: int
+    activation: str
+
+    @property
+    def strides(self) -> list[int]:
+        return [stride for stride, _ in self.levels]
+
+    @property
+    def level_channels(self) -> list[int]:
+        return [channels for _, channels in self.levels]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"channels": self.channels, "levels": [list(level) for level in self.levels],
+                "hidden": list(self.hidden), "frequencies": self.frequencies, "activation": self.activation}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Architecture:
+        return cls(int(data["channels"]), tuple((int(s), int(c)) for s, c in data["levels"]),
+                   tuple(int(w) for w in data["hidden"]), int(data["frequencies"]), str(data["activation"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralValueHeader:
+    """``neuralvox-values/1``: the neural base's values of one grid: a ``constant``, or an ``architecture``, the
+    value range ``low``..``high`` per channel, whether the decoder is shared with the group's first frame, and for a
+    predicted frame its ``predicted`` motion lattice."""
+
+    FORMAT: ClassVar[str] = NEURAL_FORMAT
+
+    voxels: int
+    channels: int
+    constant: tuple[float, ...] | None = None
+    architecture: Architecture | None = None
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+    shared_decoder: bool = False
+    predicted: MotionSpec | None = None
+
+    @property
+    def model(self) -> Architecture:
+        """The architecture of a non-constant grid."""
+        if self.architecture is None:
+            raise ValueError("a constant grid has no model")
+        return self.architecture
+
+    @property
+    def latent_stream(self) -> str:
+        """The stream holding the frame's coded latents: the residual over the prediction for a predicted frame."""
+        return RESIDUAL if self.predicted is not None else LATENTS
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": NEURAL_FORMAT, "voxels": self.voxels, "channels": self.channels}
+        if self.constant is not None:
+            out["constant"] = list(self.constant)
+            return out
+        out.update(self.model.to_json())
+        out.update(low=list(self.low), high=list(self.high), shared_decoder=self.shared_decoder)
+        if self.predicted is not None:
+            out["predicted"] = self.predicted.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NeuralValueHeader:
+        _expect_format(data, NEURAL_FORMAT, "value header")
+        voxels, channels = int(data["voxels"]), int(data["channels"])
+        if "constant" in data:
+            return cls(voxels, channels, constant=tuple(data["constant"]))
+        predicted = data.get("predicted")
+        return cls(voxels, channels, None, Architecture.from_json(data), tuple(data["low"]), tuple(data["high"]),
+                   bool(data["shared_decoder"]), None if predicted is None else MotionSpec.from_json(predicted))
+
+
+ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader
+_VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
+                  **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict), CHUNKED_FORMAT: ChunkedHeader.from_dict}
+VALUE_FORMATS = tuple(_VALUE_READERS)
+
+
+def value_header_to_json(header: ValueHeader) -> dict[str, Any]:
+    return header.to_json() if isinstance(header, NeuralValueHeader) else header.to_dict()
+
+
+def value_header_from_json(data: Mapping[str, Any]) -> ValueHeader:
+    """The value header of whichever format ``data`` names."""
+    reader = _VALUE_READERS.get(data.get("format"))
+    if reader is None:
+        raise UnknownFormatError(f"unknown value format {data.get('format')!r} (known: {', '.join(VALUE_FORMATS)}; "
+                                 f"from a newer neuralvox?)")
+    return reader(data)
+
+
+# --------------------------------------------------------------------------------------------- grids and frames
+@dataclasses.dataclass(frozen=True)
+class TopologyRef:
+    """The voxels a grid's topology was coded against: grid ``grid`` of frame ``frame``, ``moved`` by this grid's
+    coded motion (the previous frame warped by the neural base's motion field)."""
+
+    frame: int
+    grid: str
+    moved: bool = False
+
+    def to_json(self) -> list[Any]:
+        return [self.frame, self.grid, *([MOTION] if self.moved else [])]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> TopologyRef:
+        return cls(int(data[0]), str(data[1]), data[2:] == [MOTION])
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameStats:
+    """What one grid of one frame achieved (neural base only: ``--gop auto`` decides on it): errors, bytes per
+    stream, fitting time."""
+
+    error: ErrorStats
+    bytes: Mapping[str, int]
+    fit_seconds: float
+
+    @property
+    def value_bytes(self) -> int:
+        return sum(size for stream, size in self.bytes.items() if stream != TOPOLOGY)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.error.to_dict(), "bytes": dict(self.bytes), "fit_seconds": self.fit_seconds}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FrameStats:
+        # a field an older archive did not record reads as NaN
+        error = ErrorStats(**{field.name: data.get(field.name, math.nan) for field in dataclasses.fields(ErrorStats)})
+        return cls(error, dict(data["bytes"]), data.get("fit_seconds", math.nan))
+
+
+@dataclasses.dataclass(frozen=True)
+class GridEntry:
+    """One grid of one frame: the attributes the .vdb is written back with, how its topology and values are coded,
+    which streams it stored, and which earlier frames its latents and decoder weights come from."""
+
+    value_type: str
+    grid_class: str
+    transform: tuple[tuple[float, ...], ...]  # 4x4 index-to-world matrix
+    background: float | tuple[float, ...]
+    save_half: bool
+    vector_type: str | None
+    metadata: Mapping[str, Any]  # JSON values: a 3-vector is a list
+    metadata_types: Mapping[str, str]
+    voxels: int
+    topology_ref: TopologyRef | None
+    values: ValueHeader
+    weights_from: int | None
+    streams: tuple[str, ...]
+    latents_from: int | None
+    stats: FrameStats | None = None
+
+    @property
+    def is_bounded(self) -> bool:
+        return isinstance(self.values, (BoundedHeader, ChunkedHeader))
+
+    @property
+    def neural(self) -> NeuralValueHeader:
+        """The neural base's value header (an error for a bounded grid)."""
+        if not isinstance(self.values, NeuralValueHeader):
+            raise ValueError("this grid's values are coded under a bound, not by the neural base")
+        return self.values
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "value_type": self.value_type, "grid_class": self.grid_class,
+            "transform": [list(row) for row in self.transform],
+            "background": list(self.background) if isinstance(self.background, tuple) else self.background,
+            "save_half": self.save_half, "vector_type": self.vector_type, "metadata": dict(self.metadata),
+            "metadata_types": dict(self.metadata_types), "voxels": self.voxels,
+            "topology_ref": None if self.topology_ref is None else self.topology_ref.to_json(),
+            "values": value_header_to_json(self.values), "weights_from": self.weights_from,
+            "streams": list(self.streams), "latents_from": self.latents_from,
+        }
+        if self.stats is not None:
+            out["stats"] = self.stats.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GridEntry:
+        background = data["background"]
+        ref, stats = data["topology_ref"], data.get("stats")
+        return cls(
+            data["value_type"], data["grid_class"], tuple(tuple(row) for row in data["transform"]),
+            tuple(background) if isinstance(background, list) else background, data["save_half"],
+            data["vector_type"], dict(data["metadata"]), dict(data["metadata_types"]), data["voxels"],
+            None if ref is None else TopologyRef.from_json(ref), value_header_from_json(data["values"]),
+            data["weights_from"], tuple(data["streams"]), data["latents_from"],
+            None if stats is None else FrameStats.from_json(stats))
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameEntry:
+    """One frame: its number (None for a single unnumbered file), source file name, whether it starts a group of
+    the neural base, its file metadata and its grids in coding order."""
+
+    number: int | None
+    file: str
+    key: bool
+    metadata: Mapping[str, Any]
+    metadata_types: Mapping[str, str]
+    grids: Mapping[str, GridEntry]
+
+    @property
+    def index(self) -> int:
+        """The number payload keys use (0 for an unnumbered frame)."""
+        return self.number if self.number is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "file": self.file, "key": self.key, "metadata": dict(self.metadata),
+                "metadata_types": dict(self.metadata_types),
+                "grids": {name: grid.to_json() for name, grid in self.grids.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FrameEntry:
+        return cls(data["number"], data["file"], data["key"], dict(data["metadata"]), dict(data["metadata_types"]),
+                   {name: GridEntry.from_json(grid) for name, grid in data["grids"].items()})
+
+
+# ------------------------------------------------------------------------------------------------- the archive
+@dataclasses.dataclass(frozen=True)
+class CodecSettings:
+    """How the archive was coded: the preset, the neural base's group length and coherence, the device, and the
+    error target with each grid's absolute bound (None with ``--base-only``)."""
+
+    quality: str
+    gop: int | str
+    coherence: float
+    device: str
+    target: str | None
+    bounds: Mapping[str, float] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"quality": self.quality, "gop": self.gop, "coherence": self.coherence, "device": self.device,
+                "target": self.target, "bounds": None if self.bounds is None else dict(self.bounds)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CodecSettings:
+        return cls(data["quality"], data["gop"], data.get("coherence", 0.0), data["device"], data.get("target"),
+                   data.get("bounds"))
+
+
+@dataclasses.dataclass(frozen=True)
+class GridReport:
+    """What compress achieved on one grid over the sequence."""
+
+    name: str
+    frames: int
+    voxels: int
+    source_bytes: int
+    stream_bytes: Mapping[str, int]
+    psnr: float
+    rmse: float
+    max_abs_error: float
+    peak: float | None  # None where an older archive did not record it
+    flicker: float | None
+    fit_seconds: float
+    bound: float | None = None
+
+    @property
+    def coded_bytes(self) -> int:
+        return sum(self.stream_bytes.values())
+
+    @property
+    def ratio(self) -> float:
+        return self.source_bytes / self.coded_bytes if self.coded_bytes else math.inf
+
+    @property
+    def bpv(self) -> float:
+        return bits_per_voxel(self.coded_bytes, self.voxels)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(stream_bytes=dict(self.stream_bytes), ratio=self.ratio, bpv=self.bpv, coded_bytes=self.coded_bytes)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GridReport:
+        return cls(**{field.name: data.get(field.name) for field in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveSummary:
+    """What ``neuralvox info`` shows besides the frames; the decoder never reads it."""
+
+    neuralvox: str  # the version that wrote the archive
+    created: str
+    codec: CodecSettings
+    skipped: Mapping[str, str]  # grid name -> why it was not stored
+    report: tuple[GridReport, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ArchiveSummary:
+        return cls(str(data.get("neuralvox", "?")), str(data.get("created", "?")),
+                   CodecSettings.from_json(data["codec"]), dict(data["skipped"]),
+                   tuple(GridReport.from_json(g) for g in data["report"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveHeader:
+    """The whole header: the source's name pattern and missing frame numbers, every frame, and the summary (None
+    when read for decoding, which does not need it)."""
+
+    pattern: NamePattern
+    gaps: tuple[int, ...]
+    frames: tuple[FrameEntry, ...]
+    summary: ArchiveSummary | None = None
+    format: str = ARCHIVE_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        if self.summary is None:
+            raise ValueError("an archive header is written with its summary")
+        summary = self.summary
+        return {"format": self.format, "neuralvox": summary.neuralvox, "created": summary.created,
+                "pattern": self.pattern.to_dict(), "gaps": list(self.gaps), "codec": summary.codec.to_json(),
+                "frames": [frame.to_json() for frame in self.frames], "skipped": dict(summary.skipped),
+                "report": [report.to_dict() for report in summary.report]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], with_summary: bool = False) -> ArchiveHeader:
+        _expect_format(data, ARCHIVE_FORMAT, "archive header")
+        return cls(NamePattern.from_dict(data["pattern"]), tuple(data.get("gaps", ())),
+                   tuple(FrameEntry.from_json(frame) for frame in data["frames"]),
+                   ArchiveSummary.from_json(data) if with_summary else None, data["format"])
+
+
+def _expect_format(data: Mapping[str, Any], expected: str, what: str) -> None:
+    if data.get("format") != expected:
+        raise UnknownFormatError(f"{what} format {data.get('format')!r} is not {expected!r} (from a newer or older "
+                                 f"neuralvox?)")

@@ -1,0 +1,121 @@
+"""The typed archive header: exact JSON round trip, unknown formats refused by name, archives of the pre-refactor
+format (committed fixtures, written by 72ce35f) read and re-encoded byte for byte, a light ``import neuralvox``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from neuralvox.codec.header import ArchiveHeader, UnknownFormatError, value_header_from_json
+from neuralvox.codec.schema import check_header, check_summary
+from neuralvox.container import ArchiveFormatError, ArchiveReader
+
+sys.path.insert(0, str(FIXTURES))
+from make_fixtures import BASE_ONLY, BOUNDED, BOUNDED_OPTIONS, blob_frames  # noqa: E402
+
+import neuralvox  # noqa: E402
+from neuralvox.codec.encoder import compress  # noqa: E402
+
+TIMING_FIELDS = ("created", "fit_seconds")
+
+
+def raw_header(path: Path) -> tuple[dict, dict[str, int]]:
+    with ArchiveReader(path) as reader:
+        return reader.header, {key: reader.nbytes(key) for key in reader}
+
+
+def masked(value: object) -> object:
+    """JSON with the fields that record wall time or the date replaced: they differ between any two runs."""
+    if isinstance(value, dict):
+        return {k: "<time>" if k in TIMING_FIELDS else masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY], ids=["bounded", "base_only"])
+def test_header_round_trips_to_the_same_json(fixture: Path) -> None:
+    raw, sizes = raw_header(fixture)
+    typed = check_header(fixture, raw, sizes)
+    assert typed.summary is None  # decoding does not read the summary
+    again = ArchiveHeader.from_json(raw, with_summary=True).to_json()
+    if fixture == BOUNDED:  # neuralvox-bounded/1 is read into the /2 header (no context model): same objects
+        assert ArchiveHeader.from_json(again, with_summary=True) == ArchiveHeader.from_json(raw, with_summary=True)
+    else:
+        assert json.dumps(again) == json.dumps(raw)  # key order included: the archive's bytes depend on it
+
+
+def test_unknown_formats_are_refused_by_name() -> None:
+    raw, sizes = raw_header(BOUNDED)
+    with pytest.raises(ArchiveFormatError, match="'neuralvox/2' is not 'neuralvox/1'"):
+        check_header(BOUNDED, {**raw, "format": "neuralvox/2"}, sizes)
+    with pytest.raises(UnknownFormatError, match="neuralvox/2"):
+        ArchiveHeader.from_json({**raw, "format": "neuralvox/2"})
+    values = raw["frames"][0]["grids"]["density"]["values"]
+    with pytest.raises(UnknownFormatError, match="unknown value format 'neuralvox-bounded/9'"):
+        value_header_from_json({**values, "format": "neuralvox-bounded/9"})
+
+
+def test_fields_older_archives_of_the_format_lack_are_optional_in_the_summary() -> None:
+    raw, _ = raw_header(BASE_ONLY)
+    older = json.loads(json.dumps(raw))
+    for field in ("coherence", "target", "bounds"):
+        del older["codec"][field]
+    for entry in older["report"]:
+        del entry["bound"], entry["peak"]
+    summary = check_summary(BASE_ONLY, older)
+    assert summary.codec.bounds is None and all(g.bound is None and g.peak is None for g in summary.report)
+    older["codec"]["coherence"] = "high"
+    with pytest.raises(ArchiveFormatError, match="coherence"):
+        check_summary(BASE_ONLY, older)
+
+
+def test_the_bounded_fixture_is_re_encoded_byte_for_byte(tmp_path: Path) -> None:
+    """The bounded codec is bit-identical on every machine: the same frames, coded with the counting model that
+    neuralvox-bounded/1 always used, give the same payloads and header but for the value format's name and its
+    ``context_frame`` (null)."""
+    out = tmp_path / "again.nvox"
+    compress([str(p) for p in blob_frames(tmp_path)], out, progress=False, context_model="counting",
+             **BOUNDED_OPTIONS)
+    with ArchiveReader(BOUNDED) as old, ArchiveReader(out) as new:
+        assert old.keys() == new.keys()
+        assert all(old.get(key) == new.get(key) for key in old)
+        new_header = json.loads(json.dumps(new.header))
+        for frame in new_header["frames"]:
+            for grid in frame["grids"].values():
+                assert grid["values"].pop("context_frame") is None
+                grid["values"]["format"] = "neuralvox-bounded/1"
+        assert json.dumps(masked(old.header)) == json.dumps(masked(new_header))
+        again = ArchiveHeader.from_json(new.header, with_summary=True).to_json()
+        assert json.dumps(again) == json.dumps(new.header)
+
+
+@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY], ids=["bounded", "base_only"])
+def test_the_fixtures_decode_within_their_recorded_errors(fixture: Path, tmp_path: Path) -> None:
+    sources = {p.name: p for p in blob_frames(tmp_path)}
+    with neuralvox.open(fixture, device="cpu") as archive:
+        report = {g.name: g for g in archive.info().summary.report}
+        for number in archive.frames:
+            frame = archive.frame(number)
+            source = neuralvox.read_vdb(sources[frame.file_name])
+            for name in frame:
+                original, decoded = source.grids[name].sorted(), frame[name]
+                assert np.array_equal(decoded.ijk, original.ijk)
+                error = float(np.abs(decoded.values.astype(np.float64) - original.values).max())
+                assert error <= report[name].max_abs_error * (1 + 1e-6) + 1e-7, (number, name)
+
+
+def test_import_neuralvox_loads_no_torch_or_warp_and_sets_no_environment() -> None:
+    code = ("import os, sys; before = dict(os.environ); import neuralvox; "
+            "print('torch' in sys.modules, 'warp' in sys.modules, dict(os.environ) == before); "
+            "import neuralvox.codec; print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["False", "False", "True", "PASSIVE"]  # set when the codec is imported
