@@ -11,6 +11,7 @@ encoder and decoder pick the same table on any machine, and a whole pass is eval
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 
 import constriction
@@ -18,6 +19,7 @@ import numpy as np
 
 from neuralvox.codec.context_coder import MAX_CODE, ContextStreamError, group_by_context
 from neuralvox.codec.interpolation import SUPPORT_CUBIC, Canvas, LevelPlan, Pass, Prediction
+from neuralvox.codec.kernels import compiled
 
 FEATURES = 15
 FRACTION_BITS = 8  # fixed-point fraction of the hidden activations
@@ -94,8 +96,16 @@ class ArmWeights:
             raise ContextStreamError(f"context model stream has {len(data) - offset} bytes past its last layer")
         return cls(tuple(layers))
 
+    def compiled_arguments(self) -> tuple:
+        """The layers as the compiled lattice loops take them."""
+        return ([np.ascontiguousarray(layer.weight, np.int16) for layer in self.layers],
+                [np.ascontiguousarray(layer.bias, np.int32) for layer in self.layers],
+                [layer.exponent for layer in self.layers], FRACTION_BITS, MU_STEPS, SCALES, ZERO_LEVELS)
+
     def lattice(self, features: np.ndarray) -> np.ndarray:
         """Each row's distribution, as its index in the lattice (integer arithmetic throughout)."""
+        if compiled is not None:
+            return compiled.arm_lattice(np.ascontiguousarray(features, np.int64), *self.compiled_arguments())
         x = features.astype(np.int64)
         scale = 0  # x holds values times 2**scale
         for index, layer in enumerate(self.layers):
@@ -123,11 +133,14 @@ def features(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value:
     """The integer features (N, FEATURES) of a pass's voxels, from decoded data only: spread bucket, support and
     level (one-hot), how many axes, the magnitude (mean, max) and sign of the neighbours' codes, and the
     prediction's signed half-octave distance from ``reference`` in steps."""
+    level_column = 5 + (4 if visit.is_anchor else min(visit.level, 3))
+    if compiled is not None:
+        return compiled.arm_features(*_feature_arguments(plan, visit, prediction, choice_value, step, codes, reference))
     count = len(visit.rows)
     out = np.zeros((count, FEATURES), np.int64)
     out[:, 0] = np.searchsorted(_SPREAD_THRESHOLDS * step, prediction.spread, side="right")
     out[np.arange(count), 1 + np.minimum(prediction.support, SUPPORT_CUBIC)] = 1
-    out[:, 5 + (4 if visit.is_anchor else min(visit.level, 3))] = 1
+    out[:, level_column] = 1
     out[:, 10] = len(visit.axes)
     if visit.axes:
         flat = plan.flat[visit.rows]
@@ -143,6 +156,25 @@ def features(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value:
     out[:, 14] = np.sign(distance).astype(np.int64) * np.searchsorted(
         _SPREAD_THRESHOLDS * step, np.abs(distance), side="right")
     return out
+
+
+def _feature_arguments(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value: np.ndarray, step: float,
+                       codes: np.ndarray, reference: float) -> tuple:
+    """What the compiled ``features`` loop takes."""
+    flat = plan.flat[visit.rows] if visit.axes else np.zeros(0, np.int64)
+    reaches = [(1 << visit.level) * plan.stride(axis) for axis in visit.axes]
+    level_column = 5 + (4 if visit.is_anchor else min(visit.level, 3))
+    return (prediction.support, prediction.spread, np.ascontiguousarray(choice_value), codes, flat, reaches,
+            _SPREAD_THRESHOLDS * step, _MAGNITUDE_THRESHOLDS, level_column, float(reference), _NEIGHBOUR_SIGN_CLIP)
+
+
+def pass_lattice(weights: ArmWeights, plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value: np.ndarray,
+                 step: float, codes: np.ndarray, canvas: Canvas, reference: float) -> np.ndarray:
+    """``weights.lattice(features(...))``: each voxel's lattice point, without the features array where compiled."""
+    if compiled is None:
+        return weights.lattice(features(plan, visit, prediction, choice_value, step, codes, canvas, reference))
+    return compiled.arm_pass_lattice(*_feature_arguments(plan, visit, prediction, choice_value, step, codes, reference),
+                                     *weights.compiled_arguments())
 
 
 def store_codes(codes_canvas: np.ndarray, flat: np.ndarray, codes: np.ndarray, escaped: np.ndarray) -> None:
@@ -217,17 +249,20 @@ class _Tables:
             self.models[index] = point.support, constriction.stream.model.Categorical(point.table(), perfect=False)
         return self.models[index]
 
-    def supports(self, indices: np.ndarray) -> np.ndarray:
-        distinct, inverse = np.unique(indices, return_inverse=True)
-        return np.array([self.get(int(i))[0] for i in distinct], np.int64)[inverse]
 
 
 _TABLES = _Tables()
 
 
+@functools.cache
+def _support_table() -> np.ndarray:
+    """The support of every lattice point, by index."""
+    return np.array([LatticePoint.of(index).support for index in range(LATTICE)], np.int64)
+
+
 def supports(indices: np.ndarray) -> np.ndarray:
     """Each voxel's largest codable magnitude under its lattice point (larger codes escape)."""
-    return _TABLES.supports(indices) if len(indices) else np.zeros(0, np.int64)
+    return _support_table()[indices]
 
 
 def encode_codes(passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:

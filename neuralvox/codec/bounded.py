@@ -7,6 +7,13 @@ encoder predicts from what the decoder will have), and the codes are range coded
 neighbours' spread in units of the step. A voxel whose code would be too large, or whose float32 result would miss
 the bound by rounding, is stored exactly. The arithmetic is IEEE float64 elementwise (no transcendental functions),
 so the decode is bit-identical on every machine and the bound holds with no margin.
+
+Float rules of the decoder's path (the numpy reference and the compiled loops of ``neuralvox._bounded`` alike): every
+value the predictor reads is a float32 widened to float64; each float64 operation is one IEEE-754 round-to-nearest
+operation, in the order the numpy reference writes it (the C++ is built with ``-ffp-contract=off`` and without
+``-ffast-math``: no fused multiply-add, no reassociation); comparisons against threshold tables are exact; the neural
+context model's MLP sums integers below 2**53 (exact in float64 in any order, so its AVX2 clone gives the same
+integers); ``rint`` rounds half to even. tests/test_bounded_kernels.py checks both paths write and read the same bits.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from neuralvox.codec.interpolation import (
     plan_levels,
     predict,
 )
+from neuralvox.codec.kernels import compiled
 from neuralvox.grid import SparseGrid
 
 FORMAT = "neuralvox-bounded/2"
@@ -155,6 +163,8 @@ def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float)
     """The counting model's context of each voxel of a pass: its level, how many neighbours its interpolation had,
     and their spread in units of the quantization step."""
     level = _LEVEL_CLASSES if visit.is_anchor else min(visit.level, _LEVEL_CLASSES - 1)
+    if compiled is not None:
+        return compiled.counting_contexts(support, spread, _THRESHOLDS * step, level, _SPREAD_BUCKETS)
     bucket = np.searchsorted(_THRESHOLDS * step, spread, side="right")
     return (level * 4 + support.astype(np.int64)) * _SPREAD_BUCKETS + bucket
 
@@ -186,7 +196,8 @@ class _ChannelCoder:
         if self.context is None:
             contexts = _contexts(visit, prediction.support, prediction.spread, step)
             return contexts, np.full(len(contexts), MAX_CODE)
-        lattice = self.context.lattice(self.features(visit, prediction, chosen, step))
+        lattice = arm.pass_lattice(self.context, self.plan, visit, prediction, chosen, step, self.codes, self.canvas,
+                                   self.background)
         return lattice, arm.supports(lattice)
 
     def store(self, visit: Pass, result: np.ndarray, codes: np.ndarray, escaped: np.ndarray) -> None:

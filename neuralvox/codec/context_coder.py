@@ -14,6 +14,8 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
+from neuralvox.codec.kernels import compiled
+
 MAX_CODE = 1 << 15  # |code| beyond this escapes (the value is stored exactly)
 _PARAM_LEVELS = 256
 _ESCAPE_WEIGHT = 2.0**-30
@@ -142,6 +144,10 @@ def group_by_context(contexts: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(context, rows) for each distinct context, contexts ascending, rows in their original order."""
     if len(contexts) == 0:
         return []
+    if compiled is not None:
+        order, distinct, starts = compiled.group_by_key(np.ascontiguousarray(contexts, np.int64))
+        ends = [*starts[1:], len(order)]
+        return [(int(key), order[s:e]) for key, s, e in zip(distinct, starts, ends, strict=True)]
     order = np.argsort(contexts.astype(np.int16), kind="stable")  # radix sort
     ordered = contexts[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])

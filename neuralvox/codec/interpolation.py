@@ -17,6 +17,8 @@ import dataclasses
 
 import numpy as np
 
+from neuralvox.codec.kernels import compiled
+
 MAX_LEVEL = 4  # anchors every 16 voxels
 MAX_BOX = 1 << 30  # voxels of the dense box of decoded values (5 bytes each a channel)
 MAX_OPTIONS = 8
@@ -64,24 +66,37 @@ class LevelPlan:
 
 def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     """The coarse-to-fine visiting order of the voxels ``ijk`` (N, 3)."""
-    columns = np.ascontiguousarray(np.asarray(ijk).reshape(-1, 3).T, dtype=np.int64)  # (3, N): fast per axis
+    ijk = np.asarray(ijk).reshape(-1, 3)
     step = 1 << max_level
-    if columns.shape[1] == 0:
+    if len(ijk) == 0:
         return LevelPlan((1, 1, 1), np.zeros(0, np.int64), [], max_level)
-    origin = np.array([c.min() // step * step for c in columns])
-    local = columns - origin[:, None]
+    if compiled is not None:
+        ijk = np.ascontiguousarray(ijk, np.int32)
+        low, high = compiled.coordinate_range(ijk)
+    else:
+        low, high = ijk.min(axis=0), ijk.max(axis=0)
+    origin = np.array(low, np.int64) // step * step
     margin = 3 * step // 2  # the farthest neighbour read: 3h at the coarsest half-step h
-    shape = tuple(int(c.max()) + 1 + 2 * margin for c in local)
+    shape = tuple(int(top - bottom) + 1 + 2 * margin for bottom, top in zip(origin, high, strict=True))
     if np.prod(shape, dtype=np.float64) > MAX_BOX:
         raise ValueError(f"the active voxels span a box of {shape[0]} x {shape[1]} x {shape[2]} voxels, more than the "
                          f"{MAX_BOX:,} the bounded codec holds in memory at once")
+    rank = np.zeros(8, np.int16)
+    rank[list(PATTERNS)] = np.arange(1, len(PATTERNS) + 1)
+    if compiled is not None:
+        flat, key = compiled.plan_keys(ijk, origin.tolist(),
+                                       list(shape), margin, max_level, rank.tolist())
+        order, keys, starts = compiled.group_by_key(key)
+        patterns = (0, *PATTERNS)
+        passes = [Pass(rows, max_level - int(k) // 8, tuple(d for d in range(3) if patterns[int(k) % 8] >> d & 1))
+                  for k, rows in zip(keys, np.split(order, starts[1:]), strict=True)]
+        return LevelPlan(shape, flat, passes, max_level)
+    local = np.ascontiguousarray(ijk.T, dtype=np.int64) - origin[:, None]  # (3, N): fast per axis
     flat = ((local[0] + margin) * shape[1] + local[1] + margin) * shape[2] + local[2] + margin
     exponents = [_trailing_zeros(local[axis], max_level) for axis in range(3)]
     level = np.minimum(np.minimum(exponents[0], exponents[1]), exponents[2])
     pattern = sum((exponents[axis] == level).astype(np.int8) << axis for axis in range(3))
     pattern[level == max_level] = 0
-    rank = np.zeros(8, np.int16)
-    rank[list(PATTERNS)] = np.arange(1, len(PATTERNS) + 1)
     # a small-integer key sorts by radix: anchors first, then coarse to fine, pattern by pattern
     key = (max_level - level).astype(np.int16) * 8 + rank[pattern]
     order = np.argsort(key, kind="stable")
@@ -148,6 +163,19 @@ def predict(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantu
     if step.is_anchor:
         constant = np.full(count, fallback, np.float64)
         return Prediction([constant, constant], np.zeros(count, np.int8), np.zeros(count))
+    if compiled is None:
+        return predict_reference(canvas, plan, step, fallback, quantum, band)
+    reaches = [(1 << step.level) * plan.stride(axis) for axis in step.axes]
+    options, support, spread = compiled.predict(canvas.values, canvas.known, flat, reaches, float(fallback),
+                                                EDGE_QUANTA * quantum, float(band))
+    return Prediction(list(options), support, spread)
+
+
+def predict_reference(canvas: Canvas, plan: LevelPlan, step: Pass, fallback: float, quantum: float,
+                      band: float = 0.0) -> Prediction:
+    """``predict`` of a pass with odd axes in numpy, one array operation at a time: what the compiled loop computes."""
+    flat = plan.flat[step.rows]
+    count = len(flat)
     h = 1 << step.level
     linear_sum, cubic_sum, spread_sum, two_sided = np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count)
     one_sided = np.full(count, np.nan)
