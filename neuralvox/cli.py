@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralvox.atomic import OutputExistsError, atomic_output
+from neuralvox.codec.chunks import CHUNK_VOXELS
 from neuralvox.codec.decoder import ArchiveInfo, decompress, open_archive
 from neuralvox.codec.encoder import CONTEXT_MODELS, compress
 from neuralvox.codec.groups import DEFAULT_GOP
@@ -18,13 +19,14 @@ from neuralvox.codec.header import GridReport
 from neuralvox.codec.report import CompressReport
 from neuralvox.container import ArchiveError
 from neuralvox.grid import GridError
+from neuralvox.parallel import EngineError
 from neuralvox.render import AXES, render_comparison_png, render_grid_png
 from neuralvox.runtime import MissingExtraError, require
 from neuralvox.sequence import SequenceError, discover
 from neuralvox.vdb import VdbError, grid_stats, read_vdb
 
 USER_ERRORS: tuple[type[Exception], ...] = (VdbError, SequenceError, GridError, ArchiveError, ValueError, OSError,
-                                            KeyError, MissingExtraError)
+                                            KeyError, MissingExtraError, EngineError)
 
 
 class UsageError(Exception):
@@ -171,6 +173,28 @@ def split_names(text: str | None) -> list[str] | None:
     return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
+def voxel_box(text: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """argparse type: "i0,j0,k0,i1,j1,k1", an inclusive box of voxel coordinates."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or any(a > b for a, b in zip(values[:3], values[3:], strict=True)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected six integers i0,j0,k0,i1,j1,k1 with each min <= max")
+    return (values[0], values[1], values[2]), (values[3], values[4], values[5])
+
+
 def print_compress_report(report: CompressReport) -> None:
     print(format_table(*report_table(report.grids)))
     total_ratio = report.coded_source_bytes / report.archive_bytes if report.archive_bytes else 0.0
@@ -188,7 +212,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
     report = compress(args.paths, args.output, grids=split_names(args.grids), quality=args.quality,
                       max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
                       gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet,
-                      skip_bad_frames=args.skip_bad_frames, context_model=args.context_model)
+                      skip_bad_frames=args.skip_bad_frames, context_model=args.context_model,
+                      workers=args.workers, ray=args.ray, chunk_voxels=args.chunk_voxels)
     print_compress_report(report)
     if new_folder:
         print(f"created the folder {args.output.parent}")
@@ -198,7 +223,7 @@ def cmd_decompress(args: argparse.Namespace) -> None:
     new_folder = not args.output.exists()
     paths = decompress(args.archive, args.output, frames=args.frames, grids=split_names(args.grids), half=args.half,
                        force=args.force, device=args.device, progress=not args.quiet, format=args.format,
-                       resume=args.resume)
+                       resume=args.resume, workers=args.workers, region=args.bbox)
     print(f"wrote {len(paths)} frames to {args.output}{' (a folder it created)' if new_folder else ''}")
 
 
@@ -342,6 +367,12 @@ def _add_compress(commands: Any) -> None:
     comp.add_argument("--skip-bad-frames", action="store_true",
                       help="leave out, with a warning, a frame where a grid named in --grids is missing or unreadable "
                            "(default: refuse the sequence)")
+    comp.add_argument("--workers", type=positive_int, metavar="N",
+                      help="processes coding chunks and frames (default: every core for a large sequence)")
+    comp.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
+                      help="code on a Ray cluster (its address, or none: a local one); workers read the input paths")
+    comp.add_argument("--chunk-voxels", type=positive_int, metavar="N",
+                      help=f"largest spatial chunk in active voxels (default {CHUNK_VOXELS}); smaller grids are one")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(run=cmd_compress)
 
@@ -359,6 +390,11 @@ def _add_decompress(commands: Any) -> None:
     decomp.add_argument("--force", action="store_true", help="overwrite existing frames")
     decomp.add_argument("--resume", action="store_true",
                         help="keep the frames an interrupted run already wrote and write the others")
+    decomp.add_argument("--workers", type=positive_int, metavar="N",
+                        help="processes decoding chunks and frames (default: every core for large frames)")
+    decomp.add_argument("--bbox", type=voxel_box, metavar="I0,J0,K0,I1,J1,K1",
+                        help="write only the voxels in this box of voxel coordinates (inclusive), decoding only the "
+                             "chunks it meets")
     decomp.add_argument("--quiet", action="store_true", help="no progress bar")
     decomp.set_defaults(run=cmd_decompress)
 

@@ -22,5 +22,6 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch is pinned: 2.13.0 is the CPU build on the project's machines; an unpinned torch pulls GBs of CUDA packages.
 "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
 "${PIP[@]}" "scikit-build-core>=0.10" "nanobind>=2.4"
-"${PIP[@]}" --no-build-isolation -e ".[test,sim,bench]"
+# Ray is an optional extra for users (compress --ray); the test suite runs its Ray engine, so setup installs it.
+"${PIP[@]}" --no-build-isolation -e ".[test,sim,bench,ray]"
 .venv/bin/python -c "import neuralvox._bounded, neuralvox._vdb as v; print('setup: neuralvox ready, OpenVDB', v.openvdb_version)"

@@ -160,7 +160,7 @@ def test_2_zlib_bomb_table_of_contents_is_refused(archive: Path, tmp_path: Path)
 # ------------------------------------------------------------------------------ 3. errors are not absence
 def test_3_membership_reads_the_header_and_decode_errors_are_not_absence(archive: Path, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: NvoxArchive, number: int, grid: str) -> SparseGrid:
+    def broken(self: NvoxArchive, number: int, grid: str, region: object = None) -> SparseGrid:
         raise KeyError("levels")
 
     monkeypatch.setattr(NvoxArchive, "decode_grid", broken)

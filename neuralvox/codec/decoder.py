@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import warp as wp
 from tqdm import tqdm
 
-from neuralvox.codec import bounded
+from neuralvox.codec import chunked
 from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.chunks import Chunks
+from neuralvox.codec.frame_feed import AHEAD_VOXELS_PER_WORKER
 from neuralvox.codec.header import (
     CONTEXT,
     MOTION,
-    VALUES,
     WEIGHTS,
     ArchiveHeader,
     ArchiveSummary,
@@ -29,6 +34,7 @@ from neuralvox.codec.header import (
     payload_key,
 )
 from neuralvox.codec.schema import check_header, check_summary, is_plain_name
+from neuralvox.codec.value_jobs import ChunkTopology, decode_chunk
 from neuralvox.codec.values import (
     STATE_STREAMS,
     LatentState,
@@ -45,11 +51,13 @@ from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.kernels.sample import sample_grid
 from neuralvox.kernels.volume import grid_to_volume
 from neuralvox.model.geometry import find_rows
+from neuralvox.parallel import Engine, SerialEngine, auto_workers, make_engine
 from neuralvox.sequence import NamePattern
 from neuralvox.topology import decode_topology
 from neuralvox.vdb import VdbError, list_grids, write_nvdb, write_vdb
 
 OUTPUT_FORMATS = ("vdb", "nvdb")
+Region = tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min, max) voxel coordinates
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
 
 
@@ -65,20 +73,26 @@ class ArchiveInfo:
 
 
 class Frame(Mapping[str, SparseGrid]):
-    """One decoded frame: a mapping grid name -> SparseGrid, each grid decoded on first access."""
+    """One decoded frame: a mapping grid name -> SparseGrid, each grid decoded on first access; with a ``region``,
+    only its voxels inside that box of voxel coordinates (of a grid coded in chunks, only the chunks it meets are
+    decoded)."""
 
-    def __init__(self, archive: NvoxArchive, number: int) -> None:
+    def __init__(self, archive: NvoxArchive, number: int, region: Region | None = None) -> None:
         self.archive = archive
         self.number = number
+        self.region = region
         self.entry = archive.entry(number)
         self._grids: dict[str, SparseGrid] = {}
+        self._pending: dict[str, _PendingGrid] = {}
         self._voxel_decoders: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def __getitem__(self, name: str) -> SparseGrid:
         self._grid_info(name)
         if name not in self._grids:
             try:
-                self._grids[name] = self.archive.decode_grid(self.number, name)
+                pending = self._pending.pop(name, None)
+                self._grids[name] = (self.archive.decode_grid(self.number, name, self.region) if pending is None
+                                     else pending.collect(self.archive.engine))
             except (ValueError, KeyError, IndexError, TypeError) as exc:  # never "absent": say where decoding failed
                 message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
                 raise ArchiveError(f"{self.archive.path}: frame {self.number}, grid {name!r}: {message}") from exc
@@ -106,6 +120,18 @@ class Frame(Mapping[str, SparseGrid]):
             out = [_with_half(g) for g in out]
         return write_vdb(path, out, metadata=dict(self.entry.metadata), metadata_types=dict(self.entry.metadata_types),
                          force=force)
+
+    def start_decoding(self, names: Sequence[str]) -> None:
+        """Submit the value decoding of the bounded grids among ``names`` to the archive's engine (``frame[name]``
+        then collects it)."""
+        for name in names:
+            if name not in self._grids and name not in self._pending:
+                try:
+                    pending = self.archive.submit_bounded(self.number, name, self.region)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    raise ArchiveError(f"{self.archive.path}: frame {self.number}, grid {name!r}: {exc}") from exc
+                if pending is not None:
+                    self._pending[name] = pending
 
     # -- random access and Warp volumes (neuralvox.kernels)
 
@@ -135,6 +161,8 @@ class Frame(Mapping[str, SparseGrid]):
             if isinstance(header, NeuralValueHeader) and header.constant is not None:
                 constant = np.asarray(header.constant, dtype=np.float32)
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
+            elif isinstance(header, chunked.ChunkedHeader) and grid not in self._grids:
+                self._voxel_decoders[grid] = _ChunkLookup(self.archive, self.number, grid)
             elif info.is_bounded:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
@@ -144,6 +172,63 @@ class Frame(Mapping[str, SparseGrid]):
                     torch.device(archive.device), archive.shared_decoder(self.number, grid),
                     archive.latent_state(self.number, grid)).decode
         return self._voxel_decoders[grid]
+
+
+class _PendingGrid:
+    """A bounded grid whose chunks are being decoded: how to make the SparseGrid once the engine returns them."""
+
+    def __init__(self, make: Callable[[np.ndarray, np.ndarray], SparseGrid], ijk: np.ndarray, chunks: Chunks,
+                 wanted: list[int], handles: list[Any], region: Region | None) -> None:
+        self.make, self.ijk, self.chunks, self.wanted, self.handles, self.region = (make, ijk, chunks, wanted, handles,
+                                                                                    region)
+
+    def collect(self, engine: Engine) -> SparseGrid:
+        parts = [engine.result(handle) for handle in self.handles]
+        if len(self.chunks) == 1 and self.wanted == [0] and self.region is None:
+            return self.make(self.ijk, parts[0])
+        rows = [self.chunks.rows[i] for i in self.wanted]
+        ijk = np.concatenate([self.ijk[r] for r in rows]) if rows else self.ijk[:0]
+        values = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        order = np.argsort(np.concatenate(rows), kind="stable") if rows else np.zeros(0, np.int64)
+        ijk, values = ijk[order], values[order]
+        if self.region is not None:
+            inside = _inside(ijk, self.region)
+            ijk, values = ijk[inside], values[inside]
+        return self.make(ijk, values)
+
+
+def _inside(ijk: np.ndarray, region: Region) -> np.ndarray:
+    low, high = np.asarray(region[0]), np.asarray(region[1])
+    return np.all((ijk >= low) & (ijk <= high), axis=1)
+
+
+class _ChunkLookup:
+    """Values (K, channels) of active voxels (K, 3) of a grid coded in chunks, decoding only the chunks they lie in
+    (each once)."""
+
+    def __init__(self, archive: NvoxArchive, number: int, grid: str) -> None:
+        self.archive, self.number, self.grid = archive, number, grid
+        self.ijk = archive.topology(number, grid)
+        self.chunks = archive.chunks(number, grid, self.ijk)
+        self.chunk_of = np.empty(len(self.ijk), np.int64)
+        self.position = np.empty(len(self.ijk), np.int64)
+        for index, rows in enumerate(self.chunks.rows):
+            self.chunk_of[rows] = index
+            self.position[rows] = np.arange(len(rows))
+        self.decoded: dict[int, np.ndarray] = {}
+
+    def __call__(self, voxels: np.ndarray) -> np.ndarray:
+        rows = find_rows(torch.from_numpy(self.ijk), torch.from_numpy(np.asarray(voxels, np.int32))).numpy()
+        needed = sorted(set(np.unique(self.chunk_of[rows]).tolist()) - set(self.decoded))
+        pending = self.archive.submit_chunks(self.number, self.grid, self.ijk, self.chunks, needed)
+        for index, handle in zip(needed, pending, strict=True):
+            values = self.archive.engine.result(handle)
+            self.decoded[index] = values.reshape(len(values), -1)
+        out = np.empty((len(rows), next(iter(self.decoded.values())).shape[1] if self.decoded else 1), np.float32)
+        for index in np.unique(self.chunk_of[rows]).tolist():
+            mine = self.chunk_of[rows] == index
+            out[mine] = self.decoded[index][self.position[rows[mine]]]
+        return out
 
 
 def _lookup(grid: SparseGrid) -> Callable[[np.ndarray], np.ndarray]:
@@ -165,8 +250,9 @@ class NvoxArchive:
     back to its keyframe, whose latents (not voxels) it decodes: nothing else.
     """
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto") -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "auto", engine: Engine | None = None) -> None:
         self.path = Path(path)
+        self.engine: Engine = engine if engine is not None else SerialEngine()
         self.reader = ArchiveReader(self.path)
         try:
             self.header: ArchiveHeader = check_header(self.path, self.reader.header,
@@ -217,8 +303,8 @@ class NvoxArchive:
             raise KeyError(f"{self.path}: no frame {number}; frames are {_span(self.frames)}")
         return self._frames[number]
 
-    def frame(self, number: int) -> Frame:
-        return Frame(self, number)
+    def frame(self, number: int, region: Region | None = None) -> Frame:
+        return Frame(self, number, region)
 
     def topology(self, number: int, grid: str) -> np.ndarray:
         """Active voxels (N, 3) of a grid in canonical order, decoding the reference chain it needs."""
@@ -277,16 +363,22 @@ class NvoxArchive:
             self._weights_cache[(owner, grid)] = decode_weights(values_header, data)
         return self._weights_cache[(owner, grid)]
 
-    def decode_grid(self, number: int, grid: str) -> SparseGrid:
-        """Decode one grid of one frame."""
+    def decode_grid(self, number: int, grid: str, region: Region | None = None) -> SparseGrid:
+        """Decode one grid of one frame (only its voxels inside ``region``, when given)."""
+        pending = self.submit_bounded(number, grid, region)
+        if pending is not None:
+            return pending.collect(self.engine)
         info = self.entry(number).grids[grid]
         ijk = self.topology(number, grid)
-        if isinstance(info.values, bounded.BoundedHeader):
-            values = self._bounded_values(number, grid, ijk, info.values)
-        else:
-            values = decode_values(ijk, info.values, self.weight_streams(number, grid), device=self.device,
-                                   shared_decoder=self.shared_decoder(number, grid),
-                                   state=self.latent_state(number, grid))
+        values = decode_values(ijk, info.neural, self.weight_streams(number, grid), device=self.device,
+                               shared_decoder=self.shared_decoder(number, grid), state=self.latent_state(number, grid))
+        if region is not None:
+            inside = _inside(ijk, region)
+            ijk, values = ijk[inside], values[inside]
+        return self._make_grid(number, grid, ijk, values)
+
+    def _make_grid(self, number: int, grid: str, ijk: np.ndarray, values: np.ndarray) -> SparseGrid:
+        info = self.entry(number).grids[grid]
         return SparseGrid(
             name=grid, ijk=ijk, values=values, grid_class=info.grid_class, value_type=info.value_type,
             transform=np.asarray(info.transform), save_half=info.save_half, vector_type=info.vector_type,
@@ -295,10 +387,33 @@ class NvoxArchive:
             metadata_types=dict(info.metadata_types),
         )
 
-    def _bounded_values(self, number: int, grid: str, ijk: np.ndarray, header: bounded.BoundedHeader) -> np.ndarray:
+    def submit_bounded(self, number: int, grid: str, region: Region | None) -> _PendingGrid | None:
+        """Start decoding a bounded grid's chunks (those meeting ``region``) on the engine; None for other grids."""
+        if not self.entry(number).grids[grid].is_bounded:
+            return None
+        ijk = self.topology(number, grid)
+        chunks = self.chunks(number, grid, ijk)
+        wanted = list(range(len(chunks))) if region is None else chunks.touching(*region)
+        handles = self.submit_chunks(number, grid, ijk, chunks, wanted)
+        return _PendingGrid(functools.partial(self._make_grid, number, grid), ijk, chunks, wanted, handles, region)
+
+    def chunks(self, number: int, grid: str, ijk: np.ndarray) -> Chunks:
+        """The chunks of a bounded grid's decoded voxels, checked against its value header."""
         try:
-            stream = self.reader.get(payload_key(number, grid, VALUES))
-            return bounded.decode_bounded(ijk, header, stream, self._context_model(header.context_frame, grid))
+            return chunked.chunks_of(ijk, self.entry(number).grids[grid].values)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', values: {exc}") from None
+
+    def submit_chunks(self, number: int, grid: str, ijk: np.ndarray, chunks: Chunks, wanted: list[int]) -> list[Any]:
+        """The engine's handles of the decoding of chunks ``wanted``, each under the grid's context model."""
+        header = self.entry(number).grids[grid].values
+        streams = chunked.stream_names(header)
+        parts = chunked.chunk_headers(header)
+        try:
+            context = self._context_model(parts[0].context_frame, grid)
+            return [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else chunks.rows[i]),
+                                       parts[i], self.reader.get(payload_key(number, grid, streams[i])), context)
+                    for i in wanted]
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
 
@@ -318,9 +433,10 @@ class NvoxArchive:
                 del cache[key]
 
 
-def open_archive(path: str | os.PathLike, device: str = "auto") -> NvoxArchive:
-    """Open a .nvox archive for decoding (``neuralvox.open``)."""
-    return NvoxArchive(path, device=device)
+def open_archive(path: str | os.PathLike, device: str = "auto", engine: Engine | None = None) -> NvoxArchive:
+    """Open a .nvox archive for decoding (``neuralvox.open``); bounded values are decoded by ``engine`` (default:
+    in this process)."""
+    return NvoxArchive(path, device=device, engine=engine)
 
 
 def _span(numbers: list[int]) -> str:
@@ -351,7 +467,8 @@ def parse_frames(spec: str | None, available: list[int]) -> list[int]:
 
 def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *, frames: str | None = None,
                grids: Sequence[str] | None = None, half: bool = False, force: bool = False, device: str = "auto",
-               progress: bool = True, format: str = "vdb", resume: bool = False) -> list[Path]:
+               progress: bool = True, format: str = "vdb", resume: bool = False, workers: int | None = None,
+               region: Region | None = None) -> list[Path]:
     """Write frames of an archive under their original names; returns the paths written.
 
     Each file is written atomically and created exclusively (unless ``force``); ``resume`` skips the files an
@@ -359,14 +476,21 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
 
     ``format`` "vdb" writes one .vdb per frame; "nvdb" one NanoVDB file per frame and float grid, as
     ``output_dir/<grid>/<frame name>.nvdb`` (vector grids are skipped with a warning). A frame is decoded while the
-    previous one is being written, so memory holds at most two frames.
+    previous one is being written.
+
+    With ``region`` (inclusive voxel coordinates (min, max)) only the voxels inside it are written, and of a grid
+    coded in chunks only the chunks that meet it are decoded. Bounded values are decoded by ``workers`` local
+    processes (default: every core, when the frames are large enough to pay for them), a few frames ahead of the one
+    being written; memory does not grow with the number of frames.
     """
     if format not in OUTPUT_FORMATS:
         raise ValueError(f"output format {format!r} is not one of {OUTPUT_FORMATS}")
     if format == "nvdb" and half:
         raise ValueError("half-float output applies to .vdb files; NanoVDB output is float32")
     output_dir = Path(output_dir)
-    with open_archive(archive_path, device=device) as archive:
+    region = _check_region(region)
+    with contextlib.ExitStack() as stack:
+        archive = stack.enter_context(open_archive(archive_path, device=device))
         numbers = parse_frames(frames, archive.frames)
         if grids is not None:
             unknown = sorted(set(grids) - set(archive.grids))
@@ -384,20 +508,53 @@ def decompress(archive_path: str | os.PathLike, output_dir: str | os.PathLike, *
         if existing and not force:
             raise FileExistsError(f"{existing[0]}: exists (use --force to overwrite, or --resume to keep the frames "
                                   f"already written)")
+        count = workers if workers is not None else auto_workers(
+            sum(info.voxels for n in numbers for info in archive.entry(n).grids.values()))
+        archive.engine = stack.enter_context(contextlib.closing(make_engine(count)))
         written: list[Path] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer") as writer:
-            pending: Future[list[Path]] | None = None
-            for number, plan in tqdm(list(zip(numbers, plans, strict=True)), desc="decompress", unit="frame",
-                                     disable=not progress):
-                frame = archive.frame(number)
-                decoded = {name: frame[name] for _, names in plan for name in names}  # on this thread, not the writer
-                if pending is not None:
-                    written.extend(pending.result())
-                pending = writer.submit(_write_frame, frame, decoded, plan, format, half, force)
-                archive.forget_before(number)
+        writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvox-writer"))
+        pending: Future[list[Path]] | None = None
+        bar = stack.enter_context(tqdm(total=len(numbers), desc="decompress", unit="frame", disable=not progress))
+        for frame, plan in _decoding_ahead(archive, numbers, plans, region):
+            decoded = {name: frame[name] for _, names in plan for name in names}  # on this thread, not the writer
             if pending is not None:
                 written.extend(pending.result())
+            pending = writer.submit(_write_frame, frame, decoded, plan, format, half, force)
+            archive.forget_before(frame.number)
+            bar.update(1)
+        if pending is not None:
+            written.extend(pending.result())
         return written
+
+
+def _decoding_ahead(archive: NvoxArchive, numbers: list[int], plans: list[_Plan],
+                    region: Region | None) -> Iterator[tuple[Frame, _Plan]]:
+    """The frames in order, each one's bounded grids submitted to the archive's engine a few frames ahead (at most
+    ``2 * workers`` frames, and about ``AHEAD_VOXELS_PER_WORKER`` voxels a worker)."""
+    workers = archive.engine.workers
+    ahead: collections.deque[tuple[Frame, _Plan, int]] = collections.deque()
+    for number, plan in zip(numbers, plans, strict=True):
+        frame = archive.frame(number, region)
+        names = [name for _, listed in plan for name in listed]
+        frame.start_decoding(names)
+        ahead.append((frame, plan, sum(frame.entry.grids[name].voxels for name in names)))
+        while ahead and (len(ahead) >= 2 * workers or sum(v for *_, v in ahead) >= AHEAD_VOXELS_PER_WORKER * workers):
+            yield ahead.popleft()[:2]
+    while ahead:
+        yield ahead.popleft()[:2]
+
+
+def _check_region(region: Region | None) -> Region | None:
+    """A region as two integer corners, min <= max on every axis."""
+    if region is None:
+        return None
+    try:
+        low, high = (tuple(int(v) for v in corner) for corner in region)
+    except (TypeError, ValueError):
+        raise ValueError(f"region {region!r}: expected ((i0, j0, k0), (i1, j1, k1))") from None
+    if len(low) != 3 or len(high) != 3 or any(a > b for a, b in zip(low, high, strict=True)):
+        raise ValueError(f"region {region!r}: expected ((i0, j0, k0), (i1, j1, k1)) with each min <= max")
+    return low, high
 
 
 def _output_plan(frame: Frame, grids: Sequence[str] | None, format: str, output_dir: Path) -> _Plan:

@@ -24,12 +24,13 @@ from neuralvox import __version__
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.arm_fit import fit_context
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
-from neuralvox.codec.bounded import encode_grid
+from neuralvox.codec.chunked import COUNTING, ChunkContext
+from neuralvox.codec.chunks import ChunkLimits
+from neuralvox.codec.frame_feed import FedFrame, feed_frames
 from neuralvox.codec.groups import DEFAULT_GOP, GroupPolicy
 from neuralvox.codec.header import (
     CONTEXT,
     TOPOLOGY,
-    VALUES,
     WEIGHTS,
     ArchiveHeader,
     ArchiveSummary,
@@ -44,6 +45,7 @@ from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, f
 from neuralvox.codec.quality import QualityTarget, quality_target
 from neuralvox.codec.report import CompressReport, GridTracker, ProgressBar
 from neuralvox.codec.topology_refs import best_topology, topology_candidates
+from neuralvox.codec.value_jobs import PendingValues, ValueJobs
 from neuralvox.codec.values import (
     MOTION_STRIDE,
     EncodedValues,
@@ -57,8 +59,9 @@ from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.metrics import common_voxels, error_stats, value_range
 from neuralvox.model.motion import MotionGuess
+from neuralvox.parallel import Engine, auto_workers, make_engine
 from neuralvox.sequence import Frame, FrameSequence, discover
-from neuralvox.vdb import VdbError, VdbFile, grid_bytes, list_grids, read_vdb
+from neuralvox.vdb import VdbError, VdbFile, grid_bytes, grid_stats, list_grids, read_vdb
 
 
 def _check_finite(grid: SparseGrid, path: Path) -> None:
@@ -77,6 +80,12 @@ def _grid_entry(grid: SparseGrid, **coding: Any) -> GridEntry:
 
 def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+
+
+def _check_chunk_voxels(chunk_voxels: int) -> int:
+    if isinstance(chunk_voxels, bool) or not isinstance(chunk_voxels, int) or chunk_voxels < 1:
+        raise ValueError(f"--chunk-voxels must be a positive number of voxels, got {chunk_voxels!r}")
+    return chunk_voxels
 
 
 def _check_coherence(coherence: float) -> float:
@@ -132,18 +141,41 @@ def read_frame(path: Path, grids: Sequence[str] | None, skip: bool, with_velocit
 CONTEXT_MODELS = ("auto", "counting")
 
 
-def encode_bounded_values(grid: SparseGrid, bound: float, context: GridContext | None = None) -> EncodedValues:
-    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, and the
-    neural context model's ``context`` stream in the frame that sends it)."""
+def collect_bounded_values(jobs: ValueJobs, pending: PendingValues, context: GridContext | None) -> EncodedValues:
+    """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, or one a
+    chunk, and the neural context model's ``context`` stream in the frame that sends it), once the engine has coded
+    its chunks."""
     start = time.perf_counter()
-    code = encode_grid(grid, bound, context.weights if context else None)
-    header = dataclasses.replace(code.header, context_frame=context.frame if context else None)
-    error = error_stats(grid.values, code.decoded, peak=value_range(grid.values))
+    header, streams, decoded = jobs.collect(pending)
+    grid = pending.grid
+    error = error_stats(grid.values, decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
-    streams = {VALUES: code.stream}
     if context is not None and context.send:
         streams[CONTEXT] = context.weights.to_bytes()
-    return EncodedValues(header, streams, stats, [], None, code.decoded)
+    return EncodedValues(header, streams, stats, [], None, decoded)
+
+
+def _coded_grids(vdb: VdbFile, grids: Sequence[str] | None, path: Path, in_place: bool) -> dict[str, SparseGrid]:
+    """The grids of a frame that are coded, checked finite, voxels in canonical order; ``in_place``: the frame holds
+    the sorted grids instead of the ones read (one copy of a large frame in memory, not two)."""
+    coded = {}
+    for name, grid in vdb.grids.items():
+        if grids is None or name in grids:
+            _check_finite(grid, path)
+            coded[name] = grid.sorted()
+            if in_place:
+                vdb.grids[name] = coded[name]
+    return coded
+
+
+def _value_engine(sequence: FrameSequence, grids: Sequence[str] | None, workers: int | None,
+                  ray: str | bool | None) -> Engine:
+    """The engine that codes bounded values: ``workers`` processes (default: every core when the sequence is large
+    enough to pay for a pool, estimated from its first frame) or Ray."""
+    if workers is None and not ray:
+        first = [row for row in grid_stats(sequence.frames[0].path) if grids is None or row["name"] in grids]
+        workers = auto_workers(len(sequence.frames) * sum(int(row.get("active_voxels", 0)) for row in first))
+    return make_engine(workers, ray)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +239,14 @@ class _GridBounds:
         chosen = self.contexts[grid.name]
         return None if chosen is None else GridContext(chosen[1], chosen[0], chosen[0] == number)
 
+    def submit(self, jobs: ValueJobs, frame: Frame, grid: SparseGrid) -> PendingValues:
+        """Start coding a grid of ``frame`` on the engine, under its bound and context model (fitted here first, so
+        every chunk and every engine codes with the same one)."""
+        number = frame.number if frame.number is not None else 0
+        context = self.context(grid, number)
+        chunk_context = COUNTING if context is None else ChunkContext(context.weights, context.frame)
+        return jobs.submit(frame.path, grid, self.of(grid), chunk_context)
+
 
 def _check_bound_names(target: QualityTarget | None, grids: Sequence[str] | None, first: Path) -> None:
     """A bound may only name grids that are coded."""
@@ -229,6 +269,7 @@ class _Options:
     device: str
     coherence: float
     bounds: _GridBounds | None  # None: the neural base alone
+    jobs: ValueJobs | None  # the engine's bounded coding (with ``bounds``)
 
 
 @dataclasses.dataclass
@@ -251,22 +292,22 @@ class _SequenceCoder:
         self.trackers = trackers
         self.weights: dict[str, tuple[int, EncodedValues]] = {}  # grid -> (frame that sent the weights, its coding)
         self.previous: dict[str, _Reference] = {}
+        self.pending: dict[str, PendingValues] = {}  # the bounded grids of the frame being coded, on the engine
 
     def start_group(self) -> None:
         self.weights.clear()
         self.previous.clear()
 
-    def code_frame(self, frame: Frame, vdb: VdbFile, key: bool) -> FrameEntry:
+    def code_frame(self, fed: FedFrame, vdb: VdbFile, key: bool) -> FrameEntry:
+        """Code the grids ``fed`` prepared (checked finite, voxels in canonical order) of one frame."""
+        frame = fed.frame
         number = frame.number if frame.number is not None else 0
+        self.pending = fed.pending
         sizes = grid_bytes(frame.path)
         coded: dict[str, GridEntry] = {}
         this_frame: list[tuple[TopologyRef, np.ndarray]] = []
         current: dict[str, _Reference] = {}
-        for name, grid in vdb.grids.items():
-            if self.options.grids is not None and name not in self.options.grids:
-                continue
-            _check_finite(grid, frame.path)
-            grid = grid.sorted()
+        for name, grid in fed.grids.items():
             coded[name], current[name] = self.code_grid(number, grid, vdb.grids, this_frame, sizes.get(name, 0))
             this_frame.append((TopologyRef(number, name), grid.ijk))
         # a later frame refers to the frame its reference really comes from: grids absent here are forgotten
@@ -308,7 +349,7 @@ class _SequenceCoder:
         options = self.options
         if options.bounds is not None:
             bounds = options.bounds
-            return encode_bounded_values(grid, bounds.of(grid), bounds.context(grid, number))
+            return collect_bounded_values(options.jobs, self.pending.pop(grid.name), bounds.context(grid, number))
         guess = None
         if previous is not None:
             guess = guess_motion(frame_grids, grid, (previous.state.ijk, previous.decoded))
@@ -365,6 +406,9 @@ def compress(
     progress: bool = True,
     skip_bad_frames: bool = False,
     context_model: str = "auto",
+    workers: int | None = None,
+    ray: str | bool | None = None,
+    chunk_voxels: int | None = None,
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -387,6 +431,12 @@ def compress(
 
     A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
     out with a warning (later frames then refer to the last frame stored).
+
+    Bounded values are coded in spatial chunks of at most ``chunk_voxels`` active voxels (default
+    ``chunks.CHUNK_VOXELS``; a smaller grid is one chunk) by ``workers`` local processes (default: every core, for a
+    sequence large enough to pay for them), or with ``ray`` (True, or a cluster address) on a Ray cluster whose
+    workers read the frames from the paths given. Every chunk of a grid uses the grid's one context model, fitted in
+    this process, so the archive depends on neither. The neural base (``base_only``) codes in this process.
     """
     start = time.perf_counter()
     sequence = paths if isinstance(paths, FrameSequence) else discover([str(p) for p in paths])
@@ -398,6 +448,7 @@ def compress(
     if context_model not in CONTEXT_MODELS:
         raise ValueError(f"--context-model must be one of {', '.join(CONTEXT_MODELS)}, got {context_model!r}")
     _check_bound_names(target, grids, sequence.frames[0].path)
+    limits = ChunkLimits() if chunk_voxels is None else ChunkLimits(max_voxels=_check_chunk_voxels(chunk_voxels))
     torch_device = str(resolve_device(device))
     trackers: dict[str, GridTracker] = {}
     frames: list[FrameEntry] = []
@@ -406,14 +457,22 @@ def compress(
         archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
         bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress,
                                                          context_model)
+        jobs = None
+        if bounds is not None:
+            jobs = ValueJobs(stack.enter_context(contextlib.closing(_value_engine(sequence, grids, workers, ray))),
+                             limits)
         bar = stack.enter_context(ProgressBar(len(sequence.frames), progress))
-        coder = _SequenceCoder(archive, _Options(grids, quality, torch_device, coherence, bounds), trackers)
-        for frame in sequence.frames:
-            vdb = read_frame(frame.path, grids, skip_bad_frames, with_velocity=bounds is None)
+        coder = _SequenceCoder(archive, _Options(grids, quality, torch_device, coherence, bounds, jobs), trackers)
+        feed = feed_frames(sequence.frames,
+                           lambda f: read_frame(f.path, grids, skip_bad_frames, with_velocity=bounds is None),
+                           lambda f, vdb: _coded_grids(vdb, grids, f.path, in_place=jobs is not None), jobs,
+                           lambda f, grid: bounds.submit(jobs, f, grid))
+        for fed in feed:
+            vdb = fed.vdb
             if vdb is not None:
                 if policy.starts_group:
                     coder.start_group()
-                entry = coder.code_frame(frame, vdb, key=policy.starts_group)
+                entry = coder.code_frame(fed, vdb, key=policy.starts_group)
                 policy.frame_coded(entry)
                 frames.append(entry)
                 for name, reason in vdb.skipped:

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.bounded import BoundedHeader
+from neuralvox.codec.chunked import FORMAT as CHUNKED_FORMAT
+from neuralvox.codec.chunked import ChunkedHeader
 from neuralvox.metrics import ErrorStats, bits_per_voxel
 from neuralvox.sequence import NamePattern
 
@@ -147,9 +149,9 @@ class NeuralValueHeader:
                    bool(data["shared_decoder"]), None if predicted is None else MotionSpec.from_json(predicted))
 
 
-ValueHeader = NeuralValueHeader | BoundedHeader
+ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader
 _VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
-                  **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict)}
+                  **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict), CHUNKED_FORMAT: ChunkedHeader.from_dict}
 VALUE_FORMATS = tuple(_VALUE_READERS)
 
 
@@ -230,7 +232,7 @@ class GridEntry:
 
     @property
     def is_bounded(self) -> bool:
-        return isinstance(self.values, BoundedHeader)
+        return isinstance(self.values, (BoundedHeader, ChunkedHeader))
 
     @property
     def neural(self) -> NeuralValueHeader:

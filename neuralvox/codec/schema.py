@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from neuralvox.codec import chunked
+from neuralvox.codec.bounded import FORMAT as BOUNDED_FORMAT
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
@@ -198,8 +200,38 @@ def check_bounded_v2(check: _Checker, header: dict[str, Any], grid: dict[str, An
     check.get(header, "context_frame", (int, type(None)))
 
 
+def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-chunked/1``: bounded values in spatial chunks, each a header of the bounded format and one
+    ``values.<k>`` stream; the chunks' voxels add up to the grid's, and all name the same context frame."""
+    if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
+        raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
+    check.integer(header, "max_voxels", 1, MAX_VOXELS)
+    check.integer(header, "max_box", 1, MAX_VOXELS << 16)
+    check.integer(header, "block_shift", 1, chunked.MAX_BLOCK_SHIFT)
+    chunks = check.get(header, "chunks", list)
+    if not 2 <= len(chunks) <= min(chunked.MAX_CHUNKS, max(2, grid["voxels"])):
+        raise check.fail("chunks", f"{len(chunks)} chunks for {grid['voxels']} voxels")
+    total = 0
+    for index, chunk in enumerate(chunks):
+        if not isinstance(chunk, dict) or chunk.get("format") != BOUNDED_FORMAT:
+            raise check.fail(f"chunks[{index}]", f"not a {BOUNDED_FORMAT} header")
+        try:
+            voxels = check.integer(chunk, "voxels", 1, MAX_VOXELS)
+            check_bounded_v2(check, chunk, {**grid, "voxels": voxels, "streams": [VALUES]})
+        except ArchiveFormatError as exc:
+            raise check.fail(f"chunks[{index}].{exc.field}", exc.problem) from None
+        if chunk["context_frame"] != chunks[0]["context_frame"]:
+            raise check.fail(f"chunks[{index}].context_frame", "differs from the first chunk's")
+        total += voxels
+    if total != grid["voxels"]:
+        raise check.fail("chunks", f"the chunks hold {total} voxels, the grid {grid['voxels']}")
+    missing = [chunked.chunk_stream(i) for i in range(len(chunks)) if chunked.chunk_stream(i) not in grid["streams"]]
+    if missing:
+        raise check.fail("streams", f"lacks {', '.join(missing[:3])}")
+
+
 VALUE_VALIDATORS: dict[str, ValueValidator] = {NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1,
-                                               BOUNDED_FORMATS[1]: check_bounded_v2}
+                                               BOUNDED_FORMATS[1]: check_bounded_v2, chunked.FORMAT: check_chunked_v1}
 
 
 # ------------------------------------------------------------------------------------------------ header
@@ -352,7 +384,7 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
 def _check_context_frame(check: _Checker, number: int, name: str, values: dict[str, Any], grid: dict[str, Any],
                          earlier: dict[int, dict[str, Any]]) -> None:
     """A bounded grid's context model is sent by this frame or an earlier frame holding the same grid."""
-    owner = values.get("context_frame")
+    owner = values["chunks"][0]["context_frame"] if values["format"] == chunked.FORMAT else values.get("context_frame")
     if owner is None:
         return
     holder = grid if owner == number else earlier.get(owner, {}).get(name)

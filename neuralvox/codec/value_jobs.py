@@ -1,0 +1,113 @@
+"""The bounded value coding of a sequence's grids as engine tasks (``neuralvox.parallel``), one per chunk or batch.
+
+On this machine (a serial or local pool engine) a task carries its chunk's voxels; on Ray a task carries the frame's
+path, and the worker reads the grid from the file system it shares with the client and codes its batch of chunks.
+Either way each chunk is coded by ``chunked.encode_chunk`` under the grid's context model, fitted in the main process
+and sent with the task, so the bytes do not depend on the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuralvox.codec import bounded
+from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.chunked import ChunkCode, ChunkContext, ChunkedValues, assemble, encode_chunk, encode_part
+from neuralvox.codec.chunks import DEFAULT_LIMITS, ChunkLimits, Chunks, split_voxels
+from neuralvox.grid import SparseGrid
+from neuralvox.parallel import Engine, RayEngine
+from neuralvox.vdb import read_vdb
+
+
+class ChunkVoxels:
+    """The voxels of one chunk, cut from the grid only when its task runs or is sent to a worker: a pool then holds
+    copies of the few chunks being sent, not of the whole frame."""
+
+    def __init__(self, grid: SparseGrid, rows: np.ndarray | None) -> None:
+        self.whole, self.rows = grid, rows
+
+    def grid(self) -> SparseGrid:
+        if self.rows is None:
+            return self.whole
+        return dataclasses.replace(self.whole, ijk=self.whole.ijk[self.rows], values=self.whole.values[self.rows])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ChunkVoxels, (self.grid(), None)
+
+
+def code_chunk(part: ChunkVoxels, index: int, bound: float | tuple[float, ...], context: ChunkContext,
+               alone: bool) -> list[ChunkCode]:
+    """Task: the coding of one chunk (``alone``: the whole grid)."""
+    return [encode_part(part.grid(), index, bound, context, alone=alone)]
+
+
+def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...], context: ChunkContext,
+                          indices: list[int], limits: ChunkLimits) -> list[ChunkCode]:
+    """Task: read grid ``name`` of the frame at ``path`` and code its chunks ``indices``."""
+    grid = read_vdb(path, [name], warn_skipped=False).grids[name].sorted()
+    chunks = split_voxels(grid.ijk, limits)
+    return [encode_chunk(grid, chunks, index, bound, context) for index in indices]
+
+
+@dataclasses.dataclass
+class PendingValues:
+    """A grid whose chunks are being coded: the grid, its chunks and the engine's handles of their tasks."""
+
+    grid: SparseGrid
+    chunks: Chunks
+    handles: list[Any]
+
+
+class ValueJobs:
+    """Submits the chunks of each grid to an engine and assembles the codings in the order they were submitted."""
+
+    def __init__(self, engine: Engine, limits: ChunkLimits = DEFAULT_LIMITS) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.on_ray = isinstance(engine, RayEngine)
+
+    def submit(self, path: Path, grid: SparseGrid, bound: float | tuple[float, ...],
+               context: ChunkContext) -> PendingValues:
+        """Start coding ``grid`` (voxels in canonical order) under ``context``, read from the frame at ``path`` on
+        Ray."""
+        chunks = split_voxels(grid.ijk, self.limits)
+        if self.on_ray:
+            batches = np.array_split(np.arange(len(chunks)), min(len(chunks), self.engine.workers))
+            where = str(Path(path).resolve())
+            handles = [self.engine.submit(code_chunks_from_file, where, grid.name, bound, context, b.tolist(),
+                                          self.limits)
+                       for b in batches]
+        else:
+            alone = len(chunks) == 1
+            handles = [self.engine.submit(code_chunk, ChunkVoxels(grid, None if alone else rows), i, bound, context,
+                                          alone)
+                       for i, rows in enumerate(chunks.rows)]
+        return PendingValues(grid, chunks, handles)
+
+    def collect(self, pending: PendingValues) -> tuple[ChunkedValues, dict[str, bytes], np.ndarray]:
+        """The value header, streams and decoded values of a submitted grid (waits for its tasks)."""
+        codes = [code for handle in pending.handles for code in self.engine.result(handle)]
+        return assemble(pending.grid, pending.chunks, codes, self.limits)
+
+
+class ChunkTopology:
+    """The voxels of one chunk, cut from the decoded topology only when its decoding task runs or is sent."""
+
+    def __init__(self, ijk: np.ndarray, rows: np.ndarray | None) -> None:
+        self.whole, self.rows = ijk, rows
+
+    def ijk(self) -> np.ndarray:
+        return self.whole if self.rows is None else self.whole[self.rows]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ChunkTopology, (self.ijk(), None)
+
+
+def decode_chunk(part: ChunkTopology, header: bounded.BoundedHeader, stream: bytes,
+                 context: ArmWeights | None) -> np.ndarray:
+    """Task: the values of one chunk from its bounded header, stream and the grid's context model."""
+    return bounded.decode_bounded(part.ijk(), header, stream, context)

@@ -1,0 +1,105 @@
+"""Spatial chunks: the split of a voxel set, and bounded values coded chunk by chunk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuralvox.codec import bounded, chunked
+from neuralvox.codec.chunks import ChunkLimits, split_voxels
+from neuralvox.grid import SparseGrid
+from neuralvox.sim.turbulence import turbulent_frame
+
+SMALL = ChunkLimits(max_voxels=6000, max_box=1 << 22, block_shift=3)
+
+
+@pytest.fixture(scope="module")
+def smoke() -> SparseGrid:
+    return turbulent_frame(40_000, seed=3).sorted()
+
+
+def test_a_small_grid_is_one_chunk(smoke: SparseGrid) -> None:
+    chunks = split_voxels(smoke.ijk)
+    assert len(chunks) == 1
+    assert np.array_equal(chunks.rows[0], np.arange(smoke.voxel_count))
+
+
+def test_split_partitions_the_voxels_into_compact_block_aligned_chunks(smoke: SparseGrid) -> None:
+    chunks = split_voxels(smoke.ijk, SMALL)
+    assert len(chunks) > 3
+    every = np.concatenate(chunks.rows)
+    assert np.array_equal(np.sort(every), np.arange(smoke.voxel_count))
+    block_chunk: dict[tuple[int, ...], int] = {}
+    for index, rows in enumerate(chunks.rows):
+        assert np.all(np.diff(rows) > 0)
+        blocks = np.unique(smoke.ijk[rows] >> SMALL.block_shift, axis=0)
+        assert len(rows) <= SMALL.max_voxels or len(blocks) == 1
+        for block in map(tuple, blocks):
+            assert block_chunk.setdefault(block, index) == index  # a block never straddles two chunks
+        low, high = chunks.boxes[index]
+        assert np.array_equal(smoke.ijk[rows].min(axis=0), low) and np.array_equal(smoke.ijk[rows].max(axis=0), high)
+
+
+def test_split_depends_on_the_voxel_set_not_its_order(smoke: SparseGrid) -> None:
+    order = np.random.default_rng(1).permutation(smoke.voxel_count)
+    first = split_voxels(smoke.ijk, SMALL)
+    second = split_voxels(smoke.ijk[order], SMALL)
+    as_sets = [{tuple(v) for v in smoke.ijk[r]} for r in first.rows]
+    assert as_sets == [{tuple(v) for v in smoke.ijk[order][r]} for r in second.rows]
+
+
+def test_touching_finds_the_chunks_a_box_meets(smoke: SparseGrid) -> None:
+    chunks = split_voxels(smoke.ijk, SMALL)
+    voxel = smoke.ijk[len(smoke.ijk) // 2]
+    touched = chunks.touching(tuple(voxel), tuple(voxel))
+    holding = [i for i, rows in enumerate(chunks.rows) if np.any(np.all(smoke.ijk[rows] == voxel, axis=1))]
+    assert holding and set(holding) <= set(touched) and len(touched) < len(chunks)
+    assert chunks.touching((10**6,) * 3, (10**6 + 1,) * 3) == []
+
+
+def _code(grid: SparseGrid, limits: ChunkLimits, bound: float):
+    chunks = split_voxels(grid.ijk, limits)
+    codes = [chunked.encode_chunk(grid, chunks, i, bound) for i in reversed(range(len(chunks)))]
+    return chunks, chunked.assemble(grid, chunks, codes, limits)
+
+
+def test_one_chunk_codes_exactly_as_the_bounded_codec(smoke: SparseGrid) -> None:
+    _, (header, streams, decoded) = _code(smoke, ChunkLimits(), 1e-3)
+    reference = bounded.encode_grid(smoke, 1e-3)
+    assert header == reference.header and streams == {"values": reference.stream}
+    assert np.array_equal(decoded, reference.decoded)
+
+
+def test_chunks_decode_alone_within_the_bound(smoke: SparseGrid) -> None:
+    chunks, (header, streams, decoded) = _code(smoke, SMALL, 1e-3)
+    assert header.to_dict()["format"] == chunked.FORMAT and sorted(streams) == sorted(chunked.stream_names(header))
+    assert np.abs(decoded - smoke.values).max() <= 1e-3
+    found = chunked.chunks_of(smoke.ijk, header)
+    for index in reversed(range(len(found))):  # any chunk alone, in any order
+        values = chunked.decode_chunk(smoke.ijk, header, found, index, streams[chunked.chunk_stream(index)])
+        assert np.array_equal(values, decoded[chunks.rows[index]])
+
+
+def test_a_vector_grid_codes_in_chunks() -> None:
+    base = turbulent_frame(20_000, seed=5).sorted()
+    values = np.stack([base.values, -base.values, 2 * base.values], axis=1)
+    grid = SparseGrid(name="vel", ijk=base.ijk, values=values, value_type="vec3s", background=(0.0, 0.0, 0.0))
+    _, (header, _, decoded) = _code(grid, ChunkLimits(4000, 1 << 22, 3), 0.01)
+    assert len(header.chunks) > 1 and decoded.shape == values.shape
+    assert np.abs(decoded - values).max() <= 0.01
+
+
+def test_a_header_that_disagrees_with_the_topology_is_refused(smoke: SparseGrid) -> None:
+    _, (typed, _, _) = _code(smoke, SMALL, 1e-3)
+    header = typed.to_dict()
+    parse = chunked.ChunkedHeader.from_dict
+    with pytest.raises(ValueError, match="chunks"):
+        chunked.chunks_of(smoke.ijk, parse({**header, "chunks": header["chunks"][:-1]}))
+    with pytest.raises(ValueError, match="voxels"):
+        chunked.chunks_of(smoke.ijk[:-1], typed)
+    with pytest.raises(ValueError, match="max_voxels"):
+        chunked.chunks_of(smoke.ijk, parse({**header, "max_voxels": -4}))
+    with pytest.raises(ValueError, match="chunks"):
+        chunked.chunks_of(smoke.ijk, parse({**header, "chunks": "many"}))
+    with pytest.raises(ValueError, match="context frames"):
+        parse({**header, "chunks": [{**header["chunks"][0], "context_frame": 3}, *header["chunks"][1:]]})
