@@ -141,15 +141,15 @@ def read_frame(path: Path, grids: Sequence[str] | None, skip: bool, with_velocit
 CONTEXT_MODELS = ("auto", "counting")
 
 
-def collect_bounded_values(jobs: ValueJobs, pending: PendingValues, context: GridContext | None) -> EncodedValues:
+def collect_bounded_values(jobs: ValueJobs, pending: PendingValues, context: GridContext | None,
+                           fit_seconds: float = 0.0) -> EncodedValues:
     """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, or one a
     chunk, and the neural context model's ``context`` stream in the frame that sends it), once the engine has coded
-    its chunks."""
-    start = time.perf_counter()
-    header, streams, decoded = jobs.collect(pending)
+    its chunks. Its seconds are the chunks' coding time plus ``fit_seconds`` (the context model's fit, if any)."""
+    header, streams, decoded, seconds = jobs.collect(pending)
     grid = pending.grid
     error = error_stats(grid.values, decoded, peak=value_range(grid.values))
-    stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, time.perf_counter() - start, 0)
+    stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, seconds + fit_seconds, 0)
     if context is not None and context.send:
         streams[CONTEXT] = context.weights.to_bytes()
     return EncodedValues(header, streams, stats, [], None, decoded)
@@ -199,6 +199,7 @@ class _GridBounds:
         self.surveys: dict[str, GridSurvey] = {}
         self.bounds: dict[str, float] = {}
         self.contexts: dict[str, tuple[int, ArmWeights] | None] = {}
+        self.fit_seconds: dict[str, float] = {}  # a context model's fit, until the report takes it
         keep = sample_frames(self.frames) if target.psnr is not None or context_model == "auto" else set()
         if needs_survey(target):
             self._survey(sequence.frames, grids, skip_bad_frames, progress, keep)
@@ -234,7 +235,9 @@ class _GridBounds:
         if grid.name not in self.contexts:
             survey = self.surveys.get(grid.name)
             samples = survey.samples if survey is not None and survey.samples else [grid]
+            start = time.perf_counter()
             fit = fit_context(samples, self.of(grid), self.frames)
+            self.fit_seconds[grid.name] = time.perf_counter() - start
             self.contexts[grid.name] = None if fit is None else (number, fit.weights)
         chosen = self.contexts[grid.name]
         return None if chosen is None else GridContext(chosen[1], chosen[0], chosen[0] == number)
@@ -323,7 +326,8 @@ class _SequenceCoder:
         previous = self.previous.get(name)
         reference = previous.state if previous is not None and owner is not None else None
         encoded = self._values(number, grid, frame_grids, owner, previous if reference is not None else None)
-        fit_seconds = time.perf_counter() - start
+        # bounded values were coded ahead (maybe on other workers): their stats say how long that took
+        fit_seconds = encoded.stats.fit_seconds if self.options.bounds is not None else time.perf_counter() - start
         topology, topology_ref = best_topology(grid.ijk, self._candidates(grid, encoded, this_frame, previous,
                                                                           reference))
         self.archive.put(payload_key(number, name, TOPOLOGY), topology)
@@ -349,7 +353,8 @@ class _SequenceCoder:
         options = self.options
         if options.bounds is not None:
             bounds = options.bounds
-            return collect_bounded_values(options.jobs, self.pending.pop(grid.name), bounds.context(grid, number))
+            return collect_bounded_values(options.jobs, self.pending.pop(grid.name), bounds.context(grid, number),
+                                          bounds.fit_seconds.pop(grid.name, 0.0))
         guess = None
         if previous is not None:
             guess = guess_motion(frame_grids, grid, (previous.state.ijk, previous.decoded))

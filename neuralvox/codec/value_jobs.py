@@ -88,10 +88,11 @@ class ValueJobs:
                        for i, rows in enumerate(chunks.rows)]
         return PendingValues(grid, chunks, handles)
 
-    def collect(self, pending: PendingValues) -> tuple[ChunkedValues, dict[str, bytes], np.ndarray]:
-        """The value header, streams and decoded values of a submitted grid (waits for its tasks)."""
+    def collect(self, pending: PendingValues) -> tuple[ChunkedValues, dict[str, bytes], np.ndarray, float]:
+        """The value header, streams and decoded values of a submitted grid (waits for its tasks), and the seconds
+        its chunks took to code (summed over workers)."""
         codes = [code for handle in pending.handles for code in self.engine.result(handle)]
-        return assemble(pending.grid, pending.chunks, codes, self.limits)
+        return *assemble(pending.grid, pending.chunks, codes, self.limits), sum(code.seconds for code in codes)
 
 
 class ChunkTopology:
