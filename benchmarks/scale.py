@@ -32,6 +32,7 @@ from pathlib import Path
 from neuralvox.bench.memory import PeakMemory
 from neuralvox.codec.chunked import chunk_headers
 from neuralvox.codec.decoder import open_archive
+from neuralvox.codec.header import without_timing
 from neuralvox.container import ArchiveReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,18 +67,10 @@ def measured(command: list[str], phases: Path | None = None, frames: int = 0) ->
     return time.perf_counter() - start, peak.bytes, peak.by_phase
 
 
-def masked(header: object) -> object:
-    if isinstance(header, dict):
-        return {k: None if k in ("created", "fit_seconds") else masked(v) for k, v in header.items()}
-    if isinstance(header, list):
-        return [masked(v) for v in header]
-    return header
-
-
 def identical(first: Path, second: Path) -> bool:
     with ArchiveReader(first) as a, ArchiveReader(second) as b:
         return (a.keys() == b.keys() and all(a.get(k) == b.get(k) for k in a)
-                and masked(a.header) == masked(b.header))
+                and without_timing(a.header) == without_timing(b.header))
 
 
 def value_bytes(archive: Path) -> int:

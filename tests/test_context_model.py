@@ -17,6 +17,7 @@ from neuralvox.codec.bounded import BoundedHeader, decode_bounded, encode_bounde
 from neuralvox.codec.context_coder import ContextStreamError
 from neuralvox.codec.decoder import open_archive
 from neuralvox.codec.encoder import compress
+from neuralvox.codec.header import without_timing
 from neuralvox.container import ArchiveReader
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import write_vdb
@@ -115,6 +116,7 @@ def test_a_sequence_coded_with_the_context_model_decodes_within_the_bound_and_re
         report = compress([str(folder)], out, max_error="0.1%", device="cpu", progress=False)
     with ArchiveReader(first) as one, ArchiveReader(second) as other:
         assert one.keys() == other.keys() and all(one.get(key) == other.get(key) for key in one)
+        assert without_timing(one.header) == without_timing(other.header)
     bound = report.grids[0].bound
     with open_archive(first, device="cpu") as archive:
         for number, grid in zip(archive.frames, grids, strict=True):

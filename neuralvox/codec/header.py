@@ -33,6 +33,18 @@ WEIGHTS = "weights"  # decoder weights, sent by the first frame of a group
 CONTEXT = "context"  # the bounded codec's neural context model, sent by the first frame that uses it
 
 
+TIMING_FIELDS = ("created", "fit_seconds")  # header fields that record the date or wall time
+
+
+def without_timing(value: Any) -> Any:
+    """Header JSON with the ``TIMING_FIELDS`` replaced: what two codings of the same input must agree on."""
+    if isinstance(value, dict):
+        return {k: "<time>" if k in TIMING_FIELDS else without_timing(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value
+
+
 class UnknownFormatError(ValueError):
     """A header or value header names a format this neuralvox does not read."""
 
