@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
+from neuralvox.codec.convergence import ConvergenceMonitor, Schedule
 from neuralvox.codec.header import Architecture
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
@@ -24,11 +24,9 @@ _BATCH_VOXELS = {"cpu": 1 << 16, "cuda": 1 << 20}  # voxels per training step; l
 _PRIOR_LEARNING_RATE = 0.05
 _STEP_LEARNING_RATE = 0.02
 _FINETUNE_RATE = 0.2  # learning rates after weight quantization, as a fraction of the main phase's
-_FINAL_LEARNING_RATE = 0.02  # cosine schedule floor, as a fraction of the initial rate
-_NOISE_FRACTION = 0.6  # share of the main phase decoding noisy latents before switching to rounded ones
 _MIN_STEP = 2.0**-14  # smallest normal float16: steps are stored as float16
 _MOTION_LEARNING_RATE = 0.02  # voxels per Adam step
-_MOTION_FRACTION = 0.5  # share of a predicted frame's main phase that refines its motion
+_WORTHWHILE_BITS = 0.02  # bits per voxel: a window of iterations gaining less (in rate-distortion loss) has converged
 
 
 @dataclasses.dataclass
@@ -69,8 +67,8 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
          shared_decoder: QuantizedDecoder | None, progress: Progress | None, predictor: LatentPredictor | None,
          initial_steps: list[torch.Tensor] | None, iterations: tuple[int, int]) -> FitResult:
     start = time.perf_counter()
-    main_iterations, finetune_iterations = iterations
-    total = main_iterations + finetune_iterations
+    main_cap, finetune_cap = iterations
+    total = main_cap + finetune_cap
     batches = field.make_batches(_BATCH_VOXELS.get(target.device.type, _BATCH_VOXELS["cpu"]))
     targets = [target[rows] for rows in batches]
 
@@ -90,8 +88,9 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     if predictor is not None:
         groups += [{"params": [predictor.motion], "lr": _MOTION_LEARNING_RATE},
                    {"params": list(predictor.prior.parameters()), "lr": _PRIOR_LEARNING_RATE}]
-    _train(field, targets, quality.rate_lambda, groups, None, main_iterations, int(_NOISE_FRACTION * main_iterations),
-           report, predictor)
+    resolution = quality.rate_lambda * _WORTHWHILE_BITS
+    main_done = _train(field, targets, quality.rate_lambda, groups, None, Schedule(main_cap, resolution), True,
+                       report, predictor)
 
     if not all(torch.isfinite(parameter).all() for parameter in field.parameters()):
         raise FloatingPointError("value fit diverged: the latent field holds NaN or infinite parameters")
@@ -111,12 +110,15 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
             base = predictor()
     groups = [{"params": list(field.latents), "lr": _FINETUNE_RATE * quality.latent_learning_rate},
               {"params": list(field.priors.parameters()), "lr": _FINETUNE_RATE * _PRIOR_LEARNING_RATE}]
-    _train(field, targets, quality.rate_lambda, groups, fixed_steps, finetune_iterations, 0,
-           lambda done: report(main_iterations + done), base)
+    finetune_done = _train(field, targets, quality.rate_lambda, groups, fixed_steps,
+                           Schedule(finetune_cap, resolution), False, lambda done: report(main_cap + done), base)
+    done = main_done + finetune_done
+    if progress is not None:
+        progress(done, done)
 
     latents = [torch.round(values.detach() / step).to(torch.int32).cpu().numpy()
                for values, step in zip(field.latents, fixed_steps, strict=True)]
-    return FitResult(latents, steps, decoder, total, time.perf_counter() - start,
+    return FitResult(latents, steps, decoder, done, time.perf_counter() - start,
                      None if motion is None else motion.cpu().numpy())
 
 
@@ -134,39 +136,41 @@ def _single_threaded(device: torch.device) -> Iterator[None]:
 
 
 def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, groups: list[dict],
-           fixed_steps: list[torch.Tensor] | None, iterations: int, noisy_until: int,
-           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None) -> None:
-    """Adam on distortion + lambda * bits per voxel with a cosine learning-rate decay, one batch per iteration.
+           fixed_steps: list[torch.Tensor] | None, schedule: Schedule, noisy: bool,
+           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None) -> int:
+    """Adam on distortion + lambda * bits per voxel, one batch per iteration, until converged; returns the
+    iterations run.
 
-    The decoder sees latents plus uniform noise for the first ``noisy_until`` iterations, then rounded latents with a
-    straight-through gradient; the rate is always that of the noisy latents. The quantization steps are learned
-    unless ``fixed_steps`` are given. ``prediction`` is added to the latents: a predictor (its motion refined, and
-    its bits counted, in the first ``_MOTION_FRACTION`` of the iterations, then held) or fixed tensors.
+    The decoder sees latents plus uniform noise while ``noisy``, then rounded latents with a straight-through gradient;
+    the rate is always that of the noisy latents. The quantization steps are learned unless ``fixed_steps`` are given.
+    ``prediction`` is added to the latents: a predictor (its motion refined, and its bits counted, until the noise
+    ends, then held) or fixed tensors. ``schedule`` says when the noise ends, when the learning rate drops and when
+    the phase stops; the only host round trip is one loss value per window of iterations.
     """
     voxel_count = sum(target.shape[0] for target in targets)
-    if iterations == 0 or voxel_count == 0:
-        return
+    if schedule.cap == 0 or voxel_count == 0:
+        return 0
     optimizer = torch.optim.Adam(groups)
     initial_rates = [group["lr"] for group in groups]
-    report_every = max(1, iterations // 20)
-    motion_until = int(_MOTION_FRACTION * iterations)
+    report_every = max(1, schedule.cap // 20)
+    monitor = ConvergenceMonitor(schedule, noisy)
     frozen = None
-    for iteration in range(iterations):
-        cosine = 0.5 * (1 + math.cos(math.pi * iteration / iterations))
+    iteration = 0
+    while not monitor.stopped(iteration):
         for group, rate in zip(optimizer.param_groups, initial_rates, strict=True):
-            group["lr"] = rate * (_FINAL_LEARNING_RATE + (1 - _FINAL_LEARNING_RATE) * cosine)
+            group["lr"] = rate * monitor.rate_scale(iteration)
         steps = field.steps() if fixed_steps is None else fixed_steps
         latents = [values / step for values, step in zip(field.latents, steps, strict=True)]
-        noisy = [values + torch.empty_like(values).uniform_(-0.5, 0.5) for values in latents]
-        if iteration < noisy_until:
-            decoded_from = noisy
+        noisy_latents = [values + torch.empty_like(values).uniform_(-0.5, 0.5) for values in latents]
+        if monitor.noisy:
+            decoded_from = noisy_latents
         else:
             decoded_from = [values + (torch.round(values) - values).detach() for values in latents]
         batch = iteration % len(targets)
-        bits = field.bits(noisy)
+        bits = field.bits(noisy_latents)
         base = prediction
         if isinstance(prediction, LatentPredictor):
-            if iteration < motion_until:
+            if monitor.noisy:
                 base = prediction()
                 bits = bits + prediction.bits()
             else:
@@ -179,5 +183,8 @@ def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if (iteration + 1) % report_every == 0:
-            report(iteration + 1)
+        iteration += 1
+        monitor.record(loss.detach(), iteration)
+        if iteration % report_every == 0:
+            report(iteration)
+    return iteration
