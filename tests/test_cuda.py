@@ -72,3 +72,33 @@ def test_cpu_encoded_archive_decodes_on_cuda_within_its_bound(smoke: SparseGrid,
         decoded = opened.frame(opened.frames[0])["density"]
     assert np.array_equal(decoded.ijk, smoke.ijk)
     assert np.abs(decoded.values - smoke.values).max() <= 1e-3
+
+
+def test_cuda_fit_reads_the_host_once_per_window_and_decodes_on_cpu(smoke: SparseGrid, monkeypatch) -> None:
+    """The whole training state stays on the device: synchronizing calls inside the training loop are the
+    convergence test's one loss read per window (plus a few for setting up the optimizer)."""
+    import warnings
+
+    from neuralvox.codec import fit as fit_module
+
+    counted: list[tuple[int, int, int]] = []  # (iterations, synchronizing calls, window) per training phase
+    train = fit_module._train
+
+    def counting_train(*args, **kwargs):
+        schedule = args[5]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                iterations = train(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchronizing" in str(w.message) for w in caught)
+        counted.append((iterations, syncs, schedule.window))
+        return iterations
+
+    monkeypatch.setattr(fit_module, "_train", counting_train)
+    encoded = encode_values(smoke.ijk, smoke.values, grid_class="fog volume", quality="low", device="cuda")
+    assert counted and all(syncs <= iterations // window + 4 for iterations, syncs, window in counted)
+    on_cpu = decode_values(smoke.ijk, encoded.header, encoded.streams, device="cpu", backend="torch")
+    assert np.abs(on_cpu - encoded.decoded).max() <= 1e-4 * float(np.abs(on_cpu).max())

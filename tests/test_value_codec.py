@@ -52,7 +52,7 @@ def test_decoded_values_match_recorded_stats(blob, encoded):
     assert decoded.dtype == np.float32 and decoded.shape == values.shape
     psnr, rmse, max_error = recomputed_stats(values, decoded)
     assert (encoded.stats.psnr, encoded.stats.rmse, encoded.stats.max_abs_error) == (psnr, rmse, max_error)
-    assert encoded.stats.iterations == TINY.iterations + TINY.finetune_iterations
+    assert 0 < encoded.stats.iterations <= TINY.iterations + TINY.finetune_iterations  # the caps; it may converge
     assert encoded.stats.psnr > 20
 
 
@@ -110,8 +110,9 @@ def test_vector_grid_gives_three_channels(blob):
     calls = []
     encoded = encode_values(ijk, vectors, grid_class="staggered", quality=TINY, device="cpu",
                             progress=lambda done, total: calls.append((done, total)))
-    total = TINY.iterations + TINY.finetune_iterations
-    assert calls[-1] == (total, total) and all(a < b for (a, _), (b, _) in zip(calls, calls[1:], strict=False))
+    done = encoded.stats.iterations
+    assert calls[-1] == (done, done) and all(a < b for (a, _), (b, _) in zip(calls, calls[1:], strict=False))
+    assert all(total == TINY.iterations + TINY.finetune_iterations for _, total in calls[:-1])
     decoded = decode_values(ijk, encoded.header, encoded.streams, device="cpu")
     assert decoded.shape == (len(ijk), 3) and decoded.dtype == np.float32
     assert (encoded.stats.psnr, encoded.stats.rmse, encoded.stats.max_abs_error) == recomputed_stats(vectors, decoded)

@@ -364,7 +364,8 @@ class _SequenceCoder:
             aim = coherent_aim(grid, tracker.previous, options.coherence)
         return encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=options.quality,
                              device=options.device, shared_decoder=owner[1].decoder if owner else None,
-                             reference=None if previous is None else previous.state, motion_guess=guess, aim=aim)
+                             reference=None if previous is None else previous.state, motion_guess=guess, aim=aim,
+                             grid_name=grid.name)
 
     @staticmethod
     def _candidates(grid: SparseGrid, encoded: EncodedValues, this_frame: list[tuple[TopologyRef, np.ndarray]],

@@ -111,7 +111,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     groups = [{"params": list(field.latents), "lr": _FINETUNE_RATE * quality.latent_learning_rate},
               {"params": list(field.priors.parameters()), "lr": _FINETUNE_RATE * _PRIOR_LEARNING_RATE}]
     finetune_done = _train(field, targets, quality.rate_lambda, groups, fixed_steps,
-                           Schedule(finetune_cap, resolution), False, lambda done: report(main_cap + done), base)
+                           Schedule(finetune_cap, resolution), False, lambda done: report(main_done + done), base)
     done = main_done + finetune_done
     if progress is not None:
         progress(done, done)

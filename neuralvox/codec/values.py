@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from neuralvox.codec.neural_model import (
     predictor_at,
 )
 from neuralvox.codec.presets import Quality, quality_preset
+from neuralvox.codec.starts import LearnedStart, find_start, grid_kind
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.device import resolve_device
 from neuralvox.grid import GRID_CLASSES
@@ -85,7 +87,8 @@ class EncodedValues:
 def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quality: str | Quality = "medium",
                   device: str = "auto", progress: Progress | None = None,
                   shared_decoder: QuantizedDecoder | None = None, reference: LatentState | None = None,
-                  motion_guess: MotionGuess | None = None, aim: np.ndarray | None = None) -> EncodedValues:
+                  motion_guess: MotionGuess | None = None, aim: np.ndarray | None = None, grid_name: str = "",
+                  start: LearnedStart | Literal["shipped"] | None = "shipped") -> EncodedValues:
     """Fit and code ``values`` (N,) or (N, 3) float32 at voxels ``ijk`` (N, 3) int32 in canonical order.
 
     ``decode_values`` must be given the same ``ijk`` in the same order. ``stats`` are measured on exactly what
@@ -97,6 +100,9 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     same reference to ``decode_values``. ``aim`` (shaped like ``values``) is what the fit aims at instead of
     ``values`` (the encoder's temporal coherence moves it towards the previous frame's error); the normalization and
     ``stats`` still come from ``values``. ``progress(done, total)`` is called with fitting iterations.
+    A keyframe's fit begins from ``start``: by default the shipped learned start for the grid's kind (from
+    ``grid_name``, ``grid_class`` and channels; see ``neuralvox.codec.starts``) and architecture where there is one,
+    None for the untrained initialization; the archive does not depend on it to decode.
     """
     ijk, values = _check_inputs(ijk, values, grid_class)
     preset = quality_preset(quality) if isinstance(quality, str) else quality
@@ -128,6 +134,11 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
         torch.manual_seed(_FIT_SEED)
         field = build_field(torch.from_numpy(ijk).to(torch_device), header)
         predictor, initial_steps, iterations = None, None, None
+        if start == "shipped":
+            start = find_start(grid_kind(grid_name, grid_class, channels), architecture)
+        if reference is None and start is not None:
+            start.apply(field, target)
+            initial_steps = [step.detach().clone() for step in field.steps()]
         if reference is not None:
             predictor = guided_predictor(field, header, reference, torch_device, motion_guess)
             initial_steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in reference.steps]

@@ -1,0 +1,163 @@
+"""Learned start and converging fit against the fixed-count fit from the untrained start, on held-out data.
+
+    # keyframe fits: iterations to reach the old fit's loss (run in the old tree first, then here)
+    (cd ../wtbase && .venv/bin/python ../wt16b/benchmarks/learned_start.py keyframes --label today) > today.jsonl
+    .venv/bin/python benchmarks/learned_start.py keyframes --label learned --reference today.jsonl > learned.jsonl
+    # whole archives (--base-only): bits, PSNR, fit seconds per keyframe and per predicted frame
+    .venv/bin/python benchmarks/learned_start.py archives --label learned --quality low medium high
+
+The held-out grids are not in train/'s corpus (seeds 1-2 at 32 and 40 cells): the plume, plumes and liquid at 48 cells
+with seed 7, and frame 5 of the Blender smoke cache. A keyframe's loss is the coded result's rate-distortion cost:
+mean squared error of range-normalized values plus the preset's lambda times the value streams' bits per voxel.
+With ``--reference`` (the old tree's lines) the learned start is also fitted with every cap scaled by 1/8, 1/4 and 1/2,
+and the smallest scale whose loss is at most the old fit's gives the iterations to reach the same loss.
+Run in a tree without learned starts (the commit before them), the script fits as that tree does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import inspect
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path.cwd()))  # the tree the script is run from: the old one or this one
+
+from neuralvox.codec.presets import quality_preset  # noqa: E402
+from neuralvox.codec.values import encode_values  # noqa: E402
+
+BLENDER = ROOT.parent / "shared" / "data" / "blender_smoke_c42"
+SIMS = (("plume", ("density", "temperature", "vel")), ("plumes", ("flame",)), ("liquid", ("surface",)))
+SIM_RES, SIM_SEED, SIM_FRAME = 48, 7, 10
+BLENDER_GRIDS = ("density", "temperature", "velocity")
+SCALES = (0.125, 0.25, 0.5)
+
+
+@dataclasses.dataclass
+class Grid:
+    source: str
+    name: str
+    grid_class: str
+    ijk: np.ndarray
+    values: np.ndarray
+
+
+def held_out_grids() -> list[Grid]:
+    from neuralvox.sim import generate
+    from neuralvox.vdb import read_vdb
+
+    grids = []
+    for scenario, names in SIMS:
+        for frame, frame_grids in generate(scenario, SIM_RES, SIM_FRAME, seed=SIM_SEED):
+            if frame == SIM_FRAME:
+                grids += [Grid(f"{scenario}{SIM_RES}s{SIM_SEED}", g.name, g.grid_class, *_sorted(g.ijk, g.values))
+                          for g in frame_grids if g.name in names]
+    if BLENDER.is_dir():
+        frame = read_vdb(BLENDER / "fluid_data_0005.vdb", grids=list(BLENDER_GRIDS))
+        grids += [Grid("blender_f5", g.name, g.grid_class, *_sorted(g.ijk, g.values)) for g in frame.grids.values()]
+    return grids
+
+
+def _sorted(ijk: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((ijk[:, 2], ijk[:, 1], ijk[:, 0]))
+    return ijk[order], values[order]
+
+
+def fit(grid: Grid, quality: str, scale: float = 1.0) -> dict:
+    preset = quality_preset(quality)
+    scaled = dataclasses.replace(preset, iterations=max(1, round(scale * preset.iterations)),
+                                 finetune_iterations=max(1, round(scale * preset.finetune_iterations)))
+    extra = {"grid_name": grid.name} if "grid_name" in inspect.signature(encode_values).parameters else {}
+    began = time.perf_counter()
+    encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=scaled, device="cpu", **extra)
+    seconds = time.perf_counter() - began
+    columns = grid.values.reshape(len(grid.values), -1)
+    peak = float(columns.max() - columns.min())
+    mse = float(np.mean(((encoded.decoded.reshape(columns.shape) - columns) / peak) ** 2))
+    bits = 8 * sum(len(data) for data in encoded.streams.values())
+    return {"grid": f"{grid.source}/{grid.name}", "voxels": len(columns), "quality": quality, "scale": scale,
+            "iterations": encoded.stats.iterations, "loss": mse + preset.rate_lambda * bits / len(columns),
+            "psnr": encoded.stats.psnr, "bits": bits, "seconds": seconds}
+
+
+def keyframes(args: argparse.Namespace) -> None:
+    reference = {}
+    if args.reference:
+        for line in args.reference.read_text().splitlines():
+            row = json.loads(line)
+            reference[(row["grid"], row["quality"])] = row
+    for grid in held_out_grids():
+        for quality in args.quality:
+            row = fit(grid, quality)
+            emit(args, "keyframe", row)
+            old = reference.get((row["grid"], quality))
+            if old is None:
+                continue
+            for scale in SCALES:
+                scaled = fit(grid, quality, scale)
+                emit(args, "keyframe", scaled)
+                if scaled["loss"] <= old["loss"]:
+                    break
+
+
+def archives(args: argparse.Namespace) -> None:
+    from neuralvox.codec.decoder import open_archive
+    from neuralvox.codec.encoder import compress
+    from neuralvox.sim import simulate
+
+    with tempfile.TemporaryDirectory() as folder:
+        sequences = {}
+        for scenario, _ in SIMS[:1]:
+            out = Path(folder) / scenario
+            simulate(scenario, out, SIM_RES, args.frames, seed=SIM_SEED, progress=False)
+            sequences[f"{scenario}{SIM_RES}s{SIM_SEED}"] = ([str(out)], None)
+        if BLENDER.is_dir():
+            sequences["blender"] = ([str(p) for p in sorted(BLENDER.glob("fluid_data_*.vdb"))[:args.frames]],
+                                    list(BLENDER_GRIDS))
+        for name, (paths, grids) in sequences.items():
+            for quality in args.quality:
+                archive = Path(folder) / f"{name}_{quality}.nvox"
+                report = compress(paths, archive, grids=grids, quality=quality, base_only=True, device="cpu",
+                                  gop=args.frames, progress=False, workers=1)
+                with open_archive(archive, device="cpu") as opened:
+                    entries = opened.header.frames
+                key = [g.stats.fit_seconds for f in entries if f.key for g in f.grids.values() if g.stats]
+                predicted = [g.stats.fit_seconds for f in entries if not f.key for g in f.grids.values() if g.stats]
+                emit(args, "archive", {
+                    "sequence": name, "quality": quality, "frames": args.frames, "archive_bytes": report.archive_bytes,
+                    "grids": {g.name: {"psnr": g.psnr, "bytes": g.coded_bytes, "voxels": g.voxels}
+                              for g in report.grids},
+                    "keyframe_fit_s_per_grid": float(np.mean(key)),
+                    "predicted_fit_s_per_grid": float(np.mean(predicted)) if predicted else None,
+                    "encode_seconds": report.seconds})
+
+
+def emit(args: argparse.Namespace, kind: str, row: dict) -> None:
+    row = {"kind": kind, "label": args.label, **row, "machine": f"{platform.machine()} {platform.node()}",
+           "date": datetime.date.today().isoformat()}
+    print(json.dumps(row), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("keyframes", "archives"))
+    parser.add_argument("--label", required=True)
+    parser.add_argument("--quality", nargs="+", default=["low", "medium"])
+    parser.add_argument("--reference", type=Path)
+    parser.add_argument("--frames", type=int, default=4)
+    args = parser.parse_args()
+    {"keyframes": keyframes, "archives": archives}[args.mode](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Learned starting points of the fit, per grid kind and model architecture: the decoder's initial weights and the
+latents' initial quantization steps and prior scales, trained offline over simulated sequences (``train/``) and
+shipped with the package as one checksummed file (``save_starts`` gives its layout).
+
+A start only sets where a keyframe's fit begins: the fitted weights and steps are stored in the archive, so decoding
+never needs this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuralvox.atomic import atomic_output
+from neuralvox.codec.header import Architecture
+from neuralvox.model.field import LatentField
+
+FILE_FORMAT = "neuralvox-starts/1"
+STARTS_FILE = Path(__file__).with_name("learned_starts.bin")
+_MAGIC = b"neuralvox-starts\n"
+_DIGEST = 32  # bytes of SHA-256
+GRID_KINDS = ("density", "temperature", "velocity", "level set")
+_TEMPERATURE_NAMES = ("temperature", "flame", "heat", "fuel", "flames")
+_LATENTS = "latents."  # the field's latents are not copied: they start from the latent map (or zero)
+_LATENT_MAP = "latent_map."
+
+
+class LearnedStartError(ValueError):
+    """The learned-start file is missing parts, damaged or of another format."""
+
+
+def grid_kind(name: str, grid_class: str, channels: int) -> str:
+    """The kind of grid a start is learned for: a level set, a velocity (three channels), a temperature-like fog
+    (temperature, flame, heat, fuel by name) or a density (any other fog or scalar)."""
+    if grid_class == "level set":
+        return "level set"
+    if channels == 3:
+        return "velocity"
+    return "temperature" if name.lower() in _TEMPERATURE_NAMES else "density"
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedStart:
+    """Initial values of a latent field's parameters (by ``LatentField`` parameter name, latents excluded) for grids
+    of ``kind`` coded with ``architecture``, and the latent map: per level ``l`` a matrix ``latent_map.l`` (C_l,
+    channels + 1) taking the target's local means at each lattice point (and a 1) to its initial latents."""
+
+    kind: str
+    architecture: Architecture
+    parameters: dict[str, np.ndarray]
+
+    @classmethod
+    def of_field(cls, kind: str, architecture: Architecture, field: LatentField) -> LearnedStart:
+        """The start a field's current parameters make."""
+        return cls(kind, architecture, {name: parameter.detach().cpu().numpy().astype(np.float32).copy()
+                                        for name, parameter in field.named_parameters()
+                                        if not name.startswith(_LATENTS)})
+
+    def apply(self, field: LatentField, target: torch.Tensor) -> None:
+        """Copy the start into ``field``'s parameters of the same name and shape (others keep their initial value)
+        and start its latents from the latent map of ``target`` (N, channels), the normalized values it will fit."""
+        with torch.no_grad():
+            for name, parameter in field.named_parameters():
+                values = self.parameters.get(name)
+                if values is not None and tuple(values.shape) == tuple(parameter.shape):
+                    parameter.copy_(torch.from_numpy(values).to(parameter))
+            for number, (latents, features) in enumerate(zip(field.latents, latent_features(field, target),
+                                                             strict=True)):
+                matrix = self.parameters.get(f"{_LATENT_MAP}{number}")
+                if matrix is not None and matrix.shape == (latents.shape[1], features.shape[1]):
+                    latents.copy_(features @ torch.from_numpy(matrix).to(features).T)
+
+    def with_latent_maps(self, maps: list[np.ndarray]) -> LearnedStart:
+        """This start with the latent maps ``maps`` (one (C_l, channels + 1) matrix per level)."""
+        return dataclasses.replace(self, parameters={**self.parameters, **{
+            f"{_LATENT_MAP}{number}": matrix.astype(np.float32) for number, matrix in enumerate(maps)}})
+
+
+def latent_features(field: LatentField, target: torch.Tensor) -> list[torch.Tensor]:
+    """What the latent map reads at each lattice point of each level: the target's mean over the voxels it
+    interpolates to, weighted like the interpolation, and a 1: (M_l, channels + 1) per level."""
+    rows = torch.arange(target.shape[0], device=target.device)
+    ones = torch.ones((target.shape[0], 1), dtype=target.dtype, device=target.device)
+    features = []
+    for level in field.levels:
+        spread = level.interpolation_operator(rows).transpose
+        weight = (spread @ ones).clamp(min=1e-6)
+        features.append(torch.cat([(spread @ target) / weight, torch.ones_like(weight)], dim=1))
+    return features
+
+
+def find_start(kind: str, architecture: Architecture, path: str | os.PathLike | None = None) -> LearnedStart | None:
+    """The learned start for grids of ``kind`` coded with ``architecture`` (None when none was trained for it)."""
+    return load_starts(Path(path) if path is not None else STARTS_FILE).get((kind, architecture))
+
+
+@functools.lru_cache(maxsize=4)
+def load_starts(path: Path = STARTS_FILE) -> dict[tuple[str, Architecture], LearnedStart]:
+    """Every start in a starts file, checked against its checksum; LearnedStartError (one line naming the file)
+    when it is missing, damaged or not a starts file."""
+    advice = "reinstall neuralvox or rebuild it with train/train_starts.py"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise LearnedStartError(f"{path}: cannot read the learned starts ({exc.strerror}); {advice}") from None
+    head = len(_MAGIC) + _DIGEST
+    if not data.startswith(_MAGIC) or len(data) < head:
+        raise LearnedStartError(f"{path}: not a {FILE_FORMAT} file; {advice}")
+    body = data[head:]
+    if hashlib.sha256(body).digest() != data[len(_MAGIC):head]:
+        raise LearnedStartError(f"{path}: learned starts are damaged (checksum mismatch); {advice}")
+    try:
+        text = zlib.decompress(body)
+        manifest_size = int.from_bytes(text[:8], "little")
+        return _parse(json.loads(text[8:8 + manifest_size]), text[8 + manifest_size:])
+    except (KeyError, TypeError, ValueError, zlib.error) as exc:
+        raise LearnedStartError(f"{path}: not a valid {FILE_FORMAT} file ({exc}); {advice}") from None
+
+
+def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance: dict[str, Any],
+                force: bool = False) -> None:
+    """Write ``starts`` (and a record of how they were trained) to ``path``, checksummed, atomically.
+
+    Layout: magic, SHA-256 of the rest, then zlib of (manifest length (8 bytes, little-endian), JSON manifest,
+    float32 little-endian tensors end to end); the manifest gives each tensor's offset and shape."""
+    entries, blobs, offset = [], [], 0
+    for start in starts:
+        tensors = {}
+        for name, values in sorted(start.parameters.items()):
+            blob = np.ascontiguousarray(values, dtype="<f4").tobytes()
+            tensors[name] = {"offset": offset, "shape": list(np.shape(values))}
+            blobs.append(blob)
+            offset += len(blob)
+        entries.append({"kind": start.kind, "architecture": start.architecture.to_json(), "tensors": tensors})
+    manifest = json.dumps({"format": FILE_FORMAT, "provenance": provenance, "starts": entries},
+                          sort_keys=True).encode()
+    body = zlib.compress(len(manifest).to_bytes(8, "little") + manifest + b"".join(blobs), 9)
+    with atomic_output(path, force=force) as tmp:
+        tmp.write_bytes(_MAGIC + hashlib.sha256(body).digest() + body)
+    load_starts.cache_clear()
+
+
+def _parse(manifest: dict[str, Any], payload: bytes) -> dict[tuple[str, Architecture], LearnedStart]:
+    if manifest.get("format") != FILE_FORMAT:
+        raise ValueError(f"format {manifest.get('format')!r}")
+    starts = {}
+    for entry in manifest["starts"]:
+        kind = str(entry["kind"])
+        if kind not in GRID_KINDS:
+            raise ValueError(f"unknown grid kind {kind!r}")
+        architecture = Architecture.from_json(entry["architecture"])
+        parameters = {}
+        for name, tensor in entry["tensors"].items():
+            shape = tuple(int(n) for n in tensor["shape"])
+            start, count = int(tensor["offset"]), int(np.prod(shape, dtype=np.int64))
+            if start < 0 or start + 4 * count > len(payload):
+                raise ValueError(f"tensor {name!r} lies outside the payload")
+            parameters[str(name)] = np.frombuffer(payload, "<f4", count, start).astype(np.float32).reshape(shape)
+        if not all(np.isfinite(values).all() for values in parameters.values()):
+            raise ValueError(f"the {kind} start holds non-finite values")
+        starts[(kind, architecture)] = LearnedStart(kind, architecture, parameters)
+    return starts

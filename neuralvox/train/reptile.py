@@ -1,0 +1,113 @@
+"""Reptile-style training of a learned start: fit corpus grids from the current start, move the start towards the
+mean of where the fits ended, repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from neuralvox.codec.fit import fit_field
+from neuralvox.codec.header import NeuralValueHeader
+from neuralvox.codec.neural_model import architecture_of, build_field, normalization
+from neuralvox.codec.presets import Quality
+from neuralvox.codec.starts import LearnedStart, latent_features
+from neuralvox.train.corpus import CorpusGrid
+
+_RIDGE = 1e-4  # relative ridge of the latent map's regression: keeps it defined when a feature is constant
+_FIT_SEED = 0  # the seed encode_values fits with: the untrained start is the one the codec would use
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How one start is trained: ``rounds`` outer steps, each fitting ``batch`` corpus grids (in turn) for at most
+    ``fit_share`` of the preset's main-phase iterations and moving the start by ``outer_rate`` (the first round all
+    the way) towards the mean of the fitted parameters."""
+
+    rounds: int = 5
+    batch: int = 3
+    fit_share: float = 0.3
+    outer_rate: float = 0.5
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe: Recipe,
+                log: Callable[[str], None] = print) -> LearnedStart:
+    """The learned start of ``kind`` for ``preset``'s architecture, trained on ``grids`` (all of that kind)."""
+    channels = 1 if grids[0].values.ndim == 1 else 3
+    architecture = architecture_of(preset, channels)
+    start = _untrained(grids[0], preset)
+    cap = max(1, int(recipe.fit_share * preset.iterations))
+    cursor = 0
+    for round_number in range(recipe.rounds):
+        began = time.perf_counter()
+        fits = []
+        for _ in range(min(recipe.batch, len(grids))):
+            fits.append(_fit_from(grids[cursor % len(grids)], preset, start, cap))
+            cursor += 1
+        rate = 1.0 if round_number == 0 else recipe.outer_rate
+        start = LearnedStart(kind, architecture, {
+            name: values + rate * (np.mean([fit.start.parameters[name] for fit in fits], axis=0) - values)
+            for name, values in start.parameters.items() if name in fits[0].start.parameters})
+        start = start.with_latent_maps(_latent_maps(fits))
+        log(f"{kind} {architecture.hidden}: round {round_number + 1}/{recipe.rounds} "
+            f"({len(fits)} fits, {time.perf_counter() - began:.1f} s)")
+    return start
+
+
+def _untrained(grid: CorpusGrid, preset: Quality) -> LearnedStart:
+    field, _, header = _field(grid, preset)
+    field.set_steps([torch.full_like(step, preset.initial_step) for step in field.steps()])
+    return LearnedStart.of_field(grid.kind, header.model, field)
+
+
+@dataclasses.dataclass
+class _Fit:
+    """Where one corpus fit ended: its parameters as a start, and per level the latent map's features and the
+    fitted latents."""
+
+    start: LearnedStart
+    features: list[np.ndarray]
+    latents: list[np.ndarray]
+
+
+def _fit_from(grid: CorpusGrid, preset: Quality, start: LearnedStart, cap: int) -> _Fit:
+    """A keyframe fit of ``grid`` from ``start`` (its decoder as quantized, steps before rounding)."""
+    field, target, header = _field(grid, preset)
+    start.apply(field, target)
+    fit_field(field, target, preset, header.model, initial_steps=[step.detach().clone() for step in field.steps()],
+              iterations=(cap, 0))
+    features = [f.numpy() for f in latent_features(field, target)]
+    return _Fit(LearnedStart.of_field(grid.kind, header.model, field), features,
+                [latents.detach().numpy() for latents in field.latents])
+
+
+def _latent_maps(fits: list[_Fit]) -> list[np.ndarray]:
+    """Per level, the least-squares (lightly ridged) map from features to the fitted latents over all fits."""
+    maps = []
+    for level in range(len(fits[0].latents)):
+        features = np.concatenate([fit.features[level] for fit in fits]).astype(np.float64)
+        latents = np.concatenate([fit.latents[level] for fit in fits]).astype(np.float64)
+        gram = features.T @ features + _RIDGE * len(features) * np.eye(features.shape[1])
+        maps.append(np.linalg.solve(gram, features.T @ latents).T)
+    return maps
+
+
+def _field(grid: CorpusGrid, preset: Quality):
+    """The latent field and normalized target of a keyframe of ``grid``, as ``encode_values`` builds them."""
+    columns = grid.values.reshape(len(grid.values), -1)
+    architecture = architecture_of(preset, columns.shape[1])
+    header = NeuralValueHeader(len(columns), columns.shape[1], None, architecture,
+                               tuple(float(v) for v in columns.min(axis=0)),
+                               tuple(float(v) for v in columns.max(axis=0)), False, None)
+    offset, scale = normalization(header)
+    target = torch.from_numpy((columns - offset) / scale)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_FIT_SEED)
+        field = build_field(torch.from_numpy(grid.ijk), header)
+    return field, target, header

@@ -1,0 +1,156 @@
+"""Learned starts: the shipped file covers every grid kind and preset, is checked on load (a damaged file is one
+clear error naming it), changes where a fit begins, and an archive fitted from it decodes without it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, soft_blob
+
+import neuralvox.codec.starts as starts
+from neuralvox.codec.neural_model import architecture_of
+from neuralvox.codec.presets import QUALITY_PRESETS, quality_preset
+from neuralvox.codec.starts import GRID_KINDS, LearnedStart, LearnedStartError, grid_kind, load_starts
+from neuralvox.codec.values import encode_values
+
+
+@pytest.fixture
+def damaged_copy(tmp_path: Path):
+    """A copy of the shipped starts file with one byte changed at ``at`` (a fraction of its length)."""
+
+    def damage(at: float) -> Path:
+        copy = tmp_path / "learned_starts.bin"
+        shutil.copyfile(starts.STARTS_FILE, copy)
+        data = bytearray(copy.read_bytes())
+        data[int(at * len(data))] ^= 0x5A
+        copy.write_bytes(bytes(data))
+        return copy
+
+    return damage
+
+
+def test_shipped_file_has_a_start_for_every_kind_and_preset() -> None:
+    shipped = load_starts(starts.STARTS_FILE)
+    for preset in QUALITY_PRESETS.values():
+        for kind in GRID_KINDS:
+            channels = 3 if kind == "velocity" else 1
+            assert (kind, architecture_of(preset, channels)) in shipped
+    assert starts.STARTS_FILE.stat().st_size < 100_000
+
+
+@pytest.mark.parametrize("at", [0.0, 0.002, 0.5, 0.999])
+def test_damaged_file_is_refused_with_one_line_naming_it(damaged_copy, at: float) -> None:
+    path = damaged_copy(at)
+    with pytest.raises(LearnedStartError) as error:
+        load_starts(path)
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_changed_values_in_a_well_formed_body_fail_the_checksum(tmp_path: Path) -> None:
+    data = starts.STARTS_FILE.read_bytes()
+    head = len(starts._MAGIC) + 32
+    body = bytearray(zlib.decompress(data[head:]))
+    body[-5] ^= 0x01  # one bit of the last tensor
+    forged = tmp_path / "forged.bin"
+    forged.write_bytes(data[:head] + zlib.compress(bytes(body)))
+    with pytest.raises(LearnedStartError, match="checksum"):
+        load_starts(forged)
+
+
+def test_another_file_is_not_taken_for_a_starts_file(tmp_path: Path) -> None:
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(LearnedStartError, match="not a neuralvox-starts/1 file"):
+        load_starts(other)
+    with pytest.raises(LearnedStartError, match="cannot read"):
+        load_starts(tmp_path / "missing.bin")
+
+
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.bin"
+    truncated.write_bytes(starts.STARTS_FILE.read_bytes()[:1000])
+    with pytest.raises(LearnedStartError, match=str(truncated)):
+        load_starts(truncated)
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    architecture = architecture_of(quality_preset("low"), 1)
+    start = LearnedStart("density", architecture, {"decoder.layers.0.weight": np.arange(6, dtype=np.float32)
+                                                   .reshape(2, 3), "latent_map.0": np.ones((4, 2), np.float32)})
+    path = tmp_path / "starts.bin"
+    starts.save_starts(path, [start], {"note": "test"})
+    loaded = load_starts(path)[("density", architecture)]
+    assert loaded.parameters.keys() == start.parameters.keys()
+    assert all(np.array_equal(loaded.parameters[k], v) for k, v in start.parameters.items())
+
+
+def test_grid_kinds() -> None:
+    assert grid_kind("surface", "level set", 1) == "level set"
+    assert grid_kind("vel", "unknown", 3) == "velocity"
+    assert grid_kind("flame", "fog volume", 1) == grid_kind("Temperature", "fog volume", 1) == "temperature"
+    assert grid_kind("density", "fog volume", 1) == "density"
+
+
+@pytest.mark.slow
+def test_fit_from_a_damaged_file_is_one_clear_error(damaged_copy, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = damaged_copy(0.5)
+    monkeypatch.setattr(starts, "STARTS_FILE", path)
+    ijk, values = soft_blob(np.arange(12), (6, 6, 6), 10.0, (0.2, 0.7, 0.0, 0.5))
+    with pytest.raises(LearnedStartError, match=str(path)):
+        encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
+
+
+DECODE_WITHOUT_STARTS = """
+import json, sys
+import numpy as np
+import neuralvox.codec.starts as starts
+
+def refuse(*args, **kwargs):
+    raise AssertionError("decoding read the learned starts")
+
+starts.STARTS_FILE = starts.STARTS_FILE.with_name("absent.bin")
+starts.load_starts = starts.find_start = refuse
+import neuralvox
+with neuralvox.open(sys.argv[1], device="cpu") as archive:
+    frames = {str(n): {name: grid.values.tolist() for name, grid in archive.frame(n).items()}
+              for n in archive.frames}
+print(json.dumps(frames))
+"""
+
+
+@pytest.mark.slow
+def test_learned_start_archive_decodes_in_a_fresh_process_without_the_starts_file(tmp_path: Path) -> None:
+    from neuralvox.codec.encoder import compress
+    from neuralvox.grid import SparseGrid
+    from neuralvox.vdb import write_vdb
+
+    for t in range(2):
+        ijk, values = soft_blob(np.arange(16), (7 + t, 8, 8), 20.0, (0.2, 0.7, 0.3 * t, 0.5))
+        write_vdb(tmp_path / f"blob.{t + 1:04d}.vdb", [SparseGrid(name="density", ijk=ijk, values=values,
+                                                                   grid_class="fog volume")])
+    archive = tmp_path / "blob.nvox"
+    compress([str(tmp_path)], archive, quality="low", base_only=True, device="cpu", gop=2, progress=False,
+             workers=1)
+    with_start = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
+    without = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu", start=None)
+    assert with_start.streams != without.streams  # the start did change the fit
+
+    import neuralvox
+
+    with neuralvox.open(archive, device="cpu") as opened:
+        here = {str(n): {name: grid.values for name, grid in opened.frame(n).items()} for n in opened.frames}
+    result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_STARTS, str(archive)], capture_output=True,
+                            text=True, cwd=ROOT, check=True)
+    fresh = json.loads(result.stdout)
+    assert fresh.keys() == here.keys()
+    for number, grids in here.items():
+        for name, values in grids.items():
+            np.testing.assert_allclose(np.asarray(fresh[number][name], dtype=np.float32), values, rtol=0, atol=0)
