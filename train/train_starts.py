@@ -16,8 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from neuralvox.codec.neural_model import architecture_of  # noqa: E402
 from neuralvox.codec.presets import QUALITY_PRESETS  # noqa: E402
-from neuralvox.codec.starts import GRID_KINDS, STARTS_FILE, save_starts  # noqa: E402
+from neuralvox.codec.starts import GRID_KINDS, STARTS_FILE, load_starts, save_starts, starts_provenance  # noqa: E402
 from neuralvox.train.corpus import DEFAULT_CORPUS, corpus_grids  # noqa: E402
 from neuralvox.train.reptile import Recipe, train_start  # noqa: E402
 
@@ -34,17 +35,32 @@ def main() -> int:
     grids = corpus_grids(DEFAULT_CORPUS)
     print(f"corpus: {', '.join(f'{kind} {len(grids.get(kind, []))} grids' for kind in GRID_KINDS)} "
           f"({time.perf_counter() - began:.0f} s)", flush=True)
-    starts = [train_start(kind, QUALITY_PRESETS[quality], grids[kind], recipe,
-                          log=lambda line: print(line, flush=True))
-              for quality in args.quality for kind in GRID_KINDS if grids.get(kind)]
+    trained = {(quality, kind): train_start(kind, QUALITY_PRESETS[quality], grids[kind], recipe,
+                                            log=lambda line: print(line, flush=True))
+               for quality in args.quality for kind in GRID_KINDS}
     seconds = time.perf_counter() - began
-    provenance = {"corpus": [spec.to_json() for spec in DEFAULT_CORPUS], "recipe": recipe.to_json(),
-                  "qualities": args.quality, "seconds": round(seconds), "date": date.today().isoformat(),
-                  "machine": platform.platform()}
+    record = {"corpus": [spec.to_json() for spec in DEFAULT_CORPUS], "recipe": recipe.to_json(),
+              "seconds": round(seconds), "date": date.today().isoformat(), "machine": platform.platform()}
+    kept, provenance = _others(args.out, {architecture_of(QUALITY_PRESETS[q], c) for q in args.quality for c in (1, 3)})
+    provenance.update({quality: {**record, "untrained": [kind for (q, kind), start in trained.items()
+                                                         if q == quality and start is None]}
+                       for quality in args.quality})
+    starts = kept + [start for start in trained.values() if start is not None]
     save_starts(args.out, starts, provenance, force=True)
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, "starts": len(starts),
                       "seconds": round(seconds)}))
     return 0
+
+
+def _others(path: Path, retrained: set) -> tuple[list, dict]:
+    """The starts (and their training records) of the presets not retrained now, from the file being replaced."""
+    if not path.exists():
+        return [], {}
+    kept = [start for (_, architecture), start in load_starts(path).items() if architecture not in retrained]
+    provenance = starts_provenance(path)
+    if "qualities" in provenance:  # one record for all presets, as the first file had
+        provenance = {quality: provenance for quality in provenance["qualities"]}
+    return kept, {key: value for key, value in provenance.items() if key in QUALITY_PRESETS}
 
 
 if __name__ == "__main__":

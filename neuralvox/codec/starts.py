@@ -28,6 +28,7 @@ FILE_FORMAT = "neuralvox-starts/1"
 STARTS_FILE = Path(__file__).with_name("learned_starts.bin")
 _MAGIC = b"neuralvox-starts\n"
 _DIGEST = 32  # bytes of SHA-256
+_ADVICE = "reinstall neuralvox or rebuild it with train/train_starts.py"
 GRID_KINDS = ("density", "temperature", "velocity", "level set")
 _TEMPERATURE_NAMES = ("temperature", "flame", "heat", "fuel", "flames")
 _LATENTS = "latents."  # the field's latents are not copied: they start from the latent map (or zero)
@@ -107,23 +108,39 @@ def find_start(kind: str, architecture: Architecture, path: str | os.PathLike | 
 def load_starts(path: Path = STARTS_FILE) -> dict[tuple[str, Architecture], LearnedStart]:
     """Every start in a starts file, checked against its checksum; LearnedStartError (one line naming the file)
     when it is missing, damaged or not a starts file."""
-    advice = "reinstall neuralvox or rebuild it with train/train_starts.py"
+    manifest, payload = _read(path)
+    try:
+        return _parse(manifest, payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LearnedStartError(f"{path}: not a valid {FILE_FORMAT} file ({exc}); {_ADVICE}") from None
+
+
+def starts_provenance(path: Path = STARTS_FILE) -> dict[str, Any]:
+    """How a starts file's starts were trained, as ``train/train_starts.py`` recorded it."""
+    return dict(_read(path)[0].get("provenance", {}))
+
+
+def _read(path: Path) -> tuple[dict[str, Any], bytes]:
+    """A starts file's manifest and tensor payload, checked."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise LearnedStartError(f"{path}: cannot read the learned starts ({exc.strerror}); {advice}") from None
+        raise LearnedStartError(f"{path}: cannot read the learned starts ({exc.strerror}); {_ADVICE}") from None
     head = len(_MAGIC) + _DIGEST
     if not data.startswith(_MAGIC) or len(data) < head:
-        raise LearnedStartError(f"{path}: not a {FILE_FORMAT} file; {advice}")
+        raise LearnedStartError(f"{path}: not a {FILE_FORMAT} file; {_ADVICE}")
     body = data[head:]
     if hashlib.sha256(body).digest() != data[len(_MAGIC):head]:
-        raise LearnedStartError(f"{path}: learned starts are damaged (checksum mismatch); {advice}")
+        raise LearnedStartError(f"{path}: learned starts are damaged (checksum mismatch); {_ADVICE}")
     try:
         text = zlib.decompress(body)
         manifest_size = int.from_bytes(text[:8], "little")
-        return _parse(json.loads(text[8:8 + manifest_size]), text[8 + manifest_size:])
-    except (KeyError, TypeError, ValueError, zlib.error) as exc:
-        raise LearnedStartError(f"{path}: not a valid {FILE_FORMAT} file ({exc}); {advice}") from None
+        manifest = json.loads(text[8:8 + manifest_size])
+        if not isinstance(manifest, dict):
+            raise ValueError("the manifest is not an object")
+    except (ValueError, zlib.error) as exc:
+        raise LearnedStartError(f"{path}: not a valid {FILE_FORMAT} file ({exc}); {_ADVICE}") from None
+    return manifest, text[8 + manifest_size:]
 
 
 def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance: dict[str, Any],
