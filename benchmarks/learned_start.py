@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/learned_start.py keyframes --label learned --reference today.jsonl > learned.jsonl
     # whole archives (--base-only): bits, PSNR, fit seconds per keyframe and per predicted frame
     .venv/bin/python benchmarks/learned_start.py archives --label learned --quality low medium high
+    .venv/bin/python benchmarks/learned_start.py table today.jsonl learned.jsonl
 
 The held-out grids are not in train/'s corpus (seeds 1-2 at 32 and 40 cells): the plume, plumes and liquid at 48 cells
 with seed 7, and frame 5 of the Blender smoke cache. A keyframe's loss is the coded result's rate-distortion cost:
@@ -116,11 +117,11 @@ def archives(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         sequences = {}
-        for scenario, _ in SIMS[:1]:
-            out = Path(folder) / scenario
-            simulate(scenario, out, SIM_RES, args.frames, seed=SIM_SEED, progress=False)
-            sequences[f"{scenario}{SIM_RES}s{SIM_SEED}"] = ([str(out)], None)
-        if BLENDER.is_dir():
+        if "plume" in args.only:
+            out = Path(folder) / "plume"
+            simulate("plume", out, SIM_RES, args.frames, seed=SIM_SEED, progress=False)
+            sequences[f"plume{SIM_RES}s{SIM_SEED}"] = ([str(out)], None)
+        if "blender" in args.only and BLENDER.is_dir():
             sequences["blender"] = ([str(p) for p in sorted(BLENDER.glob("fluid_data_*.vdb"))[:args.frames]],
                                     list(BLENDER_GRIDS))
         for name, (paths, grids) in sequences.items():
@@ -141,6 +142,26 @@ def archives(args: argparse.Namespace) -> None:
                     "encode_seconds": report.seconds})
 
 
+def table(args: argparse.Namespace) -> None:
+    """Markdown rows from the keyframes lines of the old tree (first file) and this one (second)."""
+    old, new = ([json.loads(line) for line in path.read_text().splitlines()] for path in args.files)
+    print("| grid | voxels | quality | old: iterations, loss, PSNR, bits, s | learned + converging: iterations, loss, "
+          "PSNR, bits, s | iterations to the old loss | fewer |")
+    print("|---|---:|---|---|---|---:|---:|")
+    for before in old:
+        runs = [r for r in new if (r["grid"], r["quality"]) == (before["grid"], before["quality"])]
+        default = next(r for r in runs if r["scale"] == 1.0)
+        reached = [r["iterations"] for r in runs if r["loss"] <= before["loss"]]
+        to_loss = min(reached) if reached else None
+        fewer = f"{before['iterations'] / to_loss:.1f}x" if to_loss else "-"
+        print(f"| {before['grid']} | {before['voxels']:,} | {before['quality']} | {_cell(before)} | {_cell(default)} "
+              f"| {to_loss or 'not reached'} | {fewer} |")
+
+
+def _cell(row: dict) -> str:
+    return f"{row['iterations']}, {row['loss']:.5f}, {row['psnr']:.2f}, {row['bits']:,}, {row['seconds']:.1f}"
+
+
 def emit(args: argparse.Namespace, kind: str, row: dict) -> None:
     row = {"kind": kind, "label": args.label, **row, "machine": f"{platform.machine()} {platform.node()}",
            "date": datetime.date.today().isoformat()}
@@ -149,13 +170,16 @@ def emit(args: argparse.Namespace, kind: str, row: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("keyframes", "archives"))
-    parser.add_argument("--label", required=True)
+    parser.add_argument("mode", choices=("keyframes", "archives", "table"))
+    parser.add_argument("files", nargs="*", type=Path, help="table: the old and the new keyframes lines")
+    parser.add_argument("--label", default="")
     parser.add_argument("--quality", nargs="+", default=["low", "medium"])
     parser.add_argument("--reference", type=Path)
     parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--only", nargs="+", default=["plume", "blender"], choices=["plume", "blender"],
+                        help="archives: the sequences to code")
     args = parser.parse_args()
-    {"keyframes": keyframes, "archives": archives}[args.mode](args)
+    {"keyframes": keyframes, "archives": archives, "table": table}[args.mode](args)
     return 0
 
 
