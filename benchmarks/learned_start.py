@@ -111,10 +111,20 @@ def keyframes(args: argparse.Namespace) -> None:
 
 
 def archives(args: argparse.Namespace) -> None:
-    from neuralvox.codec.decoder import open_archive
+    from neuralvox.codec import encoder
     from neuralvox.codec.encoder import compress
     from neuralvox.sim import simulate
 
+    fits: list[tuple[bool, float]] = []  # (keyframe, fit seconds) of each non-constant grid the encoder codes
+    encode = encoder.encode_values
+
+    def timed_encode(*positional, **named):
+        encoded = encode(*positional, **named)
+        if encoded.stats.iterations:
+            fits.append((named.get("reference") is None, encoded.stats.fit_seconds))
+        return encoded
+
+    encoder.encode_values = timed_encode
     with tempfile.TemporaryDirectory() as folder:
         sequences = {}
         if "plume" in args.only:
@@ -126,13 +136,11 @@ def archives(args: argparse.Namespace) -> None:
                                     list(BLENDER_GRIDS))
         for name, (paths, grids) in sequences.items():
             for quality in args.quality:
-                archive = Path(folder) / f"{name}_{quality}.nvox"
-                report = compress(paths, archive, grids=grids, quality=quality, base_only=True, device="cpu",
-                                  gop=args.frames, progress=False, workers=1)
-                with open_archive(archive, device="cpu") as opened:
-                    entries = opened.header.frames
-                key = [g.stats.fit_seconds for f in entries if f.key for g in f.grids.values() if g.stats]
-                predicted = [g.stats.fit_seconds for f in entries if not f.key for g in f.grids.values() if g.stats]
+                fits.clear()
+                report = compress(paths, Path(folder) / f"{name}_{quality}.nvox", grids=grids, quality=quality,
+                                  base_only=True, device="cpu", gop=args.frames, progress=False, workers=1)
+                key = [seconds for keyframe, seconds in fits if keyframe]
+                predicted = [seconds for keyframe, seconds in fits if not keyframe]
                 emit(args, "archive", {
                     "sequence": name, "quality": quality, "frames": args.frames, "archive_bytes": report.archive_bytes,
                     "grids": {g.name: {"psnr": g.psnr, "bytes": g.coded_bytes, "voxels": g.voxels}

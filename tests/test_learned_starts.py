@@ -134,15 +134,15 @@ def test_learned_start_archive_decodes_in_a_fresh_process_without_the_starts_fil
     from neuralvox.grid import SparseGrid
     from neuralvox.vdb import write_vdb
 
-    for t in range(2):
+    for t in range(2):  # a density at medium: a preset and kind that ship a learned start
         ijk, values = soft_blob(np.arange(16), (7 + t, 8, 8), 20.0, (0.2, 0.7, 0.3 * t, 0.5))
         write_vdb(tmp_path / f"blob.{t + 1:04d}.vdb", [SparseGrid(name="density", ijk=ijk, values=values,
                                                                    grid_class="fog volume")])
     archive = tmp_path / "blob.nvox"
-    compress([str(tmp_path)], archive, quality="low", base_only=True, device="cpu", gop=2, progress=False,
+    compress([str(tmp_path)], archive, quality="medium", base_only=True, device="cpu", gop=2, progress=False,
              workers=1)
-    with_start = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
-    without = encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu", start=None)
+    with_start = encode_values(ijk, values, grid_class="fog volume", quality="medium", device="cpu")
+    without = encode_values(ijk, values, grid_class="fog volume", quality="medium", device="cpu", start=None)
     assert with_start.streams != without.streams  # the start did change the fit
 
     import neuralvox

@@ -72,9 +72,12 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     batches = field.make_batches(_BATCH_VOXELS.get(target.device.type, _BATCH_VOXELS["cpu"]))
     targets = [target[rows] for rows in batches]
 
-    def report(done: int) -> None:
-        if progress is not None:
-            progress(done, total)
+    reported = [(0, total)]
+
+    def report(done: int, out_of: int = total) -> None:
+        if progress is not None and (done, out_of) != reported[-1]:
+            progress(done, out_of)
+            reported.append((done, out_of))
 
     if shared_decoder is not None:
         shared_decoder.load_into(field.decoder)
@@ -113,8 +116,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     finetune_done = _train(field, targets, quality.rate_lambda, groups, fixed_steps,
                            Schedule(finetune_cap, resolution), False, lambda done: report(main_done + done), base)
     done = main_done + finetune_done
-    if progress is not None:
-        progress(done, done)
+    report(done, done)  # finished: a phase that converged ends before its cap
 
     latents = [torch.round(values.detach() / step).to(torch.int32).cpu().numpy()
                for values, step in zip(field.latents, fixed_steps, strict=True)]
