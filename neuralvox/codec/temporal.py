@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from neuralvox.codec.context_coder import MAX_CODE, CodeDecoder, ContextStreamError, encode_codes
+from neuralvox.codec.kernels import compiled
 
 LEAF_SHIFT = 3
 REACH = 2  # motion components -REACH..REACH
@@ -34,7 +35,8 @@ _CODE_CONTEXT = 4  # + channel * buckets + bucket
 _SPREAD_BUCKETS = 16
 _SQRT2 = 1.4142135623730951
 _THRESHOLDS = np.cumprod(np.full(_SPREAD_BUCKETS - 1, _SQRT2)) - 1.0  # the spatial passes' bucket edges, in steps
-_COST_TABLE = 64  # codes -64..64 are charged their frequency among the spatial codes; larger ones a formula
+_COST_TABLE = 64  # codes -64..64 are charged their frequency among the spatial codes; larger ones as ±64
+_BEYOND_TABLE = 8.0  # bits more for a code at or beyond the table's ends
 _CHOICE_ROUNDS = 3
 
 
@@ -141,19 +143,20 @@ class TemporalPart:
 
 
 def _code_costs(codes: np.ndarray) -> np.ndarray:
-    """Bits of codes -_COST_TABLE.._COST_TABLE (index + _COST_TABLE) under the frequencies of ``codes``."""
+    """Bits of codes -_COST_TABLE.._COST_TABLE (index + _COST_TABLE; the ends stand for any code beyond them) under
+    the frequencies of ``codes``."""
     total = max(len(codes), 1)
-    inside = codes[np.abs(codes) <= _COST_TABLE] + _COST_TABLE
-    counts = np.bincount(inside.astype(np.int64), minlength=2 * _COST_TABLE + 1)
+    clipped = np.clip(codes, -_COST_TABLE, _COST_TABLE).astype(np.int64) + _COST_TABLE
+    counts = np.bincount(clipped, minlength=2 * _COST_TABLE + 1)
     magnitudes = np.abs(np.arange(-_COST_TABLE, _COST_TABLE + 1))
     unseen = math.log2(total) + 2.0 * np.log2(1.0 + magnitudes)
-    return np.where(counts > 0, -np.log2(np.maximum(counts, 1) / total), unseen)
+    costs = np.where(counts > 0, -np.log2(np.maximum(counts, 1) / total), unseen)
+    costs[[0, -1]] += _BEYOND_TABLE
+    return costs
 
 
-def _charge(codes: np.ndarray, table: np.ndarray, total: int) -> np.ndarray:
-    magnitude = np.abs(codes)
-    inside = table[np.clip(codes, -_COST_TABLE, _COST_TABLE).astype(np.int64) + _COST_TABLE]
-    return np.where(magnitude <= _COST_TABLE, inside, math.log2(max(total, 2)) + 2.0 * np.log2(1.0 + magnitude))
+def _charge(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return table[np.clip(codes, -_COST_TABLE, _COST_TABLE).astype(np.int64) + _COST_TABLE]
 
 
 def choose_leaves(box: ReferenceBox, leaves: Leaves, columns: np.ndarray, steps: list[float],
@@ -161,27 +164,39 @@ def choose_leaves(box: ReferenceBox, leaves: Leaves, columns: np.ndarray, steps:
     """Each leaf's motion (-1: spatial) where predicting it from the moved reference is estimated cheaper than the
     spatial codes ``spatial_codes`` (N, C) the interpolation gave: each code is charged its frequency among the
     spatial codes of its channel, a temporal leaf its flag and its motion's frequency among the temporal leaves."""
-    count = len(columns)
-    tables = [_code_costs(spatial_codes[:, c]) for c in range(columns.shape[1])]
-    spatial_cost = sum(_charge(spatial_codes[:, c], tables[c], count) for c in range(columns.shape[1]))
+    tables = np.stack([_code_costs(spatial_codes[:, c]) for c in range(columns.shape[1])])
+    spatial_cost = sum(_charge(spatial_codes[:, c], tables[c]) for c in range(columns.shape[1]))
     spatial_leaf = np.bincount(leaves.of, spatial_cost, minlength=leaves.count)
     original = columns.astype(np.float64)
-    costs = np.empty((MOTIONS, leaves.count))
-    for motion in range(MOTIONS):
-        where = box.flat - box.offset(motion)
-        found = box.known[where]
-        cost = np.zeros(count)
-        for channel, step in enumerate(steps):
-            codes = np.rint((original[:, channel] - box.values[channel, where].astype(np.float64)) / step)
-            cost += _charge(codes, tables[channel], count)
-        costs[motion] = np.bincount(leaves.of, np.where(found, cost, spatial_cost), minlength=leaves.count)
+    offsets = [box.offset(motion) for motion in range(MOTIONS)]
+    if compiled is not None:
+        costs = compiled.leaf_motion_costs(box.values.reshape(-1), box.known, box.flat, np.array(offsets, np.int64),
+                                           np.ascontiguousarray(original.T).reshape(-1), [float(s) for s in steps],
+                                           tables.reshape(-1), spatial_cost, leaves.of, leaves.count, _COST_TABLE)
+    else:
+        costs = np.empty((MOTIONS, leaves.count))
+        for motion, offset in enumerate(offsets):
+            where = box.flat - offset
+            cost = np.zeros(len(original))
+            for channel, step in enumerate(steps):
+                codes = np.rint((original[:, channel] - box.values[channel, where].astype(np.float64)) / step)
+                cost += _charge(codes, tables[channel])
+            costs[motion] = np.bincount(leaves.of, np.where(box.known[where], cost, spatial_cost),
+                                        minlength=leaves.count)
+    return _pick(costs, spatial_leaf)
+
+
+def _pick(costs: np.ndarray, spatial_leaf: np.ndarray) -> np.ndarray:
+    """Each leaf's cheapest motion where it beats the spatial cost, flags and motions charged their frequencies
+    (found by a few rounds from a uniform start)."""
+    count = len(spatial_leaf)
     motion_bits = np.full(MOTIONS, math.log2(MOTIONS))
-    chosen = np.full(leaves.count, -1)
+    chosen = np.full(count, -1)
     for _ in range(_CHOICE_ROUNDS):
-        flag_share = max(np.mean(chosen >= 0), 1.0 / max(leaves.count, 2))
+        flag_share = max(np.mean(chosen >= 0), 1.0 / max(count, 2))
         charged = costs + motion_bits[:, None]
         best = np.argmin(charged, axis=0)
-        temporal_cost = charged[best, np.arange(leaves.count)] - math.log2(flag_share)
+        temporal_cost = charged[best, np.arange(count)] - math.log2(flag_share)
         chosen = np.where(temporal_cost < spatial_leaf - math.log2(max(1.0 - flag_share, 1e-9)), best, -1)
         picked = np.bincount(chosen[chosen >= 0], minlength=MOTIONS) + 0.5
         motion_bits = -np.log2(picked / picked.sum())
