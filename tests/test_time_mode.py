@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from neuralvox.cli import main
 from neuralvox.codec.bounded import BoundedHeader, decode_bounded, encode_bounded
 from neuralvox.codec.decoder import decompress, open_archive
 from neuralvox.codec.encoder import compress
@@ -137,3 +138,16 @@ def test_a_time_reference_to_a_frame_that_is_not_earlier_is_refused(tmp_path: Pa
     header["frames"][1]["grids"]["density"]["values"]["time_frame"] = "1"
     with pytest.raises(ArchiveFormatError, match="time_frame"):
         check_header(timed, header, sizes)
+
+
+def test_the_command_line_turns_the_time_mode_off_and_refuses_an_unknown_mode(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    paths = moving_sequence(tmp_path, frames=3)
+    out = tmp_path / "off.nvox"
+    assert main(["compress", *map(str, paths), "-o", str(out), "--max-error", "0.001", "--context-model",
+                 "counting", "--time-mode", "off", "--quiet"]) == 0
+    with open_archive(out, device="cpu") as archive:
+        assert all(archive.entry(n).grids["density"].values.time_frame is None for n in archive.frames)
+    assert main(["compress", *map(str, paths), "-o", str(tmp_path / "x.nvox"), "--time-mode", "sometimes"]) == 2
+    assert not (tmp_path / "x.nvox").exists()
+    assert "--time-mode" in capsys.readouterr().err
