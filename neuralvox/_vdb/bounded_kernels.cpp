@@ -410,16 +410,19 @@ nb::tuple groupByKey(In<int64_t> keys) {
 }  // namespace
 
 // The time mode's leaf choice (neuralvox/codec/temporal.py, choose_leaves): for each motion, each leaf's estimated
-// bits: a voxel whose moved source the reference holds is charged its temporal codes' table costs (channel after
-// channel), any other its spatial cost; sums per leaf in voxel order, as numpy's bincount.
+// bits: a voxel whose moved source the reference holds is charged its temporal codes' costs by magnitude bin
+// (channel after channel), any other its spatial cost; sums per leaf in voxel order, as numpy's bincount.
 Out<double> leafMotionCosts(In<float> values, In<bool> known, In<int64_t> flat, In<int64_t> offsets,
                             In<double> original, std::vector<double> steps, In<double> tables, In<double> spatial,
-                            In<int64_t> leafOf, int64_t leaves, int64_t half) {
+                            In<int64_t> leafOf, int64_t leaves, int64_t exactBins, int64_t exactOctave, double top) {
     const int64_t n = flat.shape(0), motions = offsets.shape(0), box = known.shape(0);
-    const int64_t channels = static_cast<int64_t>(steps.size()), width = 2 * half + 1;
+    const int64_t channels = static_cast<int64_t>(steps.size());
+    const int64_t width = channels ? tables.shape(0) / channels : 0;
     if (values.shape(0) != channels * box || original.shape(0) != channels * n || tables.shape(0) != channels * width
-        || spatial.shape(0) != n || leafOf.shape(0) != n)
-        throw std::invalid_argument("leaf_motion_costs: array sizes do not match");
+        || spatial.shape(0) != n || leafOf.shape(0) != n || !(top >= 1.0 && top < 4503599627370496.0)
+        || exactBins != (int64_t{1} << exactOctave)
+        || width <= exactBins + (63 - __builtin_clzll(static_cast<uint64_t>(top))) - exactOctave)
+        throw std::invalid_argument("leaf_motion_costs: array sizes or bins do not match");
     auto out = owned<double>({static_cast<size_t>(motions), static_cast<size_t>(leaves)});
     double* costs = out.data();
     const float* v = values.data();
@@ -429,7 +432,6 @@ Out<double> leafMotionCosts(In<float> values, In<bool> known, In<int64_t> flat, 
     const double* t = tables.data();
     const double* s = spatial.data();
     const int64_t* leaf = leafOf.data();
-    const double limit_low = -static_cast<double>(half + 1), limit_high = static_cast<double>(half + 1);
     if (motions > 0) {
         const int64_t low = *std::min_element(offsets.data(), offsets.data() + motions);
         const int64_t high = *std::max_element(offsets.data(), offsets.data() + motions);
@@ -446,13 +448,15 @@ Out<double> leafMotionCosts(In<float> values, In<bool> known, In<int64_t> flat, 
             if (k[where]) {
                 cost = 0.0;
                 for (int64_t c = 0; c < channels; ++c) {
-                    // rint of the quotient clamped to +-(half + 1), by the 2**52 + 2**51 trick (round half to even
-                    // in IEEE default rounding, exact below 2**51), then clamped to +-half: numpy's clip(rint(y))
+                    // numpy's abs(clip(rint(y), -top, top)): clamp first (top is an integer), then round half to
+                    // even by the 2**52 + 2**51 trick (exact below 2**51)
                     double y = (x[c * n + i] - static_cast<double>(v[c * box + where])) / steps[c];
-                    y = std::min(std::max(y, limit_low), limit_high);
-                    double q = (y + kRoundMagic) - kRoundMagic;
-                    q = std::min(std::max(q, static_cast<double>(-half)), static_cast<double>(half));
-                    cost += t[c * width + static_cast<int64_t>(q) + half];
+                    y = std::min(std::max(y, -top), top);
+                    const int64_t magnitude = static_cast<int64_t>(std::fabs((y + kRoundMagic) - kRoundMagic));
+                    const int64_t bin = magnitude < exactBins
+                        ? magnitude
+                        : exactBins + (63 - __builtin_clzll(static_cast<uint64_t>(magnitude))) - exactOctave;
+                    cost += t[c * width + bin];
                 }
             } else {
                 cost = s[i];
@@ -482,7 +486,7 @@ NB_MODULE(_bounded, m) {
           "weights"_a, "biases"_a, "exponents"_a, "fraction_bits"_a, "mu_steps"_a, "scales"_a, "zero_levels"_a,
           "arm_lattice(arm_features(...)) of a pass without the features array.");
     m.def("leaf_motion_costs", &leafMotionCosts, "values"_a, "known"_a, "flat"_a, "offsets"_a, "original"_a, "steps"_a,
-          "tables"_a, "spatial"_a, "leaf_of"_a, "leaves"_a, "half"_a,
+          "tables"_a, "spatial"_a, "leaf_of"_a, "leaves"_a, "exact_bins"_a, "exact_octave"_a, "top"_a,
           "(motions, leaves) estimated bits of each leaf under each motion (the time mode's choice).");
     m.def("group_by_key", &groupByKey, "keys"_a, "(stable order, distinct keys, start of each key's run).");
 }

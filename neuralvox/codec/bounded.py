@@ -133,9 +133,9 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     header = BoundedHeader(len(columns), tuple(setup.bounds), tuple(setup.backgrounds), inactive_known,
                            spatial.choices, shrink)
     code = BoundedCode(header, spatial.stream, spatial.decoded.reshape(values.shape), spatial.exact_count)
-    if reference is None or len(columns) == 0 or record is not None:
+    if reference is None or record is not None:
         return code
-    mixed = _encode_temporal(plan, ijk, columns, setup, reference, spatial.codes)
+    mixed = _encode_temporal(plan, ijk, columns, setup, reference, spatial.codes) if len(columns) else None
     if mixed is None or len(mixed.stream) >= len(spatial.stream):
         return dataclasses.replace(code, spatial_size=len(spatial.stream))
     header = dataclasses.replace(header, choices=mixed.choices, time_frame=reference.frame)

@@ -438,30 +438,42 @@ class NvoxArchive:
         return _PendingGrid(make, ijk, chunks, wanted, handles, region, keep)
 
     def bounded_values(self, number: int, grid: str) -> np.ndarray:
-        """All decoded values of a bounded grid, decoding the frames it is predicted from first (kept for the next
-        frames: the latest ``REFERENCES_KEPT``)."""
-        key = (number, grid)
-        if key in self._reference_cache:
-            self._reference_cache.move_to_end(key)
-            return self._reference_cache[key]
+        """All decoded values of a bounded grid, decoding the frames it is predicted from first, oldest first (kept
+        for the next frames: the latest ``REFERENCES_KEPT``)."""
+        chain = [number]
+        while (chain[-1], grid) not in self._reference_cache and self._time_frame(chain[-1], grid) is not None:
+            chain.append(self._time_frame(chain[-1], grid))
+        values = np.zeros(0, np.float32)
+        for link in reversed(chain):
+            if (link, grid) in self._reference_cache:
+                self._reference_cache.move_to_end((link, grid))
+                values = self._reference_cache[(link, grid)]
+                continue
+            source = self._time_frame(link, grid)
+            reference = None if source is None else TimeReference(source, self.topology(source, grid), values)
+            values = self._whole_grid(link, grid, reference)
+            self._keep(link, grid, values)
+        return values
+
+    def _time_frame(self, number: int, grid: str) -> int | None:
         header = self.entry(number).grids[grid].values
+        return header.time_frame if isinstance(header, BoundedHeader) else None
+
+    def _whole_grid(self, number: int, grid: str, reference: TimeReference | None) -> np.ndarray:
+        """The values of every chunk of a bounded grid, predicted from ``reference`` in the time mode."""
         ijk = self.topology(number, grid)
-        if isinstance(header, BoundedHeader) and header.time_frame is not None:
-            source = header.time_frame
-            reference = TimeReference(source, self.topology(source, grid), self.bounded_values(source, grid))
+        header = self.entry(number).grids[grid].values
+        if reference is not None:
             try:
-                values = decode_chunk(ChunkTopology(ijk, None), header,
-                                      self.reader.get(payload_key(number, grid, chunked.STREAM)),
-                                      self._context_model(header.context_frame, grid), reference)
+                return decode_chunk(ChunkTopology(ijk, None), header,
+                                    self.reader.get(payload_key(number, grid, chunked.STREAM)),
+                                    self._context_model(header.context_frame, grid), reference)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
-        else:
-            chunks = self.chunks(number, grid, ijk)
-            everything = list(range(len(chunks)))
-            parts = [self.engine.result(h) for h in self.submit_chunks(number, grid, ijk, chunks, everything)]
-            values = _whole(chunks, everything, parts, len(ijk))
-        self._keep(number, grid, values)
-        return values
+        chunks = self.chunks(number, grid, ijk)
+        everything = list(range(len(chunks)))
+        parts = [self.engine.result(h) for h in self.submit_chunks(number, grid, ijk, chunks, everything)]
+        return _whole(chunks, everything, parts, len(ijk))
 
     def _keep(self, number: int, grid: str, values: np.ndarray) -> None:
         self._reference_cache[(number, grid)] = values
