@@ -504,11 +504,12 @@ def compress(
                                  None if target is None else target.describe(),
                                  None if bounds is None else bounds.bounds)
         summary = ArchiveSummary(__version__, datetime.datetime.now().isoformat(), settings, skipped, tuple(reports))
-        header = ArchiveHeader(sequence.pattern, tuple(sequence.gaps()), tuple(frames), summary)
+        header = ArchiveHeader(sequence.pattern, tuple(sequence.gaps()), tuple(f.without_stats() for f in frames),
+                               summary)
         archive.set_header(header.to_json())
     source_file_bytes = sum(f.path.stat().st_size for f in sequence.frames)
     return CompressReport(output, output.stat().st_size, source_file_bytes, reports, sorted(skipped),
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, {name: t.frame_stats for name, t in trackers.items()})
 
 
 def _finish(sequence: FrameSequence, frames: list[FrameEntry], skipped: dict[str, str],
