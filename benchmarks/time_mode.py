@@ -4,8 +4,9 @@
 
 Both codings use the same bound (found for the PSNR on the same sample frames) and context model choice; bits are
 the whole .nvox file over the active voxels of all frames. Every frame is decoded from the archive (in order) and
-checked against the bound. Prints one Markdown row per sequence: bits per voxel off and auto, the change, how many
-frames the time mode coded, encode and decode seconds (wall and this process's CPU time).
+checked against the bound. Prints one Markdown row per sequence: bits per voxel off and auto, the change, the PSNR
+of each (over all frames, peak = the sequence's value range), how many frames the time mode coded, encode and
+decode seconds (wall and this process's CPU time).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bounded_rd import SEQUENCES, frames_of  # noqa: E402
 from neuralvox.codec.bounded import BoundedHeader  # noqa: E402
 from neuralvox.codec.decoder import open_archive  # noqa: E402
 from neuralvox.codec.encoder import compress  # noqa: E402
+from neuralvox.metrics import error_stats, merge  # noqa: E402
 from neuralvox.vdb import read_vdb  # noqa: E402
 
 
@@ -41,17 +43,19 @@ def run(folder: Path, grid: str, psnr: float, mode: str, series: list, out: Path
     encode = (time.perf_counter() - wall, time.process_time() - cpu)
     bound = report.grids[0].bound
     wall, cpu = clocks()
-    within, timed = True, 0
+    within, timed, stats = True, 0, []
+    peak = max(float(g.values.max()) for g in series) - min(float(g.values.min()) for g in series)
     with open_archive(out, device="cpu") as archive:
         for number, original in zip(archive.frames, series, strict=True):
             decoded = archive.decode_grid(number, grid)
+            stats.append(error_stats(original.values, decoded.values, peak))
             within = within and bool(np.all(np.abs(decoded.values.astype(np.float64) - original.values) <= bound))
             header = archive.entry(number).grids[grid].values
             timed += isinstance(header, BoundedHeader) and header.time_frame is not None
     decode = (time.perf_counter() - wall, time.process_time() - cpu)
     voxels = sum(g.voxel_count for g in series)
-    return {"bpv": 8 * out.stat().st_size / voxels, "timed": timed, "encode": encode, "decode": decode,
-            "within": within}
+    return {"bpv": 8 * out.stat().st_size / voxels, "psnr": merge(stats, peak).psnr, "timed": timed,
+            "encode": encode, "decode": decode, "within": within}
 
 
 def main() -> None:
@@ -60,9 +64,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SEQUENCES), default=list(SEQUENCES))
     args = parser.parse_args()
     print(f"{datetime.date.today()}, {platform.node()} ({platform.machine()}), PSNR {args.psnr:g} dB, one worker")
-    print("| sequence | grid | bpv off | bpv auto | change | frames in the time mode | encode s off / auto "
-          "(wall, CPU) | decode s off / auto (wall, CPU) | bound held |")
-    print("|---|---|---:|---:|---:|---:|---|---|---|")
+    print("| sequence | grid | bpv off | bpv auto | change | PSNR dB off / auto | frames in the time mode | "
+          "encode s off / auto (wall, CPU) | decode s off / auto (wall, CPU) | bound held |")
+    print("|---|---|---:|---:|---:|---|---:|---|---|---|")
     for name in args.only:
         source, grid = SEQUENCES[name]
         folder = frames_of(source)
@@ -74,7 +78,8 @@ def main() -> None:
         seconds = {key: f"{off[key][0]:.1f}, {off[key][1]:.1f} / {auto[key][0]:.1f}, {auto[key][1]:.1f}"
                    for key in ("encode", "decode")}
         print(f"| {name} | {grid} | {off['bpv']:.3f} | {auto['bpv']:.3f} | {auto['bpv'] / off['bpv'] - 1:+.1%} | "
-              f"{auto['timed']} of {len(series)} | {seconds['encode']} | {seconds['decode']} | "
+              f"{off['psnr']:.2f} / {auto['psnr']:.2f} | {auto['timed']} of {len(series)} | {seconds['encode']} | "
+              f"{seconds['decode']} | "
               f"{off['within'] and auto['within']} |", flush=True)
 
 
