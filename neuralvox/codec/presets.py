@@ -14,7 +14,8 @@ class Quality:
     bits per voxel against the mean squared error of range-normalized values; ``weight_step`` is the decoder weight
     quantization step as a fraction of each tensor's largest magnitude. ``iterations`` (main phase) and
     ``finetune_iterations`` (after weight quantization) schedule a keyframe's fit; a predicted frame, warm-started
-    from the previous one, runs ``predicted_iterations`` in its main phase.
+    from the previous one, runs ``predicted_iterations`` in its main phase. ``context_hidden`` is the hidden width
+    of the latents' context model (0: none, a Laplacian per channel).
     """
 
     levels: tuple[tuple[int, int], ...]
@@ -29,6 +30,7 @@ class Quality:
     initial_step: float
     decoder_learning_rate: float
     weight_step: float
+    context_hidden: int = 0
 
 
 QUALITY_PRESETS: dict[str, Quality] = {
