@@ -17,6 +17,7 @@ from neuralvox.codec.encoder import CONTEXT_MODELS, compress
 from neuralvox.codec.groups import DEFAULT_GOP
 from neuralvox.codec.header import GridReport
 from neuralvox.codec.report import CompressReport
+from neuralvox.codec.time_choice import TIME_MODES
 from neuralvox.container import ArchiveError
 from neuralvox.grid import GridError
 from neuralvox.parallel import EngineError
@@ -213,7 +214,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
                       max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
                       gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet,
                       skip_bad_frames=args.skip_bad_frames, context_model=args.context_model,
-                      workers=args.workers, ray=args.ray, chunk_voxels=args.chunk_voxels)
+                      workers=args.workers, ray=args.ray, chunk_voxels=args.chunk_voxels, time_mode=args.time_mode)
     print_compress_report(report)
     if new_folder:
         print(f"created the folder {args.output.parent}")
@@ -356,6 +357,9 @@ def _add_compress(commands: Any) -> None:
     comp.add_argument("--context-model", choices=CONTEXT_MODELS, default="auto",
                       help="entropy model of the bounded codes: auto (a neural context model fitted to the sequence "
                            "where it saves bits, else counting contexts) or counting (faster encode)")
+    comp.add_argument("--time-mode", choices=TIME_MODES, default="auto",
+                      help="bounded values: auto (8^3 leaves predicted from the previous decoded frame, moved, where "
+                           "that is shorter; frames of a grid then code one after another) or off")
     comp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     comp.add_argument("--gop", default=DEFAULT_GOP,
                       help="with --base-only: frames per group (keyframe + predicted frames): a number, or auto "

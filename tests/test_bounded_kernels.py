@@ -9,12 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bounded import random_grid
+from test_time_mode import rough_pair
 
-from neuralvox.codec import arm, bounded, context_coder, interpolation, kernels
+from neuralvox.codec import arm, bounded, context_coder, interpolation, kernels, temporal
 from neuralvox.codec.arm import FEATURES, ArmWeights, Layer
 from neuralvox.codec.bounded import TrainingPass, decode_bounded, encode_bounded
+from neuralvox.codec.temporal import TimeReference
 
-USERS = (interpolation, bounded, arm, context_coder)
+USERS = (interpolation, bounded, arm, context_coder, temporal)
 
 
 def test_the_compiled_loops_are_built() -> None:
@@ -94,3 +96,21 @@ def test_the_visiting_plan_matches_the_reference(monkeypatch: pytest.MonkeyPatch
     assert [(p.level, p.axes) for p in fast.passes] == [(p.level, p.axes) for p in slow.passes]
     assert all(np.array_equal(a.rows, b.rows) for a, b in zip(fast.passes, slow.passes, strict=True))
     assert len(fast.passes) > 7  # several levels: a real comparison
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31), box=st.integers(2, 14), fill=st.floats(0.1, 1.0),
+       scale=st.sampled_from([1e-6, 1.0, 3e4]), relative=st.sampled_from([1e-1, 1e-3, 1e-5]),
+       channels=st.sampled_from([1, 3]), change=st.sampled_from([0.0, 1e-3, 1.0]))
+def test_the_time_mode_writes_the_same_bits_on_both_paths(monkeypatch: pytest.MonkeyPatch, seed: int, box: int,
+                                                          fill: float, scale: float, relative: float, channels: int,
+                                                          change: float) -> None:
+    """The compiled leaf choice charges the same costs as numpy's, so the same leaves are picked."""
+    first, values, second, next_values = rough_pair(seed, box, fill, scale, channels, (1, -1, 2), change)
+    bound = relative * scale
+    previous = encode_bounded(first, values, bound)
+    moved = TimeReference(0, first, previous.decoded)
+    code = encode_bounded(second, next_values, bound, reference=moved)
+    again = reference(monkeypatch, lambda: encode_bounded(second, next_values, bound, reference=moved))
+    assert code.stream == again.stream and code.header == again.header

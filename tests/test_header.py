@@ -68,11 +68,11 @@ def test_fields_older_archives_of_the_format_lack_are_optional_in_the_summary() 
 
 def test_the_bounded_fixture_is_re_encoded_byte_for_byte(tmp_path: Path) -> None:
     """The bounded codec is bit-identical on every machine: the same frames, coded with the counting model that
-    neuralvox-bounded/1 always used, give the same payloads and header but for the value format's name and its
-    ``context_frame`` (null)."""
+    neuralvox-bounded/1 always used and without the time mode, give the same payloads and header but for the value
+    format's name, its ``context_frame`` and ``time_frame`` (null)."""
     out = tmp_path / "again.nvox"
     compress([str(p) for p in blob_frames(tmp_path)], out, progress=False, context_model="counting",
-             **BOUNDED_OPTIONS)
+             time_mode="off", **BOUNDED_OPTIONS)
     with ArchiveReader(BOUNDED) as old, ArchiveReader(out) as new:
         assert old.keys() == new.keys()
         assert all(old.get(key) == new.get(key) for key in old)
@@ -80,6 +80,7 @@ def test_the_bounded_fixture_is_re_encoded_byte_for_byte(tmp_path: Path) -> None
         for frame in new_header["frames"]:
             for grid in frame["grids"].values():
                 assert grid["values"].pop("context_frame") is None
+                assert grid["values"].pop("time_frame") is None
                 grid["values"]["format"] = "neuralvox-bounded/1"
         assert json.dumps(without_timing(old.header)) == json.dumps(without_timing(new_header))
         again = ArchiveHeader.from_json(new.header, with_summary=True).to_json()

@@ -27,6 +27,7 @@ using Features = nb::ndarray<const int64_t, nb::ndim<2>, nb::c_contig, nb::devic
 
 constexpr int kSupportOneSide = 1, kSupportLinear = 2, kSupportCubic = 3;
 constexpr int kFeatures = 15;
+constexpr double kRoundMagic = 6755399441055744.0;  // 2**52 + 2**51
 
 // A new numpy array of the given shape that owns its buffer.
 template <typename T>
@@ -408,6 +409,64 @@ nb::tuple groupByKey(In<int64_t> keys) {
 
 }  // namespace
 
+// The time mode's leaf choice (neuralvox/codec/temporal.py, choose_leaves): for each motion, each leaf's estimated
+// bits: a voxel whose moved source the reference holds is charged its temporal codes' costs by magnitude bin
+// (channel after channel), any other its spatial cost; sums per leaf in voxel order, as numpy's bincount.
+Out<double> leafMotionCosts(In<float> values, In<bool> known, In<int64_t> flat, In<int64_t> offsets,
+                            In<double> original, std::vector<double> steps, In<double> tables, In<double> spatial,
+                            In<int64_t> leafOf, int64_t leaves, int64_t exactBins, int64_t exactOctave, double top) {
+    const int64_t n = flat.shape(0), motions = offsets.shape(0), box = known.shape(0);
+    const int64_t channels = static_cast<int64_t>(steps.size());
+    const int64_t width = channels ? tables.shape(0) / channels : 0;
+    if (values.shape(0) != channels * box || original.shape(0) != channels * n || tables.shape(0) != channels * width
+        || spatial.shape(0) != n || leafOf.shape(0) != n || !(top >= 1.0 && top < 4503599627370496.0)
+        || exactBins != (int64_t{1} << exactOctave)
+        || width <= exactBins + (63 - __builtin_clzll(static_cast<uint64_t>(top))) - exactOctave)
+        throw std::invalid_argument("leaf_motion_costs: array sizes or bins do not match");
+    auto out = owned<double>({static_cast<size_t>(motions), static_cast<size_t>(leaves)});
+    double* costs = out.data();
+    const float* v = values.data();
+    const bool* k = known.data();
+    const int64_t* f = flat.data();
+    const double* x = original.data();
+    const double* t = tables.data();
+    const double* s = spatial.data();
+    const int64_t* leaf = leafOf.data();
+    if (motions > 0) {
+        const int64_t low = *std::min_element(offsets.data(), offsets.data() + motions);
+        const int64_t high = *std::max_element(offsets.data(), offsets.data() + motions);
+        for (int64_t i = 0; i < n; ++i)
+            if (f[i] - low >= box || f[i] - high < 0 || leaf[i] < 0 || leaf[i] >= leaves)
+                throw std::out_of_range("leaf_motion_costs: a source outside the box or a leaf out of range");
+    }
+    for (int64_t m = 0; m < motions; ++m) {
+        double* row = costs + m * leaves;
+        const int64_t shift = offsets.data()[m];
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t where = f[i] - shift;
+            double cost;
+            if (k[where]) {
+                cost = 0.0;
+                for (int64_t c = 0; c < channels; ++c) {
+                    // numpy's abs(clip(rint(y), -top, top)): clamp first (top is an integer), then round half to
+                    // even by the 2**52 + 2**51 trick (exact below 2**51)
+                    double y = (x[c * n + i] - static_cast<double>(v[c * box + where])) / steps[c];
+                    y = std::min(std::max(y, -top), top);
+                    const int64_t magnitude = static_cast<int64_t>(std::fabs((y + kRoundMagic) - kRoundMagic));
+                    const int64_t bin = magnitude < exactBins
+                        ? magnitude
+                        : exactBins + (63 - __builtin_clzll(static_cast<uint64_t>(magnitude))) - exactOctave;
+                    cost += t[c * width + bin];
+                }
+            } else {
+                cost = s[i];
+            }
+            row[leaf[i]] += cost;
+        }
+    }
+    return out;
+}
+
 NB_MODULE(_bounded, m) {
     m.doc() = "Per-pass loops of the bounded value codec, bit-identical to its numpy reference.";
     m.def("predict", &predictPass, "values"_a, "known"_a, "flat"_a, "reaches"_a, "fallback"_a, "quantum_edge"_a,
@@ -426,5 +485,8 @@ NB_MODULE(_bounded, m) {
           "spread_thresholds"_a, "magnitude_thresholds"_a, "level_column"_a, "reference"_a, "sign_clip"_a,
           "weights"_a, "biases"_a, "exponents"_a, "fraction_bits"_a, "mu_steps"_a, "scales"_a, "zero_levels"_a,
           "arm_lattice(arm_features(...)) of a pass without the features array.");
+    m.def("leaf_motion_costs", &leafMotionCosts, "values"_a, "known"_a, "flat"_a, "offsets"_a, "original"_a, "steps"_a,
+          "tables"_a, "spatial"_a, "leaf_of"_a, "leaves"_a, "exact_bins"_a, "exact_octave"_a, "top"_a,
+          "(motions, leaves) estimated bits of each leaf under each motion (the time mode's choice).");
     m.def("group_by_key", &groupByKey, "keys"_a, "(stable order, distinct keys, start of each key's run).");
 }

@@ -37,10 +37,20 @@ from neuralvox.codec.interpolation import (
     predict,
 )
 from neuralvox.codec.kernels import compiled
+from neuralvox.codec.temporal import (
+    Leaves,
+    ReferenceBox,
+    TimeReference,
+    choose_leaves,
+    decode_layer,
+    encode_layer,
+    temporal_part,
+)
 from neuralvox.grid import SparseGrid
 
-FORMAT = "neuralvox-bounded/2"
-FORMATS = ("neuralvox-bounded/1", FORMAT)  # /1: no context model field (the counting model always)
+FORMAT = "neuralvox-bounded/3"
+# /1: no context model field (the counting model always); /2: no time mode (``time_frame`` null)
+FORMATS = ("neuralvox-bounded/1", "neuralvox-bounded/2", FORMAT)
 _SPREAD_BUCKETS = 16
 _LEVEL_CLASSES = 2
 # spread bucket thresholds, in steps: 2**(i/2) - 1 for i = 1 .. 15, by repeated multiplication of one literal
@@ -63,6 +73,7 @@ class BoundedHeader:
     shrink: tuple[float, float] = (1.0, 1.0)  # (alpha, beta) of ``pass_bound``
     max_level: int = MAX_LEVEL
     context_frame: int | None = None  # the frame whose ``context`` stream holds the neural context model, if any
+    time_frame: int | None = None  # the frame whose decoded grid the time mode predicts leaves from, if any
 
     @property
     def channels(self) -> int:
@@ -72,7 +83,7 @@ class BoundedHeader:
         return {"format": FORMAT, "voxels": self.voxels, "channels": self.channels, "bounds": list(self.bounds),
                 "background": list(self.background), "inactive_known": self.inactive_known,
                 "choices": [list(c) for c in self.choices], "shrink": list(self.shrink), "max_level": self.max_level,
-                "context_frame": self.context_frame}
+                "context_frame": self.context_frame, "time_frame": self.time_frame}
 
     @classmethod
     def from_dict(cls, header: dict) -> BoundedHeader:
@@ -84,7 +95,7 @@ class BoundedHeader:
         return cls(int(header["voxels"]), tuple(float(b) for b in header["bounds"]),
                    tuple(float(b) for b in header["background"]), bool(header["inactive_known"]), choices,
                    (float(header["shrink"][0]), float(header["shrink"][1])), int(header["max_level"]),
-                   header.get("context_frame"))
+                   header.get("context_frame"), header.get("time_frame"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,60 +106,162 @@ class BoundedCode:
     stream: bytes
     decoded: np.ndarray
     exact_count: int
+    spatial_size: int | None = None  # with a time reference: the stream's length had the time mode been off
 
 
 def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[float, ...], *,
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
                    shrink: tuple[float, float] = SHRINK, context: ArmWeights | None = None,
-                   record: list[TrainingPass] | None = None) -> BoundedCode:
+                   record: list[TrainingPass] | None = None, reference: TimeReference | None = None) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``context``: the neural
     context model (else the counting one); ``record`` collects each pass's context features and codes (to train one).
+    ``reference``: the same grid of an earlier decoded frame; leaves are predicted from it, moved (the time mode,
+    ``neuralvox.codec.temporal``), where that is estimated cheaper, and the coding is kept if it is shorter.
     """
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
     channels = columns.shape[1]
-    bound_list = _per_channel(bounds, channels, "bound")
-    backgrounds = _per_channel(background, channels, "background")
-    for bound in bound_list:
+    setup = _Setup(_per_channel(bounds, channels, "bound"), _per_channel(background, channels, "background"),
+                   inactive_known, shrink, context)
+    for bound in setup.bounds:
         if not (bound > 0 and np.isfinite(bound)):
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
     plan = plan_levels(ijk)
+    spatial = _code_channels(plan, columns, setup, record=record)
+    header = BoundedHeader(len(columns), tuple(setup.bounds), tuple(setup.backgrounds), inactive_known,
+                           spatial.choices, shrink)
+    code = BoundedCode(header, spatial.stream, spatial.decoded.reshape(values.shape), spatial.exact_count)
+    if reference is None or record is not None:
+        return code
+    mixed = _encode_temporal(plan, ijk, columns, setup, reference, spatial.codes) if len(columns) else None
+    if mixed is None or len(mixed.stream) >= len(spatial.stream):
+        return dataclasses.replace(code, spatial_size=len(spatial.stream))
+    header = dataclasses.replace(header, choices=mixed.choices, time_frame=reference.frame)
+    return BoundedCode(header, mixed.stream, mixed.decoded.reshape(values.shape), mixed.exact_count,
+                       len(spatial.stream))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What every channel of a grid is coded with."""
+
+    bounds: list[float]
+    backgrounds: list[float]
+    inactive_known: bool
+    shrink: tuple[float, float]
+    context: ArmWeights | None
+
+    @property
+    def steps(self) -> list[float]:
+        """The quantization step of each channel's temporal voxels (its level-0 step)."""
+        return [2.0 * pass_bound(bound, 0, self.shrink) for bound in self.bounds]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Coded:
+    """The channels of a grid coded by the spatial passes (after any temporal voxels)."""
+
+    stream: bytes
+    choices: tuple[tuple[int, ...], ...]
+    decoded: np.ndarray  # (N, C)
+    exact_count: int
+    codes: np.ndarray  # (N, C) each voxel's code (ESCAPE: stored exactly; temporal voxels: 0)
+
+
+def _code_channels(plan: LevelPlan, columns: np.ndarray, setup: _Setup, *, record: list[TrainingPass] | None = None,
+                   known: tuple[np.ndarray, np.ndarray] | None = None, prefix: bytes = b"") -> _Coded:
+    """The spatial passes of every channel; ``known``: rows and (T, C) decoded values of voxels coded before them."""
     decoded = np.empty_like(columns)
-    parts, choices, exact_count = [], [], 0
-    for channel in range(channels):
-        coder = _ChannelCoder(plan, bound_list[channel], backgrounds[channel], inactive_known, shrink, context,
-                              record is not None)
-        data, chosen, decoded[:, channel], exact = coder.encode(columns[:, channel], record)
+    codes = np.zeros(columns.shape, np.int64)
+    parts, choices, exact_count = [prefix], [], 0
+    for channel in range(columns.shape[1]):
+        coder = _ChannelCoder(plan, setup.bounds[channel], setup.backgrounds[channel], setup.inactive_known,
+                              setup.shrink, setup.context, record is not None)
+        if known is not None:
+            coder.canvas.store(plan.flat[known[0]], known[1][:, channel])
+        data, chosen, decoded[:, channel], exact, codes[:, channel] = coder.encode(columns[:, channel], record)
         parts.append(data)
         choices.append(chosen)
         exact_count += exact
-    header = BoundedHeader(len(columns), tuple(bound_list), tuple(backgrounds), inactive_known, tuple(choices),
-                           shrink)
-    return BoundedCode(header, b"".join(parts), decoded.reshape(values.shape), exact_count)
+    if known is not None:
+        decoded[known[0]] = known[1]
+    return _Coded(b"".join(parts), tuple(choices), decoded, exact_count, codes)
 
 
-def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes,
-                   context: ArmWeights | None = None) -> np.ndarray:
+def _encode_temporal(plan: LevelPlan, ijk: np.ndarray, columns: np.ndarray, setup: _Setup, reference: TimeReference,
+                     spatial_codes: np.ndarray) -> _Coded | None:
+    """The coding with the time mode: the leaves ``choose_leaves`` picks coded from the moved reference first, then
+    the spatial passes over the rest; None when no leaf is picked."""
+    if reference.channels != columns.shape[1]:
+        raise ValueError("the time reference has another number of channels than the grid")
+    box = ReferenceBox.build(ijk, reference)
+    leaves = Leaves.of_voxels(ijk)
+    leaf_motion = choose_leaves(box, leaves, columns, setup.steps, spatial_codes)
+    part = temporal_part(box, leaves, leaf_motion)
+    if len(part.rows) == 0:
+        return None
+    layer, exact, decoded, exact_count = encode_layer(box, part, columns, setup.steps)
+    coded = _code_channels(_without(plan, part.rows), columns, setup, known=(part.rows, decoded),
+                           prefix=_framed(layer) + _framed(exact))
+    return dataclasses.replace(coded, exact_count=coded.exact_count + exact_count)
+
+
+def _without(plan: LevelPlan, rows: np.ndarray) -> LevelPlan:
+    """The visiting order of the voxels that temporal voxels ``rows`` leave to the spatial passes (empty passes
+    dropped)."""
+    temporal = np.zeros(len(plan.flat), bool)
+    temporal[rows] = True
+    passes = [Pass(visit.rows[~temporal[visit.rows]], visit.level, visit.axes) for visit in plan.passes]
+    return LevelPlan(plan.shape, plan.flat, [visit for visit in passes if len(visit.rows)], plan.max_level)
+
+
+def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, context: ArmWeights | None = None,
+                   reference: TimeReference | None = None) -> np.ndarray:
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
-    (``context``: the neural context model it used, if any)."""
+    (``context``: the neural context model it used, if any; ``reference``: the decoded frame its header's
+    ``time_frame`` names, if any)."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     if (context is None) != (header.context_frame is None):
         raise ValueError("value header and the given context model disagree on whether one was used")
     plan = plan_levels(ijk, header.max_level)
     columns = np.empty((len(ijk), header.channels), np.float32)
-    offset = 0
+    offset, known = 0, None
+    if header.time_frame is not None:
+        offset, known = _decode_temporal(ijk, header, stream, reference)
+        plan = _without(plan, known[0])
+    elif reference is not None:
+        raise ValueError("a time reference is given for values coded without the time mode")
     for channel in range(header.channels):
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
         coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
                               header.shrink, context)
+        if known is not None:
+            coder.canvas.store(plan.flat[known[0]], known[1][:, channel])
         columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
+    if known is not None:
+        columns[known[0]] = known[1]
     if offset != len(stream):
         raise ContextStreamError(f"value stream has {len(stream) - offset} bytes past its last channel")
     return columns[:, 0] if header.channels == 1 else columns
+
+
+def _decode_temporal(ijk: np.ndarray, header: BoundedHeader, stream: bytes, reference: TimeReference | None
+                     ) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+    """The time layer at the stream's start: where the channels' streams begin, the temporal rows and their values."""
+    if reference is None or reference.frame != header.time_frame:
+        raise ValueError(f"values are predicted from frame {header.time_frame}, which was not given decoded")
+    if len(ijk) == 0 or reference.channels != header.channels:
+        raise ValueError("the time reference does not fit the value header (no voxels, or other channels)")
+    layer, offset = _frame(stream, 0, "time layer")
+    exact, offset = _frame(stream, offset, "time layer's exact values")
+    steps = _Setup(list(header.bounds), list(header.background), header.inactive_known, header.shrink, None).steps
+    part, decoded = decode_layer(ReferenceBox.build(ijk, reference), Leaves.of_voxels(ijk), layer,
+                                 np.frombuffer(exact, "<f4"), steps)
+    return offset, (part.rows, decoded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,8 +320,10 @@ class _ChannelCoder:
             arm.store_codes(self.codes, flat, codes, escaped)
 
     def encode(self, values: np.ndarray, record: list[TrainingPass] | None = None
-               ) -> tuple[bytes, tuple[int, ...], np.ndarray, int]:
+               ) -> tuple[bytes, tuple[int, ...], np.ndarray, int, np.ndarray]:
+        """The channel's streams, choices, decoded values, count of exact values and each row's code."""
         decoded = np.empty(len(values), np.float32)
+        row_codes = np.zeros(len(values), np.int64)
         coded, exact, chosen = [], [], []
         for visit in self.plan.passes:
             prediction, step = self.predict(visit)
@@ -229,10 +344,11 @@ class _ChannelCoder:
                 record.append(TrainingPass(record_features, codes))
             self.store(visit, result, codes, escaped)
             decoded[visit.rows] = result
+            row_codes[visit.rows] = codes
         exact_values = np.concatenate(exact) if exact else np.zeros(0, np.float32)
         code_stream = encode_codes(coded) if self.context is None else arm.encode_codes(coded)
         data = _framed(code_stream) + _framed(exact_values.astype("<f4").tobytes())
-        return data, tuple(chosen), decoded, len(exact_values)
+        return data, tuple(chosen), decoded, len(exact_values), row_codes
 
     def decode(self, codes_data: bytes, exact: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
         if len(choices) != len(self.plan.passes):
@@ -306,7 +422,8 @@ def _frame(stream: bytes, offset: int, what: str) -> tuple[bytes, int]:
 
 
 def encode_grid(grid: SparseGrid, bound: float | tuple[float, ...], context: ArmWeights | None = None,
-                record: list[TrainingPass] | None = None) -> BoundedCode:
+                record: list[TrainingPass] | None = None, reference: TimeReference | None = None) -> BoundedCode:
     """``encode_bounded`` of a grid's values: inactive voxels are known to hold the background except in a level set."""
     return encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
-                          inactive_known=grid.grid_class != "level set", context=context, record=record)
+                          inactive_known=grid.grid_class != "level set", context=context, record=record,
+                          reference=reference)

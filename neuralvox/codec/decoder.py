@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from neuralvox.codec import chunked
 from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.bounded import BoundedHeader
 from neuralvox.codec.chunks import Chunks
 from neuralvox.codec.frame_feed import AHEAD_VOXELS_PER_WORKER
 from neuralvox.codec.header import (
@@ -34,6 +35,7 @@ from neuralvox.codec.header import (
     payload_key,
 )
 from neuralvox.codec.schema import check_header, check_summary, is_plain_name
+from neuralvox.codec.temporal import TimeReference
 from neuralvox.codec.value_jobs import ChunkTopology, decode_chunk
 from neuralvox.codec.values import (
     STATE_STREAMS,
@@ -59,6 +61,7 @@ from neuralvox.vdb import VdbError, list_grids, write_nvdb, write_vdb
 OUTPUT_FORMATS = ("vdb", "nvdb")
 Region = tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min, max) voxel coordinates
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
+REFERENCES_KEPT = 4  # decoded bounded grids kept for the frames predicted from them (the time mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,18 +177,34 @@ class Frame(Mapping[str, SparseGrid]):
         return self._voxel_decoders[grid]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Decoded:
+    """A chunk's values decoded already (in this process), in place of an engine's handle."""
+
+    values: np.ndarray
+
+
 class _PendingGrid:
-    """A bounded grid whose chunks are being decoded: how to make the SparseGrid once the engine returns them."""
+    """A bounded grid whose chunks are being decoded: how to make the SparseGrid once the engine returns them, and
+    ``keep``: what to do with the whole grid's values when every chunk was decoded (a later frame refers to them)."""
 
     def __init__(self, make: Callable[[np.ndarray, np.ndarray], SparseGrid], ijk: np.ndarray, chunks: Chunks,
-                 wanted: list[int], handles: list[Any], region: Region | None) -> None:
+                 wanted: list[int], handles: list[Any], region: Region | None,
+                 keep: Callable[[np.ndarray], None] | None = None) -> None:
         self.make, self.ijk, self.chunks, self.wanted, self.handles, self.region = (make, ijk, chunks, wanted, handles,
                                                                                     region)
+        self.keep = keep
 
     def collect(self, engine: Engine) -> SparseGrid:
-        parts = [engine.result(handle) for handle in self.handles]
-        if len(self.chunks) == 1 and self.wanted == [0] and self.region is None:
-            return self.make(self.ijk, parts[0])
+        parts = [h.values if isinstance(h, _Decoded) else engine.result(h) for h in self.handles]
+        if len(self.wanted) == len(self.chunks) and (self.region is None or self.keep is not None):
+            values = _whole(self.chunks, self.wanted, parts, len(self.ijk))
+            if self.keep is not None:
+                self.keep(values)
+            if self.region is None:
+                return self.make(self.ijk, values)
+            inside = _inside(self.ijk, self.region)
+            return self.make(self.ijk[inside], values[inside])
         rows = [self.chunks.rows[i] for i in self.wanted]
         ijk = np.concatenate([self.ijk[r] for r in rows]) if rows else self.ijk[:0]
         values = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
@@ -195,6 +214,16 @@ class _PendingGrid:
             inside = _inside(ijk, self.region)
             ijk, values = ijk[inside], values[inside]
         return self.make(ijk, values)
+
+
+def _whole(chunks: Chunks, order: list[int], parts: list[np.ndarray], voxels: int) -> np.ndarray:
+    """The values of a grid from those of all its chunks (``parts``, of chunks ``order``)."""
+    if len(parts) == 1:
+        return parts[0]
+    values = np.empty((voxels, *parts[0].shape[1:]), np.float32)
+    for index, part in zip(order, parts, strict=True):
+        values[chunks.rows[index]] = part
+    return values
 
 
 def _inside(ijk: np.ndarray, region: Region) -> np.ndarray:
@@ -266,6 +295,11 @@ class NvoxArchive:
         self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
         self._context_cache: dict[tuple[int, str], ArmWeights] = {}
+        # the decoded values of the bounded grids later frames are predicted from (the time mode), the latest few
+        self._referenced = {(info.values.time_frame, name) for frame in self.header.frames
+                            for name, info in frame.grids.items()
+                            if isinstance(info.values, BoundedHeader) and info.values.time_frame is not None}
+        self._reference_cache: collections.OrderedDict[tuple[int, str], np.ndarray] = collections.OrderedDict()
 
     def __enter__(self) -> NvoxArchive:
         return self
@@ -389,14 +423,63 @@ class NvoxArchive:
         )
 
     def submit_bounded(self, number: int, grid: str, region: Region | None) -> _PendingGrid | None:
-        """Start decoding a bounded grid's chunks (those meeting ``region``) on the engine; None for other grids."""
-        if not self.entry(number).grids[grid].is_bounded:
+        """Start decoding a bounded grid's chunks (those meeting ``region``) on the engine; None for other grids. A
+        grid predicted from an earlier frame (the time mode, one chunk) is decoded here and now, after that frame."""
+        info = self.entry(number).grids[grid]
+        if not info.is_bounded:
             return None
         ijk = self.topology(number, grid)
         chunks = self.chunks(number, grid, ijk)
-        wanted = list(range(len(chunks))) if region is None else chunks.touching(*region)
+        make = functools.partial(self._make_grid, number, grid)
+        if isinstance(info.values, BoundedHeader) and info.values.time_frame is not None:
+            return _PendingGrid(make, ijk, chunks, [0], [_Decoded(self.bounded_values(number, grid))], region)
+        keep = functools.partial(self._keep, number, grid) if (number, grid) in self._referenced else None
+        wanted = list(range(len(chunks))) if region is None or keep is not None else chunks.touching(*region)
         handles = self.submit_chunks(number, grid, ijk, chunks, wanted)
-        return _PendingGrid(functools.partial(self._make_grid, number, grid), ijk, chunks, wanted, handles, region)
+        return _PendingGrid(make, ijk, chunks, wanted, handles, region, keep)
+
+    def bounded_values(self, number: int, grid: str) -> np.ndarray:
+        """All decoded values of a bounded grid, decoding the frames it is predicted from first, oldest first (kept
+        for the next frames: the latest ``REFERENCES_KEPT``)."""
+        chain = [number]
+        while (chain[-1], grid) not in self._reference_cache and self._time_frame(chain[-1], grid) is not None:
+            chain.append(self._time_frame(chain[-1], grid))
+        values = np.zeros(0, np.float32)
+        for link in reversed(chain):
+            if (link, grid) in self._reference_cache:
+                self._reference_cache.move_to_end((link, grid))
+                values = self._reference_cache[(link, grid)]
+                continue
+            source = self._time_frame(link, grid)
+            reference = None if source is None else TimeReference(source, self.topology(source, grid), values)
+            values = self._whole_grid(link, grid, reference)
+            self._keep(link, grid, values)
+        return values
+
+    def _time_frame(self, number: int, grid: str) -> int | None:
+        header = self.entry(number).grids[grid].values
+        return header.time_frame if isinstance(header, BoundedHeader) else None
+
+    def _whole_grid(self, number: int, grid: str, reference: TimeReference | None) -> np.ndarray:
+        """The values of every chunk of a bounded grid, predicted from ``reference`` in the time mode."""
+        ijk = self.topology(number, grid)
+        header = self.entry(number).grids[grid].values
+        if reference is not None:
+            try:
+                return decode_chunk(ChunkTopology(ijk, None), header,
+                                    self.reader.get(payload_key(number, grid, chunked.STREAM)),
+                                    self._context_model(header.context_frame, grid), reference)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
+        chunks = self.chunks(number, grid, ijk)
+        everything = list(range(len(chunks)))
+        parts = [self.engine.result(h) for h in self.submit_chunks(number, grid, ijk, chunks, everything)]
+        return _whole(chunks, everything, parts, len(ijk))
+
+    def _keep(self, number: int, grid: str, values: np.ndarray) -> None:
+        self._reference_cache[(number, grid)] = values
+        while len(self._reference_cache) > REFERENCES_KEPT:
+            self._reference_cache.popitem(last=False)
 
     def chunks(self, number: int, grid: str, ijk: np.ndarray) -> Chunks:
         """The chunks of a bounded grid's decoded voxels, checked against its value header."""
@@ -429,7 +512,7 @@ class NvoxArchive:
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""
-        for cache in (self._topology_cache, self._state_cache):
+        for cache in (self._topology_cache, self._state_cache, self._reference_cache):
             for key in [k for k in cache if k[0] < number]:
                 del cache[key]
 

@@ -44,6 +44,8 @@ from neuralvox.codec.header import (
 from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
 from neuralvox.codec.quality import QualityTarget, quality_target
 from neuralvox.codec.report import CompressReport, GridTracker, ProgressBar
+from neuralvox.codec.temporal import TimeReference
+from neuralvox.codec.time_choice import TIME_MODES, TimeChoice
 from neuralvox.codec.topology_refs import best_topology, topology_candidates
 from neuralvox.codec.value_jobs import PendingValues, ValueJobs
 from neuralvox.codec.values import (
@@ -142,17 +144,23 @@ CONTEXT_MODELS = ("auto", "counting")
 
 
 def collect_bounded_values(jobs: ValueJobs, pending: PendingValues, context: GridContext | None,
-                           fit_seconds: float = 0.0) -> EncodedValues:
+                           fit_seconds: float = 0.0, reference: TimeReference | None = None,
+                           time_choice: TimeChoice | None = None) -> EncodedValues:
     """The error-bounded coding of one grid, in the shape the sequence loop stores (one ``values`` stream, or one a
     chunk, and the neural context model's ``context`` stream in the frame that sends it), once the engine has coded
-    its chunks. Its seconds are the chunks' coding time plus ``fit_seconds`` (the context model's fit, if any)."""
-    header, streams, decoded, seconds = jobs.collect(pending)
+    its chunks (a grid deferred for the time mode is coded now, predicted from ``reference`` where that pays, and
+    ``time_choice`` learns what that saved). Its seconds are the chunks' coding time plus ``fit_seconds`` (the context
+    model's fit, if any)."""
+    collected = jobs.collect(pending, reference)
     grid = pending.grid
-    error = error_stats(grid.values, decoded, peak=value_range(grid.values))
-    stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, seconds + fit_seconds, 0)
+    error = error_stats(grid.values, collected.decoded, peak=value_range(grid.values))
+    stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, collected.seconds + fit_seconds, 0)
+    streams = collected.streams
+    if time_choice is not None and collected.time_saving is not None:
+        time_choice.record(grid.name, collected.time_saving, sum(len(data) for data in streams.values()))
     if context is not None and context.send:
         streams[CONTEXT] = context.weights.to_bytes()
-    return EncodedValues(header, streams, stats, [], None, decoded)
+    return EncodedValues(collected.header, streams, stats, [], None, collected.decoded)
 
 
 def _coded_grids(vdb: VdbFile, grids: Sequence[str] | None, path: Path, in_place: bool) -> dict[str, SparseGrid]:
@@ -192,8 +200,9 @@ class _GridBounds:
     survey of the sequence comes first when the bound depends on it (a PSNR, or a bound in % of the value range)."""
 
     def __init__(self, target: QualityTarget, sequence: FrameSequence, grids: Sequence[str] | None,
-                 skip_bad_frames: bool, progress: bool, context_model: str = "auto") -> None:
+                 skip_bad_frames: bool, progress: bool, context_model: str = "auto", time_mode: str = "auto") -> None:
         self.target = target
+        self.time = TimeChoice(time_mode)
         self.frames = len(sequence.frames)
         self.context_model = context_model
         self.surveys: dict[str, GridSurvey] = {}
@@ -248,7 +257,7 @@ class _GridBounds:
         number = frame.number if frame.number is not None else 0
         context = self.context(grid, number)
         chunk_context = COUNTING if context is None else ChunkContext(context.weights, context.frame)
-        return jobs.submit(frame.path, grid, self.of(grid), chunk_context)
+        return jobs.submit(frame.path, grid, self.of(grid), chunk_context, defer=self.time.wanted(grid.name))
 
 
 def _check_bound_names(target: QualityTarget | None, grids: Sequence[str] | None, first: Path) -> None:
@@ -353,8 +362,10 @@ class _SequenceCoder:
         options = self.options
         if options.bounds is not None:
             bounds = options.bounds
+            last = self.previous.get(grid.name)
+            reference = None if last is None else TimeReference(last.number, last.ijk, last.decoded)
             return collect_bounded_values(options.jobs, self.pending.pop(grid.name), bounds.context(grid, number),
-                                          bounds.fit_seconds.pop(grid.name, 0.0))
+                                          bounds.fit_seconds.pop(grid.name, 0.0), reference, bounds.time)
         guess = None
         if previous is not None:
             guess = guess_motion(frame_grids, grid, (previous.state.ijk, previous.decoded))
@@ -414,6 +425,7 @@ def compress(
     workers: int | None = None,
     ray: str | bool | None = None,
     chunk_voxels: int | None = None,
+    time_mode: str = "auto",
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -433,6 +445,8 @@ def compress(
 
     The codes are range coded under a per-sequence neural context model (``codec/arm.py``) where, fitted on sample
     frames, it saves more than its own size; else (or with ``context_model="counting"``) under counting contexts.
+    With ``time_mode`` "auto", each frame's leaves may be predicted from the previous decoded frame of the group,
+    moved by a per-leaf motion (``codec/temporal.py``), where that is shorter (see ``TimeChoice``); "off" never.
 
     A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
     out with a warning (later frames then refer to the last frame stored).
@@ -452,6 +466,8 @@ def compress(
     target = None if base_only else quality_target(quality, max_error, psnr)
     if context_model not in CONTEXT_MODELS:
         raise ValueError(f"--context-model must be one of {', '.join(CONTEXT_MODELS)}, got {context_model!r}")
+    if time_mode not in TIME_MODES:
+        raise ValueError(f"--time-mode must be one of {', '.join(TIME_MODES)}, got {time_mode!r}")
     _check_bound_names(target, grids, sequence.frames[0].path)
     limits = ChunkLimits() if chunk_voxels is None else ChunkLimits(max_voxels=_check_chunk_voxels(chunk_voxels))
     torch_device = str(resolve_device(device))
@@ -461,7 +477,7 @@ def compress(
     with contextlib.ExitStack() as stack:
         archive = stack.enter_context(ArchiveWriter(output, force=force))  # refuses an existing output first
         bounds = None if target is None else _GridBounds(target, sequence, grids, skip_bad_frames, progress,
-                                                         context_model)
+                                                         context_model, time_mode)
         jobs = None
         if bounds is not None:
             jobs = ValueJobs(stack.enter_context(contextlib.closing(_value_engine(sequence, grids, workers, ray))),
@@ -488,11 +504,12 @@ def compress(
                                  None if target is None else target.describe(),
                                  None if bounds is None else bounds.bounds)
         summary = ArchiveSummary(__version__, datetime.datetime.now().isoformat(), settings, skipped, tuple(reports))
-        header = ArchiveHeader(sequence.pattern, tuple(sequence.gaps()), tuple(frames), summary)
+        header = ArchiveHeader(sequence.pattern, tuple(sequence.gaps()), tuple(f.without_stats() for f in frames),
+                               summary)
         archive.set_header(header.to_json())
     source_file_bytes = sum(f.path.stat().st_size for f in sequence.frames)
     return CompressReport(output, output.stat().st_size, source_file_bytes, reports, sorted(skipped),
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, {name: t.frame_stats for name, t in trackers.items()})
 
 
 def _finish(sequence: FrameSequence, frames: list[FrameEntry], skipped: dict[str, str],

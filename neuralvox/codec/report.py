@@ -16,7 +16,7 @@ from neuralvox.metrics import ErrorStats, bits_per_voxel, error_stats, flicker_r
 
 @dataclasses.dataclass
 class CompressReport:
-    """Per-grid results and the archive's totals."""
+    """Per-grid results and the archive's totals, and each grid's errors frame by frame (in coding order)."""
 
     archive: Path
     archive_bytes: int
@@ -24,6 +24,7 @@ class CompressReport:
     grids: list[GridReport]
     skipped: list[str]
     seconds: float
+    frame_errors: dict[str, list[ErrorStats]] = dataclasses.field(default_factory=dict)
 
     @property
     def coded_source_bytes(self) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from neuralvox.codec import chunked
-from neuralvox.codec.bounded import FORMAT as BOUNDED_FORMAT
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
@@ -217,6 +216,13 @@ def check_bounded_v2(check: _Checker, header: dict[str, Any], grid: dict[str, An
     check.get(header, "context_frame", (int, type(None)))
 
 
+def check_bounded_v3(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-bounded/3``: /2 plus ``time_frame``, the frame whose decoded grid the time mode predicts leaves
+    from (null: no time mode); ``_check_time_frame`` checks it points back."""
+    check_bounded_v2(check, header, grid)
+    check.get(header, "time_frame", (int, type(None)))
+
+
 def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
     """``neuralvox-chunked/1``: bounded values in spatial chunks, each a header of the bounded format and one
     ``values.<k>`` stream; the chunks' voxels add up to the grid's, and all name the same context frame."""
@@ -230,11 +236,13 @@ def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
         raise check.fail("chunks", f"{len(chunks)} chunks for {grid['voxels']} voxels")
     total = 0
     for index, chunk in enumerate(chunks):
-        if not isinstance(chunk, dict) or chunk.get("format") != BOUNDED_FORMAT:
-            raise check.fail(f"chunks[{index}]", f"not a {BOUNDED_FORMAT} header")
+        if not isinstance(chunk, dict) or chunk.get("format") not in BOUNDED_FORMATS[1:]:
+            raise check.fail(f"chunks[{index}]", f"not a {' or '.join(BOUNDED_FORMATS[1:])} header")
         try:
             voxels = check.integer(chunk, "voxels", 1, MAX_VOXELS)
-            check_bounded_v2(check, chunk, {**grid, "voxels": voxels, "streams": [VALUES]})
+            VALUE_VALIDATORS[chunk["format"]](check, chunk, {**grid, "voxels": voxels, "streams": [VALUES]})
+            if chunk.get("time_frame") is not None:
+                raise check.fail("time_frame", "a chunk of a chunked grid is never predicted from another frame")
         except ArchiveFormatError as exc:
             raise check.fail(f"chunks[{index}].{exc.field}", exc.problem) from None
         if chunk["context_frame"] != chunks[0]["context_frame"]:
@@ -247,9 +255,9 @@ def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
         raise check.fail("streams", f"lacks {', '.join(missing[:3])}")
 
 
-VALUE_VALIDATORS: dict[str, ValueValidator] = {NEURAL_FORMAT: check_values_v1, NEURAL_CONTEXT_FORMAT: check_values_v2,
-                                               BOUNDED_FORMATS[0]: check_bounded_v1,
-                                               BOUNDED_FORMATS[1]: check_bounded_v2, chunked.FORMAT: check_chunked_v1}
+VALUE_VALIDATORS: dict[str, ValueValidator] = {
+    NEURAL_FORMAT: check_values_v1, NEURAL_CONTEXT_FORMAT: check_values_v2, BOUNDED_FORMATS[0]: check_bounded_v1,
+    BOUNDED_FORMATS[1]: check_bounded_v2, BOUNDED_FORMATS[2]: check_bounded_v3, chunked.FORMAT: check_chunked_v1}
 
 
 # ------------------------------------------------------------------------------------------------ header
@@ -362,6 +370,7 @@ def _check_grid(check: _Checker, number: int, name: str, grid: Any, earlier: dic
                                           f"{', '.join(VALUE_VALIDATORS)}; from a newer neuralvox?)")
     validator(check, values, grid)
     _check_context_frame(check, number, name, values, grid, earlier)
+    _check_time_frame(check, name, values, earlier)
     if "predicted" in values and grid["latents_from"] is None:
         raise check.fail("latents_from", "a predicted grid needs the frame it is predicted from")
     if "stats" in grid:
@@ -409,6 +418,17 @@ def _check_context_frame(check: _Checker, number: int, name: str, values: dict[s
     if not isinstance(holder, dict) or CONTEXT not in holder.get("streams", []):
         raise check.fail("values.context_frame", f"frame {owner} is not this or an earlier frame holding this grid's "
                                                  "context model")
+
+
+def _check_time_frame(check: _Checker, name: str, values: dict[str, Any], earlier: dict[int, dict[str, Any]]) -> None:
+    """A grid in the time mode is predicted from an earlier frame holding the same grid coded bounded in one piece."""
+    source = values.get("time_frame")
+    if source is None:
+        return
+    holder = earlier.get(source, {}).get(name)
+    if not isinstance(holder, dict) or holder["values"].get("format") not in BOUNDED_FORMATS:
+        raise check.fail("values.time_frame", f"frame {source} is not an earlier frame holding this grid's bounded "
+                                              "values in one piece")
 
 
 _REPORT_NUMBERS = ("frames", "voxels", "source_bytes", "coded_bytes", "ratio", "bpv", "psnr", "rmse", "max_abs_error",

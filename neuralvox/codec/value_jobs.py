@@ -18,6 +18,7 @@ from neuralvox.codec import bounded
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.chunked import ChunkCode, ChunkContext, ChunkedValues, assemble, encode_chunk, encode_part
 from neuralvox.codec.chunks import DEFAULT_LIMITS, ChunkLimits, Chunks, split_voxels
+from neuralvox.codec.temporal import TimeReference
 from neuralvox.grid import SparseGrid
 from neuralvox.parallel import Engine, RayEngine
 from neuralvox.vdb import read_vdb
@@ -53,13 +54,35 @@ def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...]
     return [encode_chunk(grid, chunks, index, bound, context) for index in indices]
 
 
+@dataclasses.dataclass(frozen=True)
+class Deferred:
+    """A grid left to be coded in this process once the previous frame is coded: its bound and context model."""
+
+    bound: float | tuple[float, ...]
+    context: ChunkContext
+
+
 @dataclasses.dataclass
 class PendingValues:
-    """A grid whose chunks are being coded: the grid, its chunks and the engine's handles of their tasks."""
+    """A grid whose chunks are being coded: the grid, its chunks and the engine's handles of their tasks; or, for the
+    time mode, what coding it later needs (``deferred``)."""
 
     grid: SparseGrid
     chunks: Chunks
     handles: list[Any]
+    deferred: Deferred | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectedValues:
+    """A grid's bounded coding: value header, streams, decoded values, the seconds its chunks took to code (summed
+    over workers), and the bytes the time mode saved (None: it was not tried)."""
+
+    header: ChunkedValues
+    streams: dict[str, bytes]
+    decoded: np.ndarray
+    seconds: float
+    time_saving: int | None
 
 
 class ValueJobs:
@@ -71,10 +94,13 @@ class ValueJobs:
         self.on_ray = isinstance(engine, RayEngine)
 
     def submit(self, path: Path, grid: SparseGrid, bound: float | tuple[float, ...],
-               context: ChunkContext) -> PendingValues:
+               context: ChunkContext, defer: bool = False) -> PendingValues:
         """Start coding ``grid`` (voxels in canonical order) under ``context``, read from the frame at ``path`` on
-        Ray."""
+        Ray; ``defer``: a grid of one chunk is instead coded by ``collect``, in this process, where it may be
+        predicted from the previous frame (the time mode)."""
         chunks = split_voxels(grid.ijk, self.limits)
+        if defer and len(chunks) == 1:
+            return PendingValues(grid, chunks, [], Deferred(bound, context))
         if self.on_ray:
             batches = np.array_split(np.arange(len(chunks)), min(len(chunks), self.engine.workers))
             where = str(Path(path).resolve())
@@ -88,11 +114,16 @@ class ValueJobs:
                        for i, rows in enumerate(chunks.rows)]
         return PendingValues(grid, chunks, handles)
 
-    def collect(self, pending: PendingValues) -> tuple[ChunkedValues, dict[str, bytes], np.ndarray, float]:
-        """The value header, streams and decoded values of a submitted grid (waits for its tasks), and the seconds
-        its chunks took to code (summed over workers)."""
-        codes = [code for handle in pending.handles for code in self.engine.result(handle)]
-        return *assemble(pending.grid, pending.chunks, codes, self.limits), sum(code.seconds for code in codes)
+    def collect(self, pending: PendingValues, reference: TimeReference | None = None) -> CollectedValues:
+        """The coding of a submitted grid (waits for its tasks); a deferred one is coded here, predicted from
+        ``reference`` where that pays."""
+        if pending.deferred is not None:
+            codes = [encode_part(pending.grid, 0, pending.deferred.bound, pending.deferred.context, alone=True,
+                                 reference=reference)]
+        else:
+            codes = [code for handle in pending.handles for code in self.engine.result(handle)]
+        header, streams, decoded = assemble(pending.grid, pending.chunks, codes, self.limits)
+        return CollectedValues(header, streams, decoded, sum(code.seconds for code in codes), codes[0].time_saving)
 
 
 class ChunkTopology:
@@ -109,6 +140,7 @@ class ChunkTopology:
 
 
 def decode_chunk(part: ChunkTopology, header: bounded.BoundedHeader, stream: bytes,
-                 context: ArmWeights | None) -> np.ndarray:
-    """Task: the values of one chunk from its bounded header, stream and the grid's context model."""
-    return bounded.decode_bounded(part.ijk(), header, stream, context)
+                 context: ArmWeights | None, reference: TimeReference | None = None) -> np.ndarray:
+    """Task: the values of one chunk from its bounded header, stream and the grid's context model (and the decoded
+    frame it is predicted from, in the time mode)."""
+    return bounded.decode_bounded(part.ijk(), header, stream, context, reference)
