@@ -14,11 +14,13 @@ import torch
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.context_latents import dequantized, quantize_context
 from neuralvox.codec.header import Architecture
+from neuralvox.codec.latent_codecs import compress_weights
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
 from neuralvox.model.latent_context import LatentContextModel
 from neuralvox.model.motion import LatentPredictor
+from neuralvox.model.soft_round import soft_round, soft_round_schedule
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(iterations_done, iterations_total)`` while fitting."""
@@ -33,6 +35,7 @@ _NOISE_FRACTION = 0.6  # share of the main phase decoding noisy latents before s
 _MIN_STEP = 2.0**-14  # smallest normal float16: steps are stored as float16
 _MOTION_LEARNING_RATE = 0.02  # voxels per Adam step
 _MOTION_FRACTION = 0.5  # share of a predicted frame's main phase that refines its motion
+_SOFT_ROUND_SHARPNESS = (2.0, 16.0)  # soft rounding's alpha at the start and the end of the noisy phase
 
 
 @dataclasses.dataclass
@@ -97,7 +100,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
         groups += [{"params": [predictor.motion], "lr": _MOTION_LEARNING_RATE},
                    {"params": list(predictor.prior.parameters()), "lr": _PRIOR_LEARNING_RATE}]
     _train(field, targets, quality.rate_lambda, groups, None, main_iterations, int(_NOISE_FRACTION * main_iterations),
-           report, predictor)
+           report, predictor, quality.soft_round)
 
     if not all(torch.isfinite(parameter).all() for parameter in field.parameters()):
         raise FloatingPointError("value fit diverged: the latent field holds NaN or infinite parameters")
@@ -105,7 +108,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     fixed_steps = [torch.from_numpy(step.astype(np.float32)).to(target.device) for step in steps]
     decoder = shared_decoder
     if decoder is None:
-        decoder = quantize_decoder(field.decoder, quality.weight_step, architecture)
+        decoder = _quantized_decoder(field, targets, fixed_steps, quality, architecture)
         decoder.load_into(field.decoder)
         field.decoder.requires_grad_(False)
         if isinstance(field.rate, LatentContextModel):
@@ -127,6 +130,29 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
                for values, step in zip(field.latents, fixed_steps, strict=True)]
     return FitResult(latents, steps, decoder, total, time.perf_counter() - start,
                      None if motion is None else motion.cpu().numpy())
+
+
+def _quantized_decoder(field: LatentField, targets: list[torch.Tensor], steps: list[torch.Tensor], quality: Quality,
+                       architecture: Architecture) -> QuantizedDecoder:
+    """The decoder quantized with the preset's weight step, or with whichever of its candidate ``weight_steps``
+    gives the least distortion (rounded latents, no prediction) plus rate_lambda times the weights' bits per voxel."""
+    if not quality.weight_steps:
+        return quantize_decoder(field.decoder, quality.weight_step, architecture)
+    trained = {name: values.clone() for name, values in field.decoder.state_dict().items()}
+    voxel_count = sum(target.shape[0] for target in targets)
+    best, best_cost = None, math.inf
+    for fraction in quality.weight_steps:
+        candidate = quantize_decoder(field.decoder, fraction, architecture)
+        candidate.load_into(field.decoder)
+        with torch.no_grad():
+            rounded = [torch.round(values / step) for values, step in zip(field.latents, steps, strict=True)]
+            squared = sum(float(((field(rounded, steps, batch) - target) ** 2).sum())
+                          for batch, target in enumerate(targets))
+        cost = (squared + quality.rate_lambda * 8 * len(compress_weights(candidate))) / voxel_count
+        if cost < best_cost:
+            best, best_cost = candidate, cost
+        field.decoder.load_state_dict(trained)
+    return best
 
 
 def _hold_context(field: LatentField, weights: tuple[ArmWeights, ...]) -> None:
@@ -158,13 +184,16 @@ def _single_threaded(device: torch.device) -> Iterator[None]:
 
 def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, groups: list[dict],
            fixed_steps: list[torch.Tensor] | None, iterations: int, noisy_until: int,
-           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None) -> None:
+           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None,
+           soft: bool = False) -> None:
     """Adam on distortion + lambda * bits per voxel with a cosine learning-rate decay, one batch per iteration.
 
     The decoder sees latents plus uniform noise for the first ``noisy_until`` iterations, then rounded latents with a
     straight-through gradient; the rate is always that of the noisy latents. The quantization steps are learned
     unless ``fixed_steps`` are given. ``prediction`` is added to the latents: a predictor (its motion refined, and
-    its bits counted, in the first ``_MOTION_FRACTION`` of the iterations, then held) or fixed tensors.
+    its bits counted, in the first ``_MOTION_FRACTION`` of the iterations, then held) or fixed tensors. With
+    ``soft`` the noisy phase decodes soft_round(soft_round(y) + noise) and rates soft_round(y) + noise, the
+    sharpness annealed (C3).
     """
     voxel_count = sum(target.shape[0] for target in targets)
     if iterations == 0 or voxel_count == 0:
@@ -180,9 +209,12 @@ def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, 
             group["lr"] = rate * (_FINAL_LEARNING_RATE + (1 - _FINAL_LEARNING_RATE) * cosine)
         steps = field.steps() if fixed_steps is None else fixed_steps
         latents = [values / step for values, step in zip(field.latents, steps, strict=True)]
+        alpha = soft_round_schedule(iteration / max(noisy_until, 1), *_SOFT_ROUND_SHARPNESS)
+        if soft and iteration < noisy_until:
+            latents = [soft_round(values, alpha) for values in latents]
         noisy = [values + torch.empty_like(values).uniform_(-0.5, 0.5) for values in latents]
         if iteration < noisy_until:
-            decoded_from = noisy
+            decoded_from = [soft_round(values, alpha) for values in noisy] if soft else noisy
         else:
             decoded_from = [values + (torch.round(values) - values).detach() for values in latents]
         batch = iteration % len(targets)
