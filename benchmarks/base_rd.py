@@ -1,12 +1,11 @@
 """Whole-archive bits and PSNR of `compress --base-only` on the four reference sequences, one JSON line a run.
 
     .venv/bin/python benchmarks/base_rd.py [--only default smoke128 liquid64 blender] [--qualities low medium]
-        [--lambda-scale 1.0] [--context-hidden H] [--weight-steps F ...] [--frames N] [--out FILE.jsonl]
+        [--lambda-scale 1.0] [--weight-steps F ...] [--frames N] [--out FILE.jsonl]
 
 Runs whatever `neuralvox` the interpreter imports (run it from another checkout's root with that checkout's venv to
 measure that commit). ``--lambda-scale`` multiplies each preset's rate weight (more points on one curve without a
-PSNR target); ``--context-hidden`` sets the latents' context model's width (0: none; needs a checkout that has
-one); ``--weight-steps`` sets every preset's candidate decoder weight steps (fractions such as 1/31; needs a
+PSNR target); ``--weight-steps`` sets every preset's candidate decoder weight steps (fractions such as 1/31; needs a
 checkout that searches them); ``--frames`` keeps the first N frames while iterating. bpv = 8 x the whole .nvox file /
 active voxels.
 """
@@ -51,7 +50,6 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SEQUENCES), default=list(SEQUENCES))
     parser.add_argument("--qualities", nargs="+", default=["low", "medium", "high"])
     parser.add_argument("--lambda-scale", type=float, default=1.0)
-    parser.add_argument("--context-hidden", type=int)
     parser.add_argument("--weight-steps", nargs="+", type=lambda text: 1 / float(text.split("/")[1])
                         if "/" in text else float(text))
     parser.add_argument("--frames", type=int)
@@ -59,8 +57,6 @@ def main() -> None:
     args = parser.parse_args()
     for name, preset in list(presets.QUALITY_PRESETS.items()):
         changes = {"rate_lambda": preset.rate_lambda * args.lambda_scale}
-        if args.context_hidden is not None:
-            changes["context_hidden"] = args.context_hidden
         if args.weight_steps:
             changes["weight_steps"] = tuple(args.weight_steps)
         presets.QUALITY_PRESETS[name] = dataclasses.replace(preset, **changes)
@@ -76,7 +72,6 @@ def main() -> None:
                 seconds = time.perf_counter() - start
             (row,) = report.grids
             line = {"sequence": name, "grid": grid, "quality": quality, "lambda_scale": args.lambda_scale,
-                    "context_hidden": getattr(presets.QUALITY_PRESETS[quality], "context_hidden", 0),
                     "weight_steps": list(getattr(presets.QUALITY_PRESETS[quality], "weight_steps", ())),
                     "frames": row.frames, "voxels": row.voxels, "archive_bytes": report.archive_bytes,
                     "bpv": 8 * report.archive_bytes / row.voxels, "psnr": row.psnr,

@@ -69,14 +69,13 @@ class ArmWeights:
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes, features: int = FEATURES) -> ArmWeights:
-        """Read ``to_bytes``; the first layer must take ``features`` inputs (the bounded codec's by default)."""
+    def from_bytes(cls, data: bytes) -> ArmWeights:
         if len(data) < _HEADER.size:
             raise ContextStreamError("context model stream is shorter than its header")
         version, count = _HEADER.unpack_from(data)
         if version != 1 or not 1 <= count <= MAX_LAYERS:
             raise ContextStreamError(f"context model stream: version {version}, {count} layers is not supported")
-        offset, layers, width = _HEADER.size, [], features
+        offset, layers, width = _HEADER.size, [], FEATURES
         for index in range(count):
             if offset + _LAYER.size > len(data):
                 raise ContextStreamError("context model stream ends inside a layer header")

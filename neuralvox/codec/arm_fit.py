@@ -85,7 +85,7 @@ def train_context(features: np.ndarray, codes: np.ndarray, hidden: int, iteratio
     """The integer context model of ``hidden`` units per layer, trained on ``codes`` given ``features``."""
     with _deterministic(seed):
         layers = _train(features.astype(np.float32), codes.astype(np.float32), hidden, iterations)
-    return quantize_layers(layers)
+    return _quantize(layers)
 
 
 @contextlib.contextmanager
@@ -102,9 +102,8 @@ def _deterministic(seed: int) -> Iterator[None]:
 
 
 def code_bits(out: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Bits of each code (an integer, or a noisy one) under the lattice's law at the network's continuous outputs
-    (mean in quarters, scale index, zero level): a Laplace law of that mean and scale, with extra mass
-    ``1 - 2**-level`` at zero."""
+    """Bits of each code under the lattice's law at the network's continuous outputs (mean in quarters, scale
+    index, zero level): a Laplace law of that mean and scale, with extra mass ``1 - 2**-level`` at zero."""
     mu = out[:, 0].clamp(-MU_STEPS, MU_STEPS) / 4
     scale = torch.exp2(out[:, 1].clamp(0, SCALES - 1) / 2 - 4)
     zero = torch.exp2(-out[:, 2].clamp(0, ZERO_LEVELS - 1))  # the Laplace part's weight
@@ -114,10 +113,7 @@ def code_bits(out: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         return torch.where(z < 0, 0.5 * torch.exp(z.clamp(max=0)), 1 - 0.5 * torch.exp(-z.clamp(min=0)))
 
     laplace = cdf(codes + 0.5) - cdf(codes - 0.5)
-    # the zero mass's share of the bin [code - 1/2, code + 1/2]: all of it at 0, none at other integers, and for noisy
-    # latents (an integer plus uniform noise) the triangle between, so that the context model of the latents trains
-    # on the same law
-    p = zero * laplace + (1 - zero) * (1 - codes.abs()).clamp(min=0)
+    p = zero * laplace + torch.where(codes == 0, 1 - zero, torch.zeros_like(zero))
     return -torch.log2(p.clamp(min=1e-12))
 
 
@@ -147,18 +143,17 @@ def _train(features: np.ndarray, codes: np.ndarray, hidden: int, iterations: int
     return layers
 
 
-def quantize_layers(layers: list[tuple[np.ndarray, np.ndarray]], weight_max: int = _WEIGHT_MAX) -> ArmWeights:
-    """Weights of at most ``weight_max`` in magnitude with a power-of-two scale per layer; biases at the scale of
-    the layer's accumulator."""
+def _quantize(layers: list[tuple[np.ndarray, np.ndarray]]) -> ArmWeights:
+    """int16 weights with a power-of-two scale per layer; biases at the scale of the layer's accumulator."""
     out, input_scale = [], 0
     for weight, bias in layers:
         largest = float(np.abs(weight).max())
-        exponent = math.floor(math.log2(weight_max / largest)) if largest > 0 else 0
+        exponent = math.floor(math.log2(_WEIGHT_MAX / largest)) if largest > 0 else 0
         largest_bias = float(np.abs(bias).max()) * 2.0**input_scale
         if largest_bias > 0:  # the bias must fit int32 at the accumulator's scale
             exponent = min(exponent, math.floor(math.log2(_BIAS_MAX / largest_bias)))
         exponent = int(np.clip(exponent, -16, 30))
-        quantized = np.clip(np.rint(weight * 2.0**exponent), -weight_max, weight_max).astype(np.int16)
+        quantized = np.clip(np.rint(weight * 2.0**exponent), -_WEIGHT_MAX, _WEIGHT_MAX).astype(np.int16)
         scaled_bias = np.clip(np.rint(bias * 2.0 ** (input_scale + exponent)), -_BIAS_MAX, _BIAS_MAX)
         out.append(Layer(quantized, scaled_bias.astype(np.int32), exponent))
         input_scale = FRACTION_BITS

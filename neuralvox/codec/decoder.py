@@ -370,8 +370,7 @@ class NvoxArchive:
             try:
                 self._state_cache[key] = decode_state(self.topology(number, grid), info.neural,
                                                       self._streams(number, grid, STATE_STREAMS), reference,
-                                                      device=self.device,
-                                                      shared_decoder=self.shared_decoder(number, grid))
+                                                      device=self.device)
             except ValueError as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}': {exc}") from None
         return self._state_cache[key]

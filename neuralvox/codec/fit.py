@@ -11,14 +11,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from neuralvox.codec.arm import ArmWeights
-from neuralvox.codec.context_latents import dequantized, quantize_context
 from neuralvox.codec.header import Architecture
 from neuralvox.codec.latent_codecs import compress_weights
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
-from neuralvox.model.latent_context import LatentContextModel
 from neuralvox.model.motion import LatentPredictor
 from neuralvox.model.soft_round import soft_round, soft_round_schedule
 
@@ -27,7 +24,6 @@ Progress = Callable[[int, int], None]
 
 _BATCH_VOXELS = {"cpu": 1 << 16, "cuda": 1 << 20}  # voxels per training step; large frames cycle through batches
 _PRIOR_LEARNING_RATE = 0.05
-_CONTEXT_LEARNING_RATE = 0.01  # the latents' context model (an MLP: the priors' rate made it unstable)
 _STEP_LEARNING_RATE = 0.02
 _FINETUNE_RATE = 0.2  # learning rates after weight quantization, as a fraction of the main phase's
 _FINAL_LEARNING_RATE = 0.02  # cosine schedule floor, as a fraction of the initial rate
@@ -87,13 +83,11 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
 
     if shared_decoder is not None:
         shared_decoder.load_into(field.decoder)
-        if shared_decoder.context:
-            _hold_context(field, shared_decoder.context)
     field.decoder.requires_grad_(shared_decoder is None)
     field.set_steps(initial_steps or [torch.full_like(step, quality.initial_step) for step in field.steps()])
     groups = [{"params": list(field.latents), "lr": quality.latent_learning_rate},
               {"params": list(field.log_steps), "lr": _STEP_LEARNING_RATE},
-              {"params": _trained(field.rate), "lr": _rate_learning_rate(field)}]
+              {"params": list(field.priors.parameters()), "lr": _PRIOR_LEARNING_RATE}]
     if shared_decoder is None:
         groups.append({"params": list(field.decoder.parameters()), "lr": quality.decoder_learning_rate})
     if predictor is not None:
@@ -111,9 +105,6 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
         decoder = _quantized_decoder(field, targets, fixed_steps, quality, architecture)
         decoder.load_into(field.decoder)
         field.decoder.requires_grad_(False)
-        if isinstance(field.rate, LatentContextModel):
-            decoder.context = quantize_context(field.rate)
-            _hold_context(field, decoder.context)
     motion = None
     base = None
     if predictor is not None:
@@ -122,7 +113,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
         with torch.no_grad():
             base = predictor()
     groups = [{"params": list(field.latents), "lr": _FINETUNE_RATE * quality.latent_learning_rate},
-              {"params": _trained(field.rate), "lr": _FINETUNE_RATE * _rate_learning_rate(field)}]
+              {"params": list(field.priors.parameters()), "lr": _FINETUNE_RATE * _PRIOR_LEARNING_RATE}]
     _train(field, targets, quality.rate_lambda, groups, fixed_steps, finetune_iterations, 0,
            lambda done: report(main_iterations + done), base)
 
@@ -153,20 +144,6 @@ def _quantized_decoder(field: LatentField, targets: list[torch.Tensor], steps: l
             best, best_cost = candidate, cost
         field.decoder.load_state_dict(trained)
     return best
-
-
-def _hold_context(field: LatentField, weights: tuple[ArmWeights, ...]) -> None:
-    """Fix the field's context model at what the integer layers ``weights`` compute (as the coder will use it)."""
-    field.rate.load_layers(dequantized(weights))
-    field.rate.requires_grad_(False)
-
-
-def _rate_learning_rate(field: LatentField) -> float:
-    return _CONTEXT_LEARNING_RATE if isinstance(field.rate, LatentContextModel) else _PRIOR_LEARNING_RATE
-
-
-def _trained(module: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [parameter for parameter in module.parameters() if parameter.requires_grad]
 
 
 @contextlib.contextmanager

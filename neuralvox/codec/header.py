@@ -22,8 +22,6 @@ from neuralvox.sequence import NamePattern
 
 ARCHIVE_FORMAT = "neuralvox/1"
 NEURAL_FORMAT = "neuralvox-values/1"
-NEURAL_CONTEXT_FORMAT = "neuralvox-values/2"  # /1 plus the latents' context model (codec/context_latents.py)
-NEURAL_FORMATS = (NEURAL_FORMAT, NEURAL_CONTEXT_FORMAT)
 
 # Stream names: the last part of a payload key.
 TOPOLOGY = "topology"
@@ -86,15 +84,13 @@ class MotionSpec:
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """What shapes the neural base's model: channels, latent levels (stride, channels), the MLP's hidden widths,
-    positional frequencies and activation, and the hidden width of the latents' context model (0: none, the
-    per-column Laplace coder of ``neuralvox-values/1``). A shared decoder must have been made for the same."""
+    positional frequencies and activation. A shared decoder must have been made for the same."""
 
     channels: int
     levels: tuple[tuple[int, int], ...]
     hidden: tuple[int, ...]
     frequencies: int
     activation: str
-    context_hidden: int = 0
 
     @property
     def strides(self) -> list[int]:
@@ -105,25 +101,20 @@ class Architecture:
         return [channels for _, channels in self.levels]
 
     def to_json(self) -> dict[str, Any]:
-        out = {"channels": self.channels, "levels": [list(level) for level in self.levels],
-               "hidden": list(self.hidden), "frequencies": self.frequencies, "activation": self.activation}
-        if self.context_hidden:
-            out["context_hidden"] = self.context_hidden
-        return out
+        return {"channels": self.channels, "levels": [list(level) for level in self.levels],
+                "hidden": list(self.hidden), "frequencies": self.frequencies, "activation": self.activation}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Architecture:
         return cls(int(data["channels"]), tuple((int(s), int(c)) for s, c in data["levels"]),
-                   tuple(int(w) for w in data["hidden"]), int(data["frequencies"]), str(data["activation"]),
-                   int(data.get("context_hidden", 0)))
+                   tuple(int(w) for w in data["hidden"]), int(data["frequencies"]), str(data["activation"]))
 
 
 @dataclasses.dataclass(frozen=True)
 class NeuralValueHeader:
     """``neuralvox-values/1``: the neural base's values of one grid: a ``constant``, or an ``architecture``, the
     value range ``low``..``high`` per channel, whether the decoder is shared with the group's first frame, and for a
-    predicted frame its ``predicted`` motion lattice. ``neuralvox-values/2`` (an architecture with a context model):
-    the same, with the latents coded under the context model that the weights stream carries."""
+    predicted frame its ``predicted`` motion lattice."""
 
     FORMAT: ClassVar[str] = NEURAL_FORMAT
 
@@ -144,17 +135,12 @@ class NeuralValueHeader:
         return self.architecture
 
     @property
-    def format(self) -> str:
-        """/2 where the latents have a context model, else /1 (constant grids included)."""
-        return NEURAL_CONTEXT_FORMAT if self.architecture and self.architecture.context_hidden else NEURAL_FORMAT
-
-    @property
     def latent_stream(self) -> str:
         """The stream holding the frame's coded latents: the residual over the prediction for a predicted frame."""
         return RESIDUAL if self.predicted is not None else LATENTS
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": self.format, "voxels": self.voxels, "channels": self.channels}
+        out: dict[str, Any] = {"format": NEURAL_FORMAT, "voxels": self.voxels, "channels": self.channels}
         if self.constant is not None:
             out["constant"] = list(self.constant)
             return out
@@ -166,8 +152,7 @@ class NeuralValueHeader:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NeuralValueHeader:
-        if data.get("format") not in NEURAL_FORMATS:
-            _expect_format(data, NEURAL_FORMAT, "value header")
+        _expect_format(data, NEURAL_FORMAT, "value header")
         voxels, channels = int(data["voxels"]), int(data["channels"])
         if "constant" in data:
             return cls(voxels, channels, constant=tuple(data["constant"]))
@@ -177,7 +162,7 @@ class NeuralValueHeader:
 
 
 ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader
-_VALUE_READERS = {**dict.fromkeys(NEURAL_FORMATS, NeuralValueHeader.from_json),
+_VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
                   **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict), CHUNKED_FORMAT: ChunkedHeader.from_dict}
 VALUE_FORMATS = tuple(_VALUE_READERS)
 

@@ -1,59 +1,37 @@
 """Latent codecs of the neural base: each stream's compress/decompress pair over an entropy model.
 
 - latents (a keyframe) and residual (a predicted frame, over its prediction): per level the float16 step of each
-  channel, then the integers column by column (``neuralvox-values/1``), or under the context model
-  (``neuralvox-values/2``, ``neuralvox.codec.context_latents``);
+  channel, then the integers column by column;
 - motion: a predicted frame's motion integers, one column per axis;
-- weights: the decoder MLP's float16 per-tensor steps, then its integers (``neuralvox.codec.weights``); under /2
-  the length of that part first, and the context model's layers after it.
+- weights: the decoder MLP's float16 per-tensor steps, then its integers (``neuralvox.codec.weights``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import struct
-
 import numpy as np
 
-from neuralvox.codec.arm import ArmWeights
-from neuralvox.codec.context_latents import (
-    context_from_bytes,
-    context_to_bytes,
-    decode_context_latents,
-    encode_context_latents,
-)
 from neuralvox.codec.entropy import EntropyStreamError
 from neuralvox.codec.entropy_models import LAPLACE, EntropyModel
 from neuralvox.codec.header import Architecture
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.model.decoder import DecoderMLP
-from neuralvox.model.latent_context import LevelContext, context_shapes
-
-_LENGTH = struct.Struct("<I")
 
 
-def compress_latents(latents: list[np.ndarray], steps: list[np.ndarray], model: EntropyModel = LAPLACE,
-                     context: LatentContext | None = None) -> bytes:
-    """The latents (or residual) stream of integer latents (M_l, C_l) per level and their per-channel steps; with a
-    ``context`` (its levels' geometry and integer layers) coded under the context model."""
+def compress_latents(latents: list[np.ndarray], steps: list[np.ndarray], model: EntropyModel = LAPLACE) -> bytes:
+    """The latents (or residual) stream of integer latents (M_l, C_l) per level and their per-channel steps."""
     head = np.concatenate(steps).astype("<f2").tobytes()
-    if context is not None:
-        return head + encode_context_latents(latents, context.levels, context.weights)
     return head + model.compress([level[:, c] for level in latents for c in range(level.shape[1])])
 
 
-def decompress_latents(data: bytes, point_counts: list[int], channels: list[int], model: EntropyModel = LAPLACE,
-                       context: LatentContext | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Integer latents (M_l, C_l) int32 per level and their float16 steps, given each level's lattice points (and
-    the ``context`` model they were coded under, if any)."""
+def decompress_latents(data: bytes, point_counts: list[int], channels: list[int],
+                       model: EntropyModel = LAPLACE) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Integer latents (M_l, C_l) int32 per level and their float16 steps, given each level's lattice points."""
     head = 2 * sum(channels)
     if len(data) < head:
         raise EntropyStreamError(f"latents stream: {len(data)} bytes cannot hold {sum(channels)} channel steps")
     flat_steps = np.frombuffer(data[:head], dtype="<f2")
     bounds = np.cumsum([0, *channels])
     steps = [flat_steps[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    if context is not None:
-        return decode_context_latents(data[head:], context.levels, channels, context.weights), steps
     lengths = [count for count, c in zip(point_counts, channels, strict=True) for _ in range(c)]
     columns = iter(model.decompress(data[head:], lengths, name="latents stream"))
     latents = [np.stack([next(columns) for _ in range(c)], axis=1) for c in channels]
@@ -71,36 +49,16 @@ def decompress_motion(data: bytes, points: int, model: EntropyModel = LAPLACE) -
 
 
 def compress_weights(quantized: QuantizedDecoder, model: EntropyModel = LAPLACE) -> bytes:
-    """The weights stream: float16 steps, then the integers of every tensor (its length first, and the context
-    model after it, where the architecture has one)."""
-    data = np.asarray(quantized.steps, dtype="<f2").tobytes() + model.compress(quantized.integers)
-    if not quantized.architecture.context_hidden:
-        return data
-    return _LENGTH.pack(len(data)) + data + context_to_bytes(quantized.context)
+    """The weights stream: float16 steps, then the integers of every tensor."""
+    return np.asarray(quantized.steps, dtype="<f2").tobytes() + model.compress(quantized.integers)
 
 
 def decompress_weights(data: bytes, decoder: DecoderMLP, architecture: Architecture,
                        model: EntropyModel = LAPLACE) -> QuantizedDecoder:
-    """The weights of a decoder shaped like ``decoder`` (and the context model, where the architecture has one)."""
-    context: tuple[ArmWeights, ...] = ()
-    if architecture.context_hidden:
-        if len(data) < _LENGTH.size or _LENGTH.unpack_from(data)[0] > len(data) - _LENGTH.size:
-            raise EntropyStreamError(f"weights stream: {len(data)} bytes cannot hold the decoder part it announces")
-        (size,) = _LENGTH.unpack_from(data)
-        rest = data[_LENGTH.size + size:]
-        data = data[_LENGTH.size:_LENGTH.size + size]
-        context = context_from_bytes(rest, context_shapes(architecture.level_channels, architecture.context_hidden))
+    """The weights of a decoder shaped like ``decoder``."""
     sizes = [parameter.numel() for parameter in decoder.state_dict().values()]
     head = 2 * len(sizes)
     if len(data) < head:
         raise EntropyStreamError(f"weights stream: {len(data)} bytes cannot hold {len(sizes)} tensor steps")
     steps = [float(s) for s in np.frombuffer(data[:head], dtype="<f2")]
-    return QuantizedDecoder(architecture, steps, model.decompress(data[head:], sizes, name="weights stream"), context)
-
-
-@dataclasses.dataclass(frozen=True)
-class LatentContext:
-    """What codes a frame's latents under the context model: its levels' geometry and the integer layers."""
-
-    levels: list[LevelContext]
-    weights: tuple[ArmWeights, ...]
+    return QuantizedDecoder(architecture, steps, model.decompress(data[head:], sizes, name="weights stream"))

@@ -13,10 +13,8 @@ from neuralvox.codec.header import Architecture, MotionSpec, NeuralValueHeader
 from neuralvox.codec.presets import Quality
 from neuralvox.model.decoder import DecoderMLP, positional_feature_count
 from neuralvox.model.field import LatentField
-from neuralvox.model.latent_context import LatentContextModel
 from neuralvox.model.lattice import build_lattice
 from neuralvox.model.motion import LatentPredictor, MotionGuess, motion_lattice
-from neuralvox.model.rate import LevelPriors
 
 MOTION_STRIDE = 16  # voxels between motion points
 MOTION_STEP = 0.25  # voxels per motion integer
@@ -62,7 +60,7 @@ def predictor_at(coords: list[torch.Tensor], header: NeuralValueHeader, referenc
 def architecture_of(preset: Quality, channels: int) -> Architecture:
     """What shapes the model (a shared decoder must have been made for the same)."""
     return Architecture(channels, tuple((int(s), int(c)) for s, c in preset.levels), tuple(preset.hidden),
-                        preset.frequencies, preset.activation, preset.context_hidden)
+                        preset.frequencies, preset.activation)
 
 
 def decoder_module(model: Architecture) -> DecoderMLP:
@@ -72,14 +70,11 @@ def decoder_module(model: Architecture) -> DecoderMLP:
 
 
 def build_field(ijk: torch.Tensor, header: NeuralValueHeader) -> LatentField:
-    """The latent grids over voxels ``ijk`` and the synthesis MLP, untrained; the latents' rate model is the
-    architecture's context model, or a Laplacian per level and channel."""
+    """The latent grids over voxels ``ijk`` and the synthesis MLP, untrained, priors from the entropy model."""
     model = header.model
     levels = [build_lattice(ijk, stride) for stride in model.strides]
-    decoder = decoder_module(model).to(ijk.device)  # first: the same initial weights with or without context model
-    rate = (LatentContextModel(levels, model.level_channels, model.context_hidden) if model.context_hidden
-            else LevelPriors(model.level_channels))
-    return LatentField(ijk, levels, model.level_channels, decoder, model.frequencies, rate=rate)
+    return LatentField(ijk, levels, model.level_channels, decoder_module(model).to(ijk.device), model.frequencies,
+                       prior=LAPLACE.prior)
 
 
 def normalization(header: NeuralValueHeader) -> tuple[np.float32, np.float32]:

@@ -14,8 +14,7 @@ class Quality:
     bits per voxel against the mean squared error of range-normalized values; ``weight_step`` is the decoder weight
     quantization step as a fraction of each tensor's largest magnitude. ``iterations`` (main phase) and
     ``finetune_iterations`` (after weight quantization) schedule a keyframe's fit; a predicted frame, warm-started
-    from the previous one, runs ``predicted_iterations`` in its main phase. ``context_hidden`` is the hidden width
-    of the latents' context model (0: none, a Laplacian per channel). ``soft_round`` decodes soft-rounded noisy
+    from the previous one, runs ``predicted_iterations`` in its main phase. ``soft_round`` decodes soft-rounded noisy
     latents in the noisy part of the main phase (C3 / Cool-chic; else plain uniform noise); ``weight_steps``, when
     given, are the candidate weight steps tried after the main phase, the one of least distortion plus rate (weights
     bits counted) kept (else ``weight_step``).
@@ -33,7 +32,6 @@ class Quality:
     initial_step: float
     decoder_learning_rate: float
     weight_step: float
-    context_hidden: int = 0
     soft_round: bool = False
     weight_steps: tuple[float, ...] = ()
 

@@ -15,7 +15,6 @@ from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
     CONTEXT,
     MOTION,
-    NEURAL_CONTEXT_FORMAT,
     NEURAL_FORMAT,
     TOPOLOGY,
     VALUES,
@@ -39,7 +38,6 @@ MAX_LEVEL_CHANNELS = 64
 MAX_STRIDE = 1 << 12
 MAX_HIDDEN_LAYERS = 8
 MAX_HIDDEN_WIDTH = 1024
-MAX_CONTEXT_HIDDEN = 64  # the latents' context model: the bounded codec's integer MLP's widest layer
 MAX_FREQUENCIES = 16
 MAX_PADDING = 32
 MAX_ANCHOR_LEVEL = 16  # the bounded codec's coarsest level (anchors every 2**level voxels)
@@ -143,8 +141,6 @@ def check_values_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any
         raise check.fail("activation", f"{_short(header['activation'])} is not one of {sorted(ACTIVATIONS)}")
     check.numbers(header, "low", channels)
     check.numbers(header, "high", channels)
-    if "context_hidden" in header:
-        raise check.fail("context_hidden", "a neuralvox-values/1 header has no context model")
     shared = check.get(header, "shared_decoder", bool)
     needed = {"residual", "motion"} if "predicted" in header else {"latents"}
     if "predicted" in header:
@@ -156,19 +152,6 @@ def check_values_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any
     missing = needed - set(grid["streams"]) | ({"weights"} - set(grid["streams"]) if not shared else set())
     if missing:
         raise check.fail("streams", f"lacks {', '.join(sorted(missing))}")
-
-
-def check_values_v2(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-values/2``: /1 plus ``context_hidden``, the width of the latents' context model, whose levels
-    (strides strictly decreasing) are coded coarse to fine."""
-    context = {key: value for key, value in header.items() if key != "context_hidden"}
-    check_values_v1(check, context, grid)
-    if "constant" in header:
-        raise check.fail("constant", "a constant grid is a neuralvox-values/1 header")
-    check.integer(header, "context_hidden", 1, MAX_CONTEXT_HIDDEN)
-    strides = [stride for stride, _ in header["levels"]]
-    if strides != sorted(set(strides), reverse=True):
-        raise check.fail("levels", f"strides {strides} must strictly decrease under a context model")
 
 
 def _check_levels(check: _Checker, header: dict[str, Any]) -> None:
@@ -256,8 +239,8 @@ def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
 
 
 VALUE_VALIDATORS: dict[str, ValueValidator] = {
-    NEURAL_FORMAT: check_values_v1, NEURAL_CONTEXT_FORMAT: check_values_v2, BOUNDED_FORMATS[0]: check_bounded_v1,
-    BOUNDED_FORMATS[1]: check_bounded_v2, BOUNDED_FORMATS[2]: check_bounded_v3, chunked.FORMAT: check_chunked_v1}
+    NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1, BOUNDED_FORMATS[1]: check_bounded_v2,
+    BOUNDED_FORMATS[2]: check_bounded_v3, chunked.FORMAT: check_chunked_v1}
 
 
 # ------------------------------------------------------------------------------------------------ header

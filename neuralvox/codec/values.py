@@ -11,7 +11,6 @@ from neuralvox.codec.entropy import EntropyStreamError
 from neuralvox.codec.fit import FitResult, Progress, fit_field
 from neuralvox.codec.header import LATENTS, MOTION, RESIDUAL, WEIGHTS, MotionSpec, NeuralValueHeader
 from neuralvox.codec.latent_codecs import (
-    LatentContext,
     compress_latents,
     compress_motion,
     compress_weights,
@@ -39,14 +38,13 @@ from neuralvox.kernels.fused import FieldArrays, FusedDecoder
 from neuralvox.metrics import error_stats, value_range
 from neuralvox.model.decoder import DecoderMLP
 from neuralvox.model.geometry import lattice_points
-from neuralvox.model.latent_context import level_contexts
 from neuralvox.model.motion import MotionGuess, compensate_voxels, motion_lattice
 
 FORMAT = NeuralValueHeader.FORMAT
 _FIT_SEED = 0
 _DECODE_CHUNK = 1 << 18  # voxels per decoder batch; fixed so that encoder and decoder compute identically
 BACKENDS = ("auto", "torch", "warp")
-STATE_STREAMS = (LATENTS, RESIDUAL, MOTION, WEIGHTS)  # what decode_state reads (weights: the context model)
+STATE_STREAMS = (LATENTS, RESIDUAL, MOTION)  # what decode_state reads; decoding voxels adds "weights"
 
 
 @dataclasses.dataclass
@@ -136,26 +134,21 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
             iterations = (preset.predicted_iterations, preset.finetune_iterations)
         result = fit_field(field, target, preset, architecture, shared_decoder, progress,
                            predictor, initial_steps, iterations)
-        context = None
-        if architecture.context_hidden:
-            context = LatentContext(field.rate.contexts, result.decoder.context)
-        streams = {header.latent_stream: compress_latents(result.latents, result.steps, context=context)}
+        streams = {header.latent_stream: compress_latents(result.latents, result.steps)}
         if result.motion is not None:
             streams[MOTION] = compress_motion(result.motion)
         if shared_decoder is None:
             streams[WEIGHTS] = compress_weights(result.decoder)
-        state = decode_state(ijk, header, streams, reference, device=device, shared_decoder=shared_decoder)
+        state = decode_state(ijk, header, streams, reference, device=device)
         decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder, state=state)
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.decoder, decoded,
                          state)
 
 
 def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes],
-                 reference: LatentState | None = None, device: str = "auto",
-                 shared_decoder: QuantizedDecoder | None = None) -> LatentState | None:
+                 reference: LatentState | None = None, device: str = "auto") -> LatentState | None:
     """The decoded latents of a non-constant grid (None for a constant one) from its topology and streams; a
-    predicted frame needs the ``reference`` state it was coded against, and a frame sharing its decoder under a
-    context model (``neuralvox-values/2``) the ``shared_decoder``, which carries that model. No voxel is decoded."""
+    predicted frame needs the ``reference`` state it was coded against. No voxel is decoded."""
     if header.constant is not None:
         return None
     ijk = np.ascontiguousarray(ijk, dtype=np.int32).reshape(-1, 3)
@@ -163,8 +156,7 @@ def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, 
     voxels = torch.from_numpy(ijk).to(torch_device)
     coords = [lattice_points(voxels, stride) for stride in header.model.strides]
     integers, steps = decompress_latents(_stream(streams, header.latent_stream), [len(c) for c in coords],
-                                         header.model.level_channels,
-                                         context=_latent_context(header, streams, coords, shared_decoder))
+                                      header.model.level_channels)
     latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device)
                * torch.from_numpy(step.astype(np.float32)).to(torch_device)
                for values, step in zip(integers, steps, strict=True)]
@@ -199,8 +191,7 @@ def decode_values(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str,
         return np.repeat(np.asarray(header.constant, dtype=np.float32)[None], len(ijk), axis=0).reshape(shape)
 
     torch_device = resolve_device(device)
-    state = state or decode_state(ijk, header, streams, reference, device=str(torch_device),
-                                  shared_decoder=shared_decoder)
+    state = state or decode_state(ijk, header, streams, reference, device=str(torch_device))
     if resolve_backend(backend) == "warp":
         return fused_decoder(ijk, header, streams, torch_device, shared_decoder, state).decode(ijk).reshape(shape)
     field = build_field(torch.from_numpy(ijk).to(torch_device), header)
@@ -231,7 +222,7 @@ def fused_decoder(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str,
     """The fused Warp decoder of a non-constant grid's values, built from its topology ``ijk`` (canonical order) and
     streams (and its decoded ``state``, required for a predicted frame): it decodes the values of any of those voxels
     (all of them, or a few for random access)."""
-    state = state or decode_state(ijk, header, streams, device=str(device), shared_decoder=shared_decoder)
+    state = state or decode_state(ijk, header, streams, device=str(device))
     model = header.model
     decoder = decoder_module(model)
     weights = _decoder_weights(header, streams, decoder, shared_decoder)
@@ -245,28 +236,16 @@ def fused_decoder(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str,
     return FusedDecoder(field, device)
 
 
-def decode_latents(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes],
-                   shared_decoder: QuantizedDecoder | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def decode_latents(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, bytes]) -> tuple[list[np.ndarray],
+                                                                                    list[np.ndarray]]:
     """The integer latents (int32 (M_l, C_l) per level, rows in lattice order) and their float16 steps, as the
     decoder reads them; empty lists for a constant grid."""
     if header.constant is not None:
         return [], []
     voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32))
-    coords = [lattice_points(voxels, stride) for stride in header.model.strides]
-    return decompress_latents(_stream(streams, header.latent_stream), [len(c) for c in coords],
-                              header.model.level_channels,
-                              context=_latent_context(header, streams, coords, shared_decoder))
-
-
-def _latent_context(header: NeuralValueHeader, streams: dict[str, bytes], coords: list[torch.Tensor],
-                    shared_decoder: QuantizedDecoder | None) -> LatentContext | None:
-    """The context model a frame's latents were coded under (None under /1): from its own weights stream, or the
-    shared decoder's."""
-    model = header.model
-    if not model.context_hidden:
-        return None
-    decoder = _decoder_weights(header, streams, decoder_module(model), shared_decoder)
-    return LatentContext(level_contexts(coords, model.strides), decoder.context)
+    return decompress_latents(_stream(streams, header.latent_stream),
+                           [len(lattice_points(voxels, stride)) for stride in header.model.strides],
+                           header.model.level_channels)
 
 
 def decode_weights(header: NeuralValueHeader, data: bytes) -> QuantizedDecoder:

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import torch
 
-from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.header import Architecture
 from neuralvox.model.decoder import DecoderMLP
 
@@ -17,14 +16,12 @@ class QuantizedDecoder:
     """Decoder MLP weights as integers times a per-tensor step, tensors in ``state_dict`` order.
 
     Pass one to ``encode_values(shared_decoder=...)`` to reuse a decoder across frames; ``architecture`` says which
-    MLP it fits (checked on use). ``context`` holds the integer layers of the latents' context model, one model per
-    level, where the architecture has one: it travels (and is shared) with the decoder.
+    MLP it fits (checked on use).
     """
 
     architecture: Architecture
     steps: list[float]
     integers: list[np.ndarray]
-    context: tuple[ArmWeights, ...] = ()
 
     def tensors(self) -> list[np.ndarray]:
         """The dequantized float32 tensors, flat, in ``state_dict`` order."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from neuralvox.model.decoder import DecoderMLP, positional_features
 from neuralvox.model.lattice import LatticeLevel, SparseInterpolation
-from neuralvox.model.rate import LevelPriors
+from neuralvox.model.rate import LaplacePrior
 
 
 class LatentField(nn.Module):
@@ -18,19 +19,19 @@ class LatentField(nn.Module):
     Latents are coded as integers ``y``; the decoder sees ``y * step`` with a quantization step per level and
     channel. The parameters ``latents`` hold ``y * step`` (so that the learned step, not the optimizer's step size,
     sets the precision), rows indexed like ``levels[l].coords``: a caller can read, warp or replace them. The decoder
-    may be shared with other fields (pass the same module). ``rate`` is the latents' training entropy model (a module
-    whose ``bits(latents)`` estimates their total bits; default: a Laplacian per level and channel).
+    may be shared with other fields (pass the same module). ``prior(channels)`` makes each level's training entropy
+    model (an entropy model's training face, see ``neuralvox.codec.entropy_models``).
     """
 
     def __init__(self, ijk: torch.Tensor, levels: list[LatticeLevel], channels: list[int], decoder: DecoderMLP,
-                 frequencies: int, rate: nn.Module | None = None):
+                 frequencies: int, prior: Callable[[int], nn.Module] = LaplacePrior):
         super().__init__()
         device = ijk.device
         self.levels = levels
         self.latents = nn.ParameterList(nn.Parameter(torch.zeros(level.point_count, c, device=device))
                                         for level, c in zip(levels, channels, strict=True))
         self.log_steps = nn.ParameterList(nn.Parameter(torch.zeros(c, device=device)) for c in channels)
-        self.rate = (rate if rate is not None else LevelPriors(channels)).to(device)
+        self.priors = nn.ModuleList(prior(c).to(device) for c in channels)
         self.decoder = decoder
         coarsest = max(level.stride for level in levels)
         self.register_buffer("positional", positional_features(ijk, coarsest, frequencies), persistent=False)
@@ -69,8 +70,8 @@ class LatentField(nn.Module):
         return self.decoder(torch.cat([*parts, self.positional[rows]], dim=1))
 
     def bits(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        """Estimated total bits of the latents under the rate model."""
-        return self.rate.bits(latents)
+        """Estimated total bits of the latents under the learned priors."""
+        return sum(prior.bits(values).sum() for prior, values in zip(self.priors, latents, strict=True))
 
 
 def _scaled(latents: list[torch.Tensor], steps: list[torch.Tensor],

@@ -49,12 +49,11 @@ class LatticeLevel:
 
 class SparseInterpolation:
     """Interpolation as a CSR matrix (N, M) with its transpose for the backward pass (a gather's backward, a
-    scatter-add, is an order of magnitude slower on CPU). Any weighted sum of K points per row fits: ``corner_index``
-    and ``corner_weight`` are (N, K); zero weights are left out."""
+    scatter-add, is an order of magnitude slower on CPU)."""
 
     def __init__(self, corner_index: torch.Tensor, corner_weight: torch.Tensor, point_count: int):
         voxel_count = corner_index.shape[0]
-        rows = torch.arange(voxel_count, device=corner_index.device).repeat_interleave(corner_index.shape[1])
+        rows = torch.arange(voxel_count, device=corner_index.device).repeat_interleave(8)
         columns = corner_index.reshape(-1)
         weights = corner_weight.reshape(-1)
         self.matrix = _csr(rows, columns, weights, (voxel_count, point_count))

@@ -39,15 +39,3 @@ class LaplacePrior(nn.Module):
                              + torch.exp(-(0.5 + magnitude) / scale))
         log_probability = torch.where(magnitude >= 0.5, log_outer, torch.log(inner.clamp(min=_MIN_PROBABILITY)))
         return -log_probability.clamp(min=math.log(_MIN_PROBABILITY)) / math.log(2.0)
-
-
-class LevelPriors(nn.Module):
-    """One ``LaplacePrior`` per latent level: the context-free rate model of a latent field."""
-
-    def __init__(self, level_channels: list[int]):
-        super().__init__()
-        self.priors = nn.ModuleList(LaplacePrior(c) for c in level_channels)
-
-    def bits(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        """Estimated total bits of the latents (one (M_l, C_l) tensor per level)."""
-        return sum(prior.bits(values).sum() for prior, values in zip(self.priors, latents, strict=True))
