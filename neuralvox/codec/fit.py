@@ -17,7 +17,6 @@ from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
 from neuralvox.model.motion import LatentPredictor
-from neuralvox.model.soft_round import soft_round, soft_round_schedule
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(iterations_done, iterations_total)`` while fitting."""
@@ -31,7 +30,6 @@ _NOISE_FRACTION = 0.6  # share of the main phase decoding noisy latents before s
 _MIN_STEP = 2.0**-14  # smallest normal float16: steps are stored as float16
 _MOTION_LEARNING_RATE = 0.02  # voxels per Adam step
 _MOTION_FRACTION = 0.5  # share of a predicted frame's main phase that refines its motion
-_SOFT_ROUND_SHARPNESS = (2.0, 16.0)  # soft rounding's alpha at the start and the end of the noisy phase
 
 
 @dataclasses.dataclass
@@ -94,7 +92,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
         groups += [{"params": [predictor.motion], "lr": _MOTION_LEARNING_RATE},
                    {"params": list(predictor.prior.parameters()), "lr": _PRIOR_LEARNING_RATE}]
     _train(field, targets, quality.rate_lambda, groups, None, main_iterations, int(_NOISE_FRACTION * main_iterations),
-           report, predictor, quality.soft_round)
+           report, predictor)
 
     if not all(torch.isfinite(parameter).all() for parameter in field.parameters()):
         raise FloatingPointError("value fit diverged: the latent field holds NaN or infinite parameters")
@@ -161,16 +159,13 @@ def _single_threaded(device: torch.device) -> Iterator[None]:
 
 def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, groups: list[dict],
            fixed_steps: list[torch.Tensor] | None, iterations: int, noisy_until: int,
-           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None,
-           soft: bool = False) -> None:
+           report: Callable[[int], None], prediction: LatentPredictor | list[torch.Tensor] | None = None) -> None:
     """Adam on distortion + lambda * bits per voxel with a cosine learning-rate decay, one batch per iteration.
 
     The decoder sees latents plus uniform noise for the first ``noisy_until`` iterations, then rounded latents with a
     straight-through gradient; the rate is always that of the noisy latents. The quantization steps are learned
     unless ``fixed_steps`` are given. ``prediction`` is added to the latents: a predictor (its motion refined, and
-    its bits counted, in the first ``_MOTION_FRACTION`` of the iterations, then held) or fixed tensors. With
-    ``soft`` the noisy phase decodes soft_round(soft_round(y) + noise) and rates soft_round(y) + noise, the
-    sharpness annealed (C3).
+    its bits counted, in the first ``_MOTION_FRACTION`` of the iterations, then held) or fixed tensors.
     """
     voxel_count = sum(target.shape[0] for target in targets)
     if iterations == 0 or voxel_count == 0:
@@ -186,12 +181,9 @@ def _train(field: LatentField, targets: list[torch.Tensor], rate_lambda: float, 
             group["lr"] = rate * (_FINAL_LEARNING_RATE + (1 - _FINAL_LEARNING_RATE) * cosine)
         steps = field.steps() if fixed_steps is None else fixed_steps
         latents = [values / step for values, step in zip(field.latents, steps, strict=True)]
-        alpha = soft_round_schedule(iteration / max(noisy_until, 1), *_SOFT_ROUND_SHARPNESS)
-        if soft and iteration < noisy_until:
-            latents = [soft_round(values, alpha) for values in latents]
         noisy = [values + torch.empty_like(values).uniform_(-0.5, 0.5) for values in latents]
         if iteration < noisy_until:
-            decoded_from = [soft_round(values, alpha) for values in noisy] if soft else noisy
+            decoded_from = noisy
         else:
             decoded_from = [values + (torch.round(values) - values).detach() for values in latents]
         batch = iteration % len(targets)

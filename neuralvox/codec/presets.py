@@ -14,10 +14,9 @@ class Quality:
     bits per voxel against the mean squared error of range-normalized values; ``weight_step`` is the decoder weight
     quantization step as a fraction of each tensor's largest magnitude. ``iterations`` (main phase) and
     ``finetune_iterations`` (after weight quantization) schedule a keyframe's fit; a predicted frame, warm-started
-    from the previous one, runs ``predicted_iterations`` in its main phase. ``soft_round`` decodes soft-rounded noisy
-    latents in the noisy part of the main phase (C3 / Cool-chic; else plain uniform noise); ``weight_steps``, when
-    given, are the candidate weight steps tried after the main phase, the one of least distortion plus rate (weights
-    bits counted) kept (else ``weight_step``).
+    from the previous one, runs ``predicted_iterations`` in its main phase. ``weight_steps``, when given, are
+    the candidate weight steps tried after the main phase, the one of least distortion plus rate (weights bits
+    counted) kept (else ``weight_step``).
     """
 
     levels: tuple[tuple[int, int], ...]
@@ -32,7 +31,6 @@ class Quality:
     initial_step: float
     decoder_learning_rate: float
     weight_step: float
-    soft_round: bool = False
     weight_steps: tuple[float, ...] = ()
 
 
