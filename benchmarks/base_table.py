@@ -16,21 +16,25 @@ from pathlib import Path
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One measured archive: its sequence, quality, whole-archive bits per voxel and PSNR."""
+    """One measured archive: its sequence, quality (and the factor on its rate weight), whole-archive bits per voxel
+    and PSNR."""
 
     sequence: str
     quality: str
+    lambda_scale: float
     bpv: float
     psnr: float
 
 
 def read_points(path: Path) -> list[Point]:
-    """The points of a result file; a later line for the same sequence and quality replaces an earlier one."""
-    points: dict[tuple[str, str], Point] = {}
+    """The points of a result file; a later line for the same sequence, quality and rate factor replaces an earlier
+    one."""
+    points: dict[tuple[str, str, float], Point] = {}
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            points[(row["sequence"], row["quality"])] = Point(row["sequence"], row["quality"], row["bpv"], row["psnr"])
+            point = Point(row["sequence"], row["quality"], row.get("lambda_scale", 1.0), row["bpv"], row["psnr"])
+            points[(point.sequence, point.quality, point.lambda_scale)] = point
     return list(points.values())
 
 
@@ -57,7 +61,7 @@ def main() -> None:
     print("| sequence | quality | PSNR dB | bpv new | bpv old at that PSNR | bits vs old |")
     print("|---|---|---:|---:|---:|---|")
     for point in read_points(args.new):
-        if point.quality not in args.qualities:
+        if point.quality not in args.qualities or point.lambda_scale != 1.0:
             continue
         reference = bpv_at([p for p in old if p.sequence == point.sequence], point.psnr)
         change = "outside the old points' PSNR range" if reference is None else f"{point.bpv / reference - 1:+.1%}"
