@@ -197,3 +197,20 @@ def test_lattice_interpolation_reproduces_linear_fields():
     assert torch.allclose(gathered, expected, atol=1e-3) and torch.allclose(sparse, expected, atol=1e-3)
     assert torch.equal(level.lookup(level.coords), torch.arange(level.point_count))
     assert int(level.lookup(level.coords[:1] + 1000)[0]) == -1
+
+
+def test_weight_step_search_with_one_candidate_is_that_step(blob, encoded):
+    ijk, values = blob
+    searched = encode_values(ijk, values, grid_class="fog volume", device="cpu",
+                             quality=dataclasses.replace(TINY, weight_step=1 / 7, weight_steps=(TINY.weight_step,)))
+    assert searched.streams == encoded.streams
+
+
+def test_weight_step_search_keeps_one_candidate_and_what_it_stores_decodes(blob):
+    ijk, values = blob
+    preset = dataclasses.replace(TINY, weight_steps=(1 / 3, 1 / 255))
+    coded = encode_values(ijk, values, grid_class="fog volume", quality=preset, device="cpu")
+    largest = {int(np.abs(integers).max()) for integers in coded.decoder.integers}
+    assert largest in ({3}, {255})
+    decoded = decode_values(ijk, coded.header, coded.streams, device="cpu")
+    assert (coded.stats.psnr, coded.stats.rmse, coded.stats.max_abs_error) == recomputed_stats(values, decoded)

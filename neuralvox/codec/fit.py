@@ -12,6 +12,7 @@ import torch
 
 from neuralvox.codec.convergence import ConvergenceMonitor, Schedule
 from neuralvox.codec.header import Architecture
+from neuralvox.codec.latent_codecs import compress_weights
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
@@ -101,7 +102,7 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
     fixed_steps = [torch.from_numpy(step.astype(np.float32)).to(target.device) for step in steps]
     decoder = shared_decoder
     if decoder is None:
-        decoder = quantize_decoder(field.decoder, quality.weight_step, architecture)
+        decoder = _quantized_decoder(field, targets, fixed_steps, quality, architecture)
         decoder.load_into(field.decoder)
         field.decoder.requires_grad_(False)
     motion = None
@@ -122,6 +123,29 @@ def _fit(field: LatentField, target: torch.Tensor, quality: Quality, architectur
                for values, step in zip(field.latents, fixed_steps, strict=True)]
     return FitResult(latents, steps, decoder, done, time.perf_counter() - start,
                      None if motion is None else motion.cpu().numpy())
+
+
+def _quantized_decoder(field: LatentField, targets: list[torch.Tensor], steps: list[torch.Tensor], quality: Quality,
+                       architecture: Architecture) -> QuantizedDecoder:
+    """The decoder quantized with the preset's weight step, or with whichever of its candidate ``weight_steps``
+    gives the least distortion (rounded latents, no prediction) plus rate_lambda times the weights' bits per voxel."""
+    if not quality.weight_steps:
+        return quantize_decoder(field.decoder, quality.weight_step, architecture)
+    trained = {name: values.clone() for name, values in field.decoder.state_dict().items()}
+    voxel_count = sum(target.shape[0] for target in targets)
+    best, best_cost = None, math.inf
+    for fraction in quality.weight_steps:
+        candidate = quantize_decoder(field.decoder, fraction, architecture)
+        candidate.load_into(field.decoder)
+        with torch.no_grad():
+            rounded = [torch.round(values / step) for values, step in zip(field.latents, steps, strict=True)]
+            squared = sum(float(((field(rounded, steps, batch) - target) ** 2).sum())
+                          for batch, target in enumerate(targets))
+        cost = (squared + quality.rate_lambda * 8 * len(compress_weights(candidate))) / voxel_count
+        if cost < best_cost:
+            best, best_cost = candidate, cost
+        field.decoder.load_state_dict(trained)
+    return best
 
 
 @contextlib.contextmanager

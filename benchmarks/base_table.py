@@ -1,0 +1,73 @@
+"""Equal-PSNR comparison of two `base_rd.py` result files: each new point's whole-archive bits against the old
+codec's bits at the same PSNR, interpolated linearly in log-bpv between the old codec's measured points of that
+sequence (never extrapolated: a PSNR outside the old points' range is reported as such).
+
+    .venv/bin/python benchmarks/base_table.py OLD.jsonl NEW.jsonl [--qualities low medium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One measured archive: its sequence, quality (and the factor on its rate weight), whole-archive bits per voxel
+    and PSNR."""
+
+    sequence: str
+    quality: str
+    lambda_scale: float
+    bpv: float
+    psnr: float
+
+
+def read_points(path: Path) -> list[Point]:
+    """The points of a result file; a later line for the same sequence, quality and rate factor replaces an earlier
+    one."""
+    points: dict[tuple[str, str, float], Point] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            point = Point(row["sequence"], row["quality"], row.get("lambda_scale", 1.0), row["bpv"], row["psnr"])
+            points[(point.sequence, point.quality, point.lambda_scale)] = point
+    return list(points.values())
+
+
+def bpv_at(curve: list[Point], psnr: float) -> float | None:
+    """The curve's bits per voxel at ``psnr`` (log-linear between the two measured points around it), None outside."""
+    ordered = sorted(curve, key=lambda point: point.psnr)
+    for low, high in zip(ordered, ordered[1:], strict=False):
+        if low.psnr <= psnr <= high.psnr:
+            if high.psnr == low.psnr:
+                return min(low.bpv, high.bpv)
+            t = (psnr - low.psnr) / (high.psnr - low.psnr)
+            return math.exp((1 - t) * math.log(low.bpv) + t * math.log(high.bpv))
+    exact = [point.bpv for point in ordered if point.psnr == psnr]
+    return exact[0] if exact else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--qualities", nargs="+", default=["low", "medium"])
+    args = parser.parse_args()
+    old = read_points(args.old)
+    print("| sequence | quality | PSNR dB | bpv new | bpv old at that PSNR | bits vs old |")
+    print("|---|---|---:|---:|---:|---|")
+    for point in read_points(args.new):
+        if point.quality not in args.qualities or point.lambda_scale != 1.0:
+            continue
+        reference = bpv_at([p for p in old if p.sequence == point.sequence], point.psnr)
+        change = "outside the old points' PSNR range" if reference is None else f"{point.bpv / reference - 1:+.1%}"
+        shown = "-" if reference is None else f"{reference:.3f}"
+        print(f"| {point.sequence} | {point.quality} | {point.psnr:.2f} | {point.bpv:.3f} | {shown} | {change} |")
+
+
+if __name__ == "__main__":
+    main()
