@@ -33,6 +33,7 @@ from neuralvox.codec.interpolation import (
     LevelPlan,
     Pass,
     Prediction,
+    block_region,
     plan_levels,
     predict,
 )
@@ -100,11 +101,13 @@ class BoundedCode:
 def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[float, ...], *,
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
                    shrink: tuple[float, float] = SHRINK, context: ArmWeights | None = None,
-                   record: list[TrainingPass] | None = None) -> BoundedCode:
+                   record: list[TrainingPass] | None = None, known_blocks: int | None = None) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``context``: the neural
     context model (else the counting one); ``record`` collects each pass's context features and codes (to train one).
+    ``known_blocks``: inactive voxels are known only inside the blocks of ``2**known_blocks`` voxels a side that hold
+    one of ``ijk`` (a chunk of a larger grid, whose other blocks belong to other chunks).
     """
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
@@ -115,11 +118,12 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
         if not (bound > 0 and np.isfinite(bound)):
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
     plan = plan_levels(ijk)
+    region = None if known_blocks is None or not inactive_known else block_region(plan, ijk, known_blocks)
     decoded = np.empty_like(columns)
     parts, choices, exact_count = [], [], 0
     for channel in range(channels):
         coder = _ChannelCoder(plan, bound_list[channel], backgrounds[channel], inactive_known, shrink, context,
-                              record is not None)
+                              record is not None, region)
         data, chosen, decoded[:, channel], exact = coder.encode(columns[:, channel], record)
         parts.append(data)
         choices.append(chosen)
@@ -130,21 +134,22 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
 
 
 def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes,
-                   context: ArmWeights | None = None) -> np.ndarray:
+                   context: ArmWeights | None = None, known_blocks: int | None = None) -> np.ndarray:
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
-    (``context``: the neural context model it used, if any)."""
+    (``context``: the neural context model it used, if any; ``known_blocks`` as it was given)."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     if (context is None) != (header.context_frame is None):
         raise ValueError("value header and the given context model disagree on whether one was used")
     plan = plan_levels(ijk, header.max_level)
+    region = None if known_blocks is None or not header.inactive_known else block_region(plan, ijk, known_blocks)
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset = 0
     for channel in range(header.channels):
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
         coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
-                              header.shrink, context)
+                              header.shrink, context, known_region=region)
         columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
     if offset != len(stream):
         raise ContextStreamError(f"value stream has {len(stream) - offset} bytes past its last channel")
@@ -174,9 +179,10 @@ class _ChannelCoder:
     neural context model, of codes), each pass's predictions, contexts, largest codes and quantization step."""
 
     def __init__(self, plan: LevelPlan, bound: float, background: float, inactive_known: bool,
-                 shrink: tuple[float, float], context: ArmWeights | None = None, recording: bool = False) -> None:
+                 shrink: tuple[float, float], context: ArmWeights | None = None, recording: bool = False,
+                 known_region: np.ndarray | None = None) -> None:
         self.plan, self.bound, self.shrink, self.context = plan, bound, shrink, context
-        self.canvas = Canvas.start(plan, background, inactive_known)
+        self.canvas = Canvas.start(plan, background, inactive_known, known_region)
         self.fallback = background if inactive_known else 0.0
         self.band = 0.0 if inactive_known else abs(background)
         self.background = background

@@ -31,10 +31,12 @@ class ChunkLimits:
 
 @dataclasses.dataclass(frozen=True)
 class Chunks:
-    """The chunks of a voxel set: for each, its rows into the voxel arrays (ascending) and its voxel bounding box."""
+    """The chunks of a voxel set: for each, its rows into the voxel arrays (ascending) and its voxel bounding box;
+    every block of ``2**block_shift`` voxels a side belongs to one chunk."""
 
     rows: list[np.ndarray]
     boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]  # inclusive (min, max) voxel coordinates
+    block_shift: int = BLOCK_SHIFT
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -52,7 +54,7 @@ def split_voxels(ijk: np.ndarray, limits: ChunkLimits = DEFAULT_LIMITS) -> Chunk
     """The chunks of the voxels ``ijk`` (N, 3): one when N is at most ``limits.max_voxels``."""
     ijk = np.asarray(ijk).reshape(-1, 3)
     if len(ijk) <= limits.max_voxels:
-        return Chunks([np.arange(len(ijk), dtype=np.int64)], [_box(ijk)])
+        return Chunks([np.arange(len(ijk), dtype=np.int64)], [_box(ijk)], limits.block_shift)
     blocks = ijk >> limits.block_shift
     low = blocks.min(axis=0).astype(np.int64)
     span = blocks.max(axis=0).astype(np.int64) - low + 1
@@ -70,7 +72,7 @@ def split_voxels(ijk: np.ndarray, limits: ChunkLimits = DEFAULT_LIMITS) -> Chunk
     voxel_chunk = chunk_of_block[np.searchsorted(keys, key)].astype(np.int32)
     del key
     rows = [np.flatnonzero(voxel_chunk == index) for index in range(int(chunk_of_block.max()) + 1)]
-    return Chunks(rows, [_box(ijk[r]) for r in rows])
+    return Chunks(rows, [_box(ijk[r]) for r in rows], limits.block_shift)
 
 
 def _pack(blocks: np.ndarray, counts: np.ndarray, limits: ChunkLimits) -> np.ndarray:

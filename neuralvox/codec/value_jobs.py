@@ -40,9 +40,9 @@ class ChunkVoxels:
 
 
 def code_chunk(part: ChunkVoxels, index: int, bound: float | tuple[float, ...], context: ChunkContext,
-               alone: bool) -> list[ChunkCode]:
-    """Task: the coding of one chunk (``alone``: the whole grid)."""
-    return [encode_part(part.grid(), index, bound, context, alone=alone)]
+               block_shift: int | None) -> list[ChunkCode]:
+    """Task: the coding of one chunk (``block_shift`` None: the whole grid)."""
+    return [encode_part(part.grid(), index, bound, context, block_shift=block_shift)]
 
 
 def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...], context: ChunkContext,
@@ -84,7 +84,7 @@ class ValueJobs:
         else:
             alone = len(chunks) == 1
             handles = [self.engine.submit(code_chunk, ChunkVoxels(grid, None if alone else rows), i, bound, context,
-                                          alone)
+                                          None if alone else chunks.block_shift)
                        for i, rows in enumerate(chunks.rows)]
         return PendingValues(grid, chunks, handles)
 
@@ -109,6 +109,7 @@ class ChunkTopology:
 
 
 def decode_chunk(part: ChunkTopology, header: bounded.BoundedHeader, stream: bytes,
-                 context: ArmWeights | None) -> np.ndarray:
-    """Task: the values of one chunk from its bounded header, stream and the grid's context model."""
-    return bounded.decode_bounded(part.ijk(), header, stream, context)
+                 context: ArmWeights | None, known_blocks: int | None) -> np.ndarray:
+    """Task: the values of one chunk from its bounded header, stream and the grid's context model
+    (``chunked.known_blocks``)."""
+    return bounded.decode_bounded(part.ijk(), header, stream, context, known_blocks)
