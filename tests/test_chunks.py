@@ -134,3 +134,12 @@ def test_a_header_that_disagrees_with_the_topology_is_refused(smoke: SparseGrid)
         chunked.chunks_of(smoke.ijk, parse({**header, "chunks": "many"}))
     with pytest.raises(ValueError, match="context frames"):
         parse({**header, "chunks": [{**header["chunks"][0], "context_frame": 3}, *header["chunks"][1:]]})
+
+
+def test_a_fit_sample_of_a_chunked_grid_is_its_middle_chunk_coded_as_the_archive_codes_it(smoke: SparseGrid) -> None:
+    assert chunked.sample_piece(smoke).grid is smoke and chunked.sample_piece(smoke).share == 1.0
+    chunks = split_voxels(smoke.ijk, SMALL)
+    piece = chunked.sample_piece(smoke, SMALL)
+    middle = chunks.rows[len(chunks) // 2]
+    assert np.array_equal(piece.grid.ijk, smoke.ijk[middle]) and piece.share == len(middle) / smoke.voxel_count
+    assert piece.encode(1e-3).stream == chunked.encode_chunk(smoke, chunks, len(chunks) // 2, 1e-3).stream

@@ -21,7 +21,7 @@ import numpy as np
 
 from neuralvox.codec import bounded
 from neuralvox.codec.arm import ArmWeights
-from neuralvox.codec.chunks import ChunkLimits, Chunks, split_voxels
+from neuralvox.codec.chunks import DEFAULT_LIMITS, ChunkLimits, Chunks, split_voxels
 from neuralvox.grid import SparseGrid
 
 FORMAT = "neuralvox-chunked/2"
@@ -132,6 +132,37 @@ def encode_part(part: SparseGrid, index: int, bound: float | tuple[float, ...], 
                                       known_blocks=block_shift)
     header = dataclasses.replace(code.header, context_frame=context.frame)
     return ChunkCode(index, header, code.stream, code.decoded, time.perf_counter() - start)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplePiece:
+    """What a context model's fit or a bound search codes of a sample grid: the grid, or of one coded in chunks its
+    middle chunk (a fit looks at a few tens of thousands of codes: a whole 50M-voxel frame would only cost memory),
+    with the share of the grid's voxels it holds."""
+
+    grid: SparseGrid
+    share: float = 1.0
+    block_shift: int | None = None  # None: the whole grid
+
+    def encode(self, bound: float, context: ArmWeights | None = None,
+               record: list[bounded.TrainingPass] | None = None) -> bounded.BoundedCode:
+        """The piece coded as the archive codes it: whole, or as one chunk of several."""
+        if self.block_shift is None:
+            return bounded.encode_grid(self.grid, bound, context, record)
+        grid = self.grid
+        return bounded.encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
+                                      inactive_known=grid.grid_class != "level set", context=context, record=record,
+                                      known_blocks=self.block_shift)
+
+
+def sample_piece(grid: SparseGrid, limits: ChunkLimits = DEFAULT_LIMITS) -> SamplePiece:
+    """The grid (voxels in canonical order), or, split into chunks, its middle chunk."""
+    chunks = split_voxels(grid.ijk, limits)
+    if len(chunks) == 1:
+        return SamplePiece(grid)
+    rows = chunks.rows[len(chunks) // 2]
+    return SamplePiece(dataclasses.replace(grid, ijk=grid.ijk[rows], values=grid.values[rows]),
+                       len(rows) / grid.voxel_count, chunks.block_shift)
 
 
 ChunkedValues = bounded.BoundedHeader | ChunkedHeader

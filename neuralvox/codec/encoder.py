@@ -24,7 +24,7 @@ from neuralvox import __version__
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.arm_fit import fit_context
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
-from neuralvox.codec.chunked import COUNTING, ChunkContext
+from neuralvox.codec.chunked import COUNTING, ChunkContext, sample_piece
 from neuralvox.codec.chunks import ChunkLimits
 from neuralvox.codec.frame_feed import FedFrame, feed_frames
 from neuralvox.codec.groups import DEFAULT_GOP, GroupPolicy
@@ -234,7 +234,7 @@ class _GridBounds:
             return None
         if grid.name not in self.contexts:
             survey = self.surveys.get(grid.name)
-            samples = survey.samples if survey is not None and survey.samples else [grid]
+            samples = survey.pieces if survey is not None and survey.pieces else [sample_piece(grid)]
             start = time.perf_counter()
             fit = fit_context(samples, self.of(grid), self.frames)
             self.fit_seconds[grid.name] = time.perf_counter() - start
