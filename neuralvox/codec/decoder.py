@@ -186,6 +186,12 @@ class _PendingGrid:
         parts = [engine.result(handle) for handle in self.handles]
         if len(self.chunks) == 1 and self.wanted == [0] and self.region is None:
             return self.make(self.ijk, parts[0])
+        if self.wanted == list(range(len(self.chunks))) and self.region is None:
+            # every chunk: its values go to its rows, the decoded topology is kept as it is (no copy of the frame)
+            values = np.empty((len(self.ijk), *parts[0].shape[1:]), np.float32)
+            for rows, part in zip(self.chunks.rows, parts, strict=True):
+                values[rows] = part
+            return self.make(self.ijk, values)
         rows = [self.chunks.rows[i] for i in self.wanted]
         ijk = np.concatenate([self.ijk[r] for r in rows]) if rows else self.ijk[:0]
         values = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
