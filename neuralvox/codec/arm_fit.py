@@ -72,14 +72,23 @@ def training_codes(samples: Sequence[SamplePiece], bound: float, seed: int = 0
     ``TRAINING_VOXELS``, a fixed-seed sample), and the bytes the counting model takes for them."""
     record: list[TrainingPass] = []
     counting_bytes = sum(len(p.encode(bound, record=record).stream) / p.share for p in samples)
-    features = np.concatenate([p.features for p in record]) if record else np.zeros((0, FEATURES), np.int64)
     codes = np.concatenate([p.codes for p in record]) if record else np.zeros(0, np.int64)
-    keep = np.abs(codes) <= MAX_CODE
-    features, codes = features[keep], codes[keep]
-    if len(codes) > TRAINING_VOXELS:
-        rows = np.sort(np.random.default_rng(seed).choice(len(codes), TRAINING_VOXELS, replace=False))
-        features, codes = features[rows], codes[rows]
-    return features, codes, counting_bytes
+    kept = np.flatnonzero(np.abs(codes) <= MAX_CODE)
+    if len(kept) > TRAINING_VOXELS:
+        kept = kept[np.sort(np.random.default_rng(seed).choice(len(kept), TRAINING_VOXELS, replace=False))]
+    return _feature_rows(record, kept), codes[kept], counting_bytes
+
+
+def _feature_rows(record: list[TrainingPass], rows: np.ndarray) -> np.ndarray:
+    """The features at ``rows`` (ascending) of the passes' features laid end to end, without laying them end to end
+    (a chunk's record is ~120 bytes a voxel: one copy of it is enough)."""
+    out = np.zeros((len(rows), FEATURES), record[0].features.dtype if record else np.int64)
+    start = 0
+    for training in record:
+        low, high = np.searchsorted(rows, (start, start + len(training.codes)))
+        out[low:high] = training.features[rows[low:high] - start]
+        start += len(training.codes)
+    return out
 
 
 def train_context(features: np.ndarray, codes: np.ndarray, hidden: int, iterations: int = ITERATIONS,
