@@ -55,8 +55,9 @@ def record(kind: str, **fields: object) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One measured command: wall seconds, CPU seconds (user + system, of the command and the workers it waited
-    for), peak PSS of its process tree, and the peak per phase."""
+    """One measured command: wall seconds, CPU seconds (user + system of the command and its workers: the larger of
+    what ``wait4`` reports and the sum over the processes sampled in its tree), peak PSS of its process tree, and
+    the peak per phase."""
 
     seconds: float
     cpu_seconds: float
@@ -80,7 +81,8 @@ def measured(command: list[str], phases: Path | None = None, frames: int = 0) ->
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)}: exit {process.returncode}")
-    return Run(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, peak.bytes, peak.by_phase)
+    cpu = max(usage.ru_utime + usage.ru_stime, peak.cpu_seconds)
+    return Run(time.perf_counter() - start, cpu, peak.bytes, peak.by_phase)
 
 
 def identical(first: Path, second: Path) -> bool:
