@@ -59,7 +59,7 @@ from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.metrics import common_voxels, error_stats, value_range
 from neuralvox.model.motion import MotionGuess
-from neuralvox.parallel import Engine, auto_workers, make_engine
+from neuralvox.parallel import Engine, auto_workers, make_engine, release_free_memory
 from neuralvox.sequence import Frame, FrameSequence, discover
 from neuralvox.vdb import VdbError, VdbFile, grid_bytes, grid_stats, list_grids, read_vdb
 
@@ -147,6 +147,7 @@ def collect_bounded_values(jobs: ValueJobs, pending: PendingValues, context: Gri
     chunk, and the neural context model's ``context`` stream in the frame that sends it), once the engine has coded
     its chunks. Its seconds are the chunks' coding time plus ``fit_seconds`` (the context model's fit, if any)."""
     header, streams, decoded, seconds = jobs.collect(pending)
+    release_free_memory()  # before the topology: what the chunks' results passed through is not kept
     grid = pending.grid
     error = error_stats(grid.values, decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, seconds + fit_seconds, 0)
