@@ -23,6 +23,7 @@ import numpy as np
 
 from neuralvox.codec import arm_fit
 from neuralvox.codec.bounded import decode_bounded, encode_grid
+from neuralvox.codec.chunked import sample_piece
 from neuralvox.grid import SparseGrid
 from neuralvox.vdb import read_vdb, write_vdb
 
@@ -63,7 +64,7 @@ def main() -> None:
     grid = read.grids["density"].sorted()
     bound = args.bound * float(grid.values.max() - grid.values.min())
     start = time.perf_counter()
-    features, codes, _ = arm_fit.training_codes([grid], bound)
+    features, codes, _ = arm_fit.training_codes([sample_piece(grid)], bound)
     context = arm_fit.train_context(features, codes, hidden=16)
     fit_seconds = time.perf_counter() - start
     voxels = grid.voxel_count

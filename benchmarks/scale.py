@@ -19,6 +19,7 @@ Each prints a table and appends JSON to benchmarks/results/scale.jsonl.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -30,9 +31,9 @@ import time
 from pathlib import Path
 
 from neuralvox.bench.memory import PeakMemory
-from neuralvox.codec.chunked import chunk_headers
+from neuralvox.codec.chunked import ChunkContext, chunk_headers
 from neuralvox.codec.decoder import open_archive
-from neuralvox.codec.header import without_timing
+from neuralvox.codec.header import CONTEXT, payload_key, without_timing
 from neuralvox.container import ArchiveReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "scale.jsonl"
 CLI = [sys.executable, "-m", "neuralvox.cli"]
 BOUND = "0.002"  # absolute: the frames' density peaks near 2, so about 0.1% of the range
 GIB = 1 << 30
+BITS_MAX_VOXELS = 20_000_000  # "bits" codes a frame whole in this process: only where that fits in memory
 
 
 def record(kind: str, **fields: object) -> None:
@@ -51,20 +53,36 @@ def record(kind: str, **fields: object) -> None:
     print(json.dumps(row), flush=True)
 
 
-def measured(command: list[str], phases: Path | None = None, frames: int = 0) -> tuple[float, int, dict[str, int]]:
-    """Run ``command``; its wall seconds, peak PSS of its process tree, and with ``phases`` (an output folder) the
-    peak per group of 50 frames written there."""
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One measured command: wall seconds, CPU seconds (user + system of the command and its workers: the larger of
+    what ``wait4`` reports and the sum over the processes sampled in its tree), peak PSS of its process tree, and
+    the peak per phase."""
+
+    seconds: float
+    cpu_seconds: float
+    peak: int
+    phases: dict[str, int]
+
+
+def measured(command: list[str], phases: Path | None = None, frames: int = 0) -> Run:
+    """Run ``command``; with ``phases`` (an output folder) also the peak per group of 50 frames written there."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     with PeakMemory(process.pid) as peak:
-        while process.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
             if phases is not None:
                 done = len(list(phases.glob("*.vdb"))) if phases.exists() else 0
                 peak.mark(f"frames {done // 50 * 50}-{min(frames, done // 50 * 50 + 49)}")
             time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)}: exit {process.returncode}")
-    return time.perf_counter() - start, peak.bytes, peak.by_phase
+    cpu = max(usage.ru_utime + usage.ru_stime, peak.cpu_seconds)
+    return Run(time.perf_counter() - start, cpu, peak.bytes, peak.by_phase)
 
 
 def identical(first: Path, second: Path) -> bool:
@@ -100,41 +118,58 @@ def cmd_codec(args: argparse.Namespace) -> None:
         archives = []
         for workers in args.workers:
             archive = args.out / f"{source.stem}.w{workers}.nvox"
-            seconds, peak, _ = measured([*CLI, "compress", str(source), "-o", str(archive), "--max-error", BOUND,
-                                         "--workers", str(workers), "--quiet", "--force"])
+            coded = measured([*CLI, "compress", str(source), "-o", str(archive), "--max-error", BOUND,
+                              "--workers", str(workers), "--quiet", "--force"])
             decoded = args.out / f"decoded.w{workers}"
-            d_seconds, d_peak, _ = measured([*CLI, "decompress", str(archive), "-o", str(decoded),
-                                             "--workers", str(workers), "--quiet", "--force"])
+            back = measured([*CLI, "decompress", str(archive), "-o", str(decoded), "--workers", str(workers),
+                             "--quiet", "--force"])
             with open_archive(archive) as opened:
                 chunks = len(chunk_headers(opened.entry(opened.frames[0]).grids["density"].values))
             record("codec", source=source.name, voxels=voxels, workers=workers, chunks=chunks,
                    archive_bytes=archive.stat().st_size, value_bytes=value_bytes(archive),
-                   compress_s=round(seconds, 1), compress_mvox_s=round(voxels / seconds / 1e6, 2),
-                   compress_peak_gib=round(peak / GIB, 2), decompress_s=round(d_seconds, 1),
-                   decompress_mvox_s=round(voxels / d_seconds / 1e6, 2), decompress_peak_gib=round(d_peak / GIB, 2))
+                   compress_s=round(coded.seconds, 1), compress_cpu_s=round(coded.cpu_seconds, 1),
+                   compress_mvox_s=round(voxels / coded.seconds / 1e6, 2),
+                   compress_peak_gib=round(coded.peak / GIB, 2), decompress_s=round(back.seconds, 1),
+                   decompress_cpu_s=round(back.cpu_seconds, 1), decompress_mvox_s=round(voxels / back.seconds / 1e6, 2),
+                   decompress_peak_gib=round(back.peak / GIB, 2))
             archives.append(archive)
         record("codec-identity", source=source.name, workers=args.workers,
                identical=all(identical(archives[0], a) for a in archives[1:]))
 
 
 def cmd_bits(args: argparse.Namespace) -> None:
-    """Value bytes of each frame coded whole (one chunk, as before chunking) next to the chunked archive's."""
+    """Value bytes of each frame (of at most ``BITS_MAX_VOXELS``) coded in chunks and as one piece, in this process
+    under the same context model: the counting contexts, and the neural model of the frame's archive (each archive
+    fits its own, so comparing two archives would compare two models)."""
+    from neuralvox.codec.arm import ArmWeights
     from neuralvox.codec.bounded import encode_grid
+    from neuralvox.codec.chunked import encode_chunk
+    from neuralvox.codec.chunks import split_voxels
     from neuralvox.vdb import read_vdb
 
     for source in sorted(args.out.glob("turb*m.vdb"), key=lambda p: int(p.stem[4:-1])):
         archive = next(iter(sorted(args.out.glob(f"{source.stem}.w*.nvox"))), None)
-        if archive is None:
-            continue
         grid = read_vdb(source).grids["density"].sorted()
-        start = time.perf_counter()
-        whole = encode_grid(grid, float(BOUND))
-        seconds = time.perf_counter() - start
-        chunked = value_bytes(archive)
-        record("bits", source=source.name, voxels=grid.voxel_count, unchunked_value_bytes=len(whole.stream),
-               chunked_value_bytes=chunked, chunked_over_unchunked=round(chunked / len(whole.stream), 4),
-               unchunked_s=round(seconds, 1), peak_rss_gib_this_process=round(_max_rss() / GIB, 2))
-        del grid, whole
+        if archive is None or grid.voxel_count > BITS_MAX_VOXELS:
+            continue
+        chunks = split_voxels(grid.ijk)
+        with open_archive(archive) as opened:
+            number = opened.frames[0]
+            owner = chunk_headers(opened.entry(number).grids["density"].values)[0].context_frame
+            neural = None if owner is None else ArmWeights.from_bytes(
+                opened.reader.get(payload_key(owner, "density", CONTEXT)))
+        for model, weights in (("counting", None), ("neural", neural)):
+            if model == "neural" and weights is None:
+                continue
+            start = time.perf_counter()
+            whole = len(encode_grid(grid, float(BOUND), weights).stream)
+            pieces = sum(len(encode_chunk(grid, chunks, i, float(BOUND), ChunkContext(weights, owner)).stream)
+                         for i in range(len(chunks)))
+            record("bits", source=source.name, voxels=grid.voxel_count, chunks=len(chunks), context_model=model,
+                   unchunked_value_bytes=whole, chunked_value_bytes=pieces,
+                   chunked_over_unchunked=round(pieces / whole, 4), seconds=round(time.perf_counter() - start, 1),
+                   archive_value_bytes=value_bytes(archive), peak_rss_gib_this_process=round(_max_rss() / GIB, 2))
+        del grid
 
 
 def _max_rss() -> int:
@@ -187,11 +222,11 @@ def cmd_ray(args: argparse.Namespace) -> None:
     paths = _sequence(args.out / "frames", args.frames, args.voxels)
     common = [*map(str, paths), "--max-error", BOUND, "--quiet", "--force"]
     serial = args.out / "serial.nvox"
-    s_seconds, s_peak, _ = measured([*CLI, "compress", *common, "-o", str(serial), "--workers", "1"])
+    serial_run = measured([*CLI, "compress", *common, "-o", str(serial), "--workers", "1"])
     on_ray = args.out / "ray.nvox"
-    r_seconds, r_peak, _ = measured([*CLI, "compress", *common, "-o", str(on_ray), "--ray", "--workers", "2"])
-    record("ray", frames=args.frames, voxels_per_frame=args.voxels, serial_s=round(s_seconds, 1),
-           ray_s=round(r_seconds, 1), identical=identical(serial, on_ray))
+    ray_run = measured([*CLI, "compress", *common, "-o", str(on_ray), "--ray", "--workers", "2"])
+    record("ray", frames=args.frames, voxels_per_frame=args.voxels, serial_s=round(serial_run.seconds, 1),
+           ray_s=round(ray_run.seconds, 1), identical=identical(serial, on_ray))
     killed_archive = args.out / "ray_killed.nvox"
     start = time.perf_counter()
     process = subprocess.Popen([*CLI, "compress", *common, "-o", str(killed_archive), "--ray", "--workers", "2"],
@@ -217,11 +252,13 @@ def cmd_stream(args: argparse.Namespace) -> None:
     decoded = args.out / "decoded"
     for old in decoded.glob("*.vdb") if decoded.exists() else []:
         old.unlink()
-    seconds, peak, phases = measured([*CLI, "decompress", str(archive), "-o", str(decoded), "--quiet", "--force"],
-                                     phases=decoded, frames=args.frames)
+    run = measured([*CLI, "decompress", str(archive), "-o", str(decoded), "--quiet", "--force"], phases=decoded,
+                   frames=args.frames)
+    phases = run.phases
     first, last = "frames 0-49", f"frames {args.frames - 50}-{args.frames - 1}"
-    record("stream", frames=args.frames, voxels_per_frame=args.voxels, seconds=round(seconds, 1),
-           peak_gib=round(peak / GIB, 3), phases_gib={k: round(v / GIB, 3) for k, v in phases.items()},
+    record("stream", frames=args.frames, voxels_per_frame=args.voxels, seconds=round(run.seconds, 1),
+           cpu_s=round(run.cpu_seconds, 1), peak_gib=round(run.peak / GIB, 3),
+           phases_gib={k: round(v / GIB, 3) for k, v in phases.items()},
            last_over_first=round(phases.get(last, 0) / max(1, phases.get(first, 1)), 3))
 
 

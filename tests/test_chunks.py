@@ -7,6 +7,7 @@ import pytest
 
 from neuralvox.codec import bounded, chunked
 from neuralvox.codec.chunks import ChunkLimits, split_voxels
+from neuralvox.codec.interpolation import block_region, plan_levels
 from neuralvox.grid import SparseGrid
 from neuralvox.sim.turbulence import turbulent_frame
 
@@ -80,6 +81,36 @@ def test_chunks_decode_alone_within_the_bound(smoke: SparseGrid) -> None:
         assert np.array_equal(values, decoded[chunks.rows[index]])
 
 
+def test_chunks_know_the_inactive_voxels_of_their_own_blocks(smoke: SparseGrid) -> None:
+    chunks = split_voxels(smoke.ijk, SMALL)
+    rows = chunks.rows[1]
+    part = smoke.ijk[rows]
+    plan = plan_levels(part)
+    region = block_region(plan, part, SMALL.block_shift).reshape(plan.shape)
+    cells = np.argwhere(region) + np.array(plan.corner)
+    own_blocks = {tuple(b) for b in np.unique(part >> SMALL.block_shift, axis=0)}
+    assert {tuple(b) for b in np.unique(cells >> SMALL.block_shift, axis=0)} == own_blocks
+    assert len(cells) < region.size  # the box reaches into blocks of other chunks, left unknown
+    # knowing them saves bits over leaving every inactive voxel unknown (neuralvox-chunked/1)
+    known = chunked.encode_chunk(smoke, chunks, 1, 1e-3)
+    unknown = bounded.encode_bounded(part, smoke.values[rows], 1e-3, background=smoke.background,
+                                     inactive_known=False)
+    assert len(known.stream) < len(unknown.stream)
+
+
+def test_chunks_of_the_first_format_still_decode(smoke: SparseGrid) -> None:
+    chunks = split_voxels(smoke.ijk, SMALL)
+    codes = [bounded.encode_bounded(smoke.ijk[r], smoke.values[r], 1e-3, background=smoke.background,
+                                    inactive_known=False) for r in chunks.rows]
+    header = chunked.ChunkedHeader.from_dict({
+        "format": "neuralvox-chunked/1", "voxels": smoke.voxel_count, "max_voxels": SMALL.max_voxels,
+        "max_box": SMALL.max_box, "block_shift": SMALL.block_shift, "chunks": [c.header.to_dict() for c in codes]})
+    assert chunked.known_blocks(header) is None
+    for index, code in enumerate(codes):
+        values = chunked.decode_chunk(smoke.ijk, header, chunks, index, code.stream)
+        assert np.array_equal(values, code.decoded)
+
+
 def test_a_vector_grid_codes_in_chunks() -> None:
     base = turbulent_frame(20_000, seed=5).sorted()
     values = np.stack([base.values, -base.values, 2 * base.values], axis=1)
@@ -103,3 +134,12 @@ def test_a_header_that_disagrees_with_the_topology_is_refused(smoke: SparseGrid)
         chunked.chunks_of(smoke.ijk, parse({**header, "chunks": "many"}))
     with pytest.raises(ValueError, match="context frames"):
         parse({**header, "chunks": [{**header["chunks"][0], "context_frame": 3}, *header["chunks"][1:]]})
+
+
+def test_a_fit_sample_of_a_chunked_grid_is_its_middle_chunk_coded_as_the_archive_codes_it(smoke: SparseGrid) -> None:
+    assert chunked.sample_piece(smoke).grid is smoke and chunked.sample_piece(smoke).share == 1.0
+    chunks = split_voxels(smoke.ijk, SMALL)
+    piece = chunked.sample_piece(smoke, SMALL)
+    middle = chunks.rows[len(chunks) // 2]
+    assert np.array_equal(piece.grid.ijk, smoke.ijk[middle]) and piece.share == len(middle) / smoke.voxel_count
+    assert piece.encode(1e-3).stream == chunked.encode_chunk(smoke, chunks, len(chunks) // 2, 1e-3).stream

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from neuralvox.codec import arm, arm_fit
 from neuralvox.codec.arm import ArmWeights, LatticePoint
 from neuralvox.codec.bounded import BoundedHeader, decode_bounded, encode_bounded
+from neuralvox.codec.chunked import sample_piece
 from neuralvox.codec.context_coder import ContextStreamError
 from neuralvox.codec.decoder import open_archive
 from neuralvox.codec.encoder import compress
@@ -43,7 +44,7 @@ def smooth_grid(seed: int, box: int, channels: int = 1, level_set: bool = False)
 
 
 def fitted(grid: SparseGrid, bound: float, iterations: int = 30) -> ArmWeights:
-    features, codes, _ = arm_fit.training_codes([grid], bound)
+    features, codes, _ = arm_fit.training_codes([sample_piece(grid)], bound)
     return arm_fit.train_context(features, codes, hidden=8, iterations=iterations)
 
 

@@ -5,6 +5,7 @@ import pytest
 from conftest import ball_cells
 
 from neuralvox.topology import decode_topology, encode_topology
+from neuralvox.topology.octree import Octree, morton_keys, morton_sorted
 
 
 def noisy_sphere(radius: float = 12, seed: int = 0, center=(0, 0, 0)) -> np.ndarray:
@@ -199,3 +200,18 @@ def test_smooth_blob_rate():
 def test_dense_box_costs_almost_nothing():
     box = dense_box(shape=(40, 30, 20))
     assert len(assert_round_trip(box)) < 40  # measured 22 bytes for 24000 voxels
+
+
+def test_octree_from_morton_keys_matches_the_coordinate_octree():
+    voxels = np.concatenate([noisy_sphere(center=(40, 40, 40)), scattered(span=200) + 300])
+    origin = voxels.min(axis=0).astype(np.int64)
+    relative = voxels.astype(np.int64) - origin
+    depth = int(relative.max()).bit_length()
+    by_coordinates = Octree(morton_sorted(relative), depth)
+    keys = morton_keys(voxels, origin)
+    keys.sort()
+    by_keys = Octree.from_keys(keys, depth)
+    for level in range(1, depth + 1):
+        assert np.array_equal(by_keys.masks[level], by_coordinates.masks[level])
+        if level > 1:  # the walk looks up children from level 2 up
+            assert np.array_equal(by_keys.first_child[level], by_coordinates.first_child[level])

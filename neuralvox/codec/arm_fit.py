@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from neuralvox.codec.arm import FEATURES, FRACTION_BITS, MU_STEPS, SCALES, ZERO_LEVELS, ArmWeights, Layer
-from neuralvox.codec.bounded import TrainingPass, encode_grid
+from neuralvox.codec.bounded import TrainingPass
+from neuralvox.codec.chunked import SamplePiece
 from neuralvox.codec.context_coder import MAX_CODE
-from neuralvox.grid import SparseGrid
 
 # hidden widths tried, from this many voxels in the sequence (measured: 8 pays from about 20k voxels; 16 saves
 # 1.5-3% more than 8 at 200k)
@@ -28,11 +28,12 @@ _BIAS_MAX = 2**31 - 1
 
 @dataclasses.dataclass(frozen=True)
 class ContextFit:
-    """A fitted context model and what it measured on the samples: coded bytes with it and with the counting model."""
+    """A fitted context model and what it measured on the samples: coded bytes with it and with the counting model
+    (of a sample cut to a piece, the piece's bytes over its share of the grid's voxels)."""
 
     weights: ArmWeights
-    neural_bytes: int
-    counting_bytes: int
+    neural_bytes: float
+    counting_bytes: float
     samples: int
 
     @property
@@ -47,7 +48,7 @@ class ContextFit:
         return per_frame * frames * GENERALIZATION - self.weight_bytes
 
 
-def fit_context(samples: Sequence[SparseGrid], bound: float, frames: int, *, iterations: int = ITERATIONS,
+def fit_context(samples: Sequence[SamplePiece], bound: float, frames: int, *, iterations: int = ITERATIONS,
                 seed: int = 0) -> ContextFit | None:
     """The context model that saves the most over a sequence of ``frames`` frames, trained on the codes the bounded
     codec gives ``samples`` at ``bound``; None where none saves more than its size."""
@@ -58,26 +59,36 @@ def fit_context(samples: Sequence[SparseGrid], bound: float, frames: int, *, ite
     best = None
     for hidden in (width for width, least in HIDDEN_WIDTHS if sequence_voxels >= least):
         weights = train_context(features, codes, hidden, iterations, seed)
-        neural_bytes = sum(len(encode_grid(grid, bound, context=weights).stream) for grid in samples)
+        neural_bytes = sum(len(p.encode(bound, weights).stream) / p.share for p in samples)
         fit = ContextFit(weights, neural_bytes, counting_bytes, len(samples))
         if fit.net_saving(frames) > 0 and (best is None or fit.net_saving(frames) > best.net_saving(frames)):
             best = fit
     return best
 
 
-def training_codes(samples: Sequence[SparseGrid], bound: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+def training_codes(samples: Sequence[SamplePiece], bound: float, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
     """The context features and codes of ``samples`` coded at ``bound`` (escapes left out, at most
     ``TRAINING_VOXELS``, a fixed-seed sample), and the bytes the counting model takes for them."""
     record: list[TrainingPass] = []
-    counting_bytes = sum(len(encode_grid(grid, bound, record=record).stream) for grid in samples)
-    features = np.concatenate([p.features for p in record]) if record else np.zeros((0, FEATURES), np.int64)
+    counting_bytes = sum(len(p.encode(bound, record=record).stream) / p.share for p in samples)
     codes = np.concatenate([p.codes for p in record]) if record else np.zeros(0, np.int64)
-    keep = np.abs(codes) <= MAX_CODE
-    features, codes = features[keep], codes[keep]
-    if len(codes) > TRAINING_VOXELS:
-        rows = np.sort(np.random.default_rng(seed).choice(len(codes), TRAINING_VOXELS, replace=False))
-        features, codes = features[rows], codes[rows]
-    return features, codes, counting_bytes
+    kept = np.flatnonzero(np.abs(codes) <= MAX_CODE)
+    if len(kept) > TRAINING_VOXELS:
+        kept = kept[np.sort(np.random.default_rng(seed).choice(len(kept), TRAINING_VOXELS, replace=False))]
+    return _feature_rows(record, kept), codes[kept], counting_bytes
+
+
+def _feature_rows(record: list[TrainingPass], rows: np.ndarray) -> np.ndarray:
+    """The features at ``rows`` (ascending) of the passes' features laid end to end, without laying them end to end
+    (a chunk's record is ~120 bytes a voxel: one copy of it is enough)."""
+    out = np.zeros((len(rows), FEATURES), record[0].features.dtype if record else np.int64)
+    start = 0
+    for training in record:
+        low, high = np.searchsorted(rows, (start, start + len(training.codes)))
+        out[low:high] = training.features[rows[low:high] - start]
+        start += len(training.codes)
+    return out
 
 
 def train_context(features: np.ndarray, codes: np.ndarray, hidden: int, iterations: int = ITERATIONS,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from neuralvox.codec.bounded import encode_grid
+from neuralvox.codec.chunked import SamplePiece, sample_piece
 from neuralvox.codec.quality import QualityTarget
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import psnr
@@ -21,14 +22,19 @@ _SMALLEST_RANGE = 1e-30
 
 @dataclasses.dataclass
 class GridSurvey:
-    """What one pass over the frames learns of a grid: its value range, voxel size, class and sample frames."""
+    """What one pass over the frames learns of a grid: its value range, voxel size, class and sample frames (of a
+    grid coded in chunks, one chunk: ``chunked.sample_piece``)."""
 
     name: str
     low: float = math.inf
     high: float = -math.inf
     voxel_size: float = 1.0
     grid_class: str = "unknown"
-    samples: list[SparseGrid] = dataclasses.field(default_factory=list)
+    pieces: list[SamplePiece] = dataclasses.field(default_factory=list)
+
+    @property
+    def samples(self) -> list[SparseGrid]:
+        return [piece.grid for piece in self.pieces]
 
     @property
     def value_range(self) -> float:
@@ -41,7 +47,7 @@ class GridSurvey:
         self.voxel_size = float(grid.voxel_size.mean())
         self.grid_class = grid.grid_class
         if keep:
-            self.samples.append(grid)
+            self.pieces.append(sample_piece(grid))
 
 
 def sample_frames(count: int, samples: int = SEARCH_SAMPLES) -> set[int]:

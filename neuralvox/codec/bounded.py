@@ -33,6 +33,7 @@ from neuralvox.codec.interpolation import (
     LevelPlan,
     Pass,
     Prediction,
+    block_region,
     plan_levels,
     predict,
 )
@@ -112,13 +113,16 @@ class BoundedCode:
 def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[float, ...], *,
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
                    shrink: tuple[float, float] = SHRINK, context: ArmWeights | None = None,
-                   record: list[TrainingPass] | None = None, reference: TimeReference | None = None) -> BoundedCode:
+                   record: list[TrainingPass] | None = None, reference: TimeReference | None = None,
+                   known_blocks: int | None = None) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``context``: the neural
     context model (else the counting one); ``record`` collects each pass's context features and codes (to train one).
     ``reference``: the same grid of an earlier decoded frame; leaves are predicted from it, moved (the time mode,
     ``neuralvox.codec.temporal``), where that is estimated cheaper, and the coding is kept if it is shorter.
+    ``known_blocks``: inactive voxels are known only inside the blocks of ``2**known_blocks`` voxels a side that hold
+    one of ``ijk`` (a chunk of a larger grid, whose other blocks belong to other chunks).
     """
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
@@ -129,6 +133,8 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
         if not (bound > 0 and np.isfinite(bound)):
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
     plan = plan_levels(ijk)
+    if known_blocks is not None and inactive_known:
+        setup = dataclasses.replace(setup, known_region=block_region(plan, ijk, known_blocks))
     spatial = _code_channels(plan, columns, setup, record=record)
     header = BoundedHeader(len(columns), tuple(setup.bounds), tuple(setup.backgrounds), inactive_known,
                            spatial.choices, shrink)
@@ -152,6 +158,7 @@ class _Setup:
     inactive_known: bool
     shrink: tuple[float, float]
     context: ArmWeights | None
+    known_region: np.ndarray | None = None  # bool over the plan's box: where inactive voxels are known (None: all)
 
     @property
     def steps(self) -> list[float]:
@@ -178,7 +185,7 @@ def _code_channels(plan: LevelPlan, columns: np.ndarray, setup: _Setup, *, recor
     parts, choices, exact_count = [prefix], [], 0
     for channel in range(columns.shape[1]):
         coder = _ChannelCoder(plan, setup.bounds[channel], setup.backgrounds[channel], setup.inactive_known,
-                              setup.shrink, setup.context, record is not None)
+                              setup.shrink, setup.context, record is not None, setup.known_region)
         if known is not None:
             coder.canvas.store(plan.flat[known[0]], known[1][:, channel])
         data, chosen, decoded[:, channel], exact, codes[:, channel] = coder.encode(columns[:, channel], record)
@@ -214,19 +221,21 @@ def _without(plan: LevelPlan, rows: np.ndarray) -> LevelPlan:
     temporal = np.zeros(len(plan.flat), bool)
     temporal[rows] = True
     passes = [Pass(visit.rows[~temporal[visit.rows]], visit.level, visit.axes) for visit in plan.passes]
-    return LevelPlan(plan.shape, plan.flat, [visit for visit in passes if len(visit.rows)], plan.max_level)
+    return LevelPlan(plan.shape, plan.flat, [visit for visit in passes if len(visit.rows)], plan.max_level,
+                     plan.corner)
 
 
 def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, context: ArmWeights | None = None,
-                   reference: TimeReference | None = None) -> np.ndarray:
+                   reference: TimeReference | None = None, known_blocks: int | None = None) -> np.ndarray:
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
     (``context``: the neural context model it used, if any; ``reference``: the decoded frame its header's
-    ``time_frame`` names, if any)."""
+    ``time_frame`` names, if any; ``known_blocks`` as it was given)."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     if (context is None) != (header.context_frame is None):
         raise ValueError("value header and the given context model disagree on whether one was used")
     plan = plan_levels(ijk, header.max_level)
+    region = None if known_blocks is None or not header.inactive_known else block_region(plan, ijk, known_blocks)
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset, known = 0, None
     if header.time_frame is not None:
@@ -238,7 +247,7 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, contex
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
         coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
-                              header.shrink, context)
+                              header.shrink, context, known_region=region)
         if known is not None:
             coder.canvas.store(plan.flat[known[0]], known[1][:, channel])
         columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
@@ -287,9 +296,10 @@ class _ChannelCoder:
     neural context model, of codes), each pass's predictions, contexts, largest codes and quantization step."""
 
     def __init__(self, plan: LevelPlan, bound: float, background: float, inactive_known: bool,
-                 shrink: tuple[float, float], context: ArmWeights | None = None, recording: bool = False) -> None:
+                 shrink: tuple[float, float], context: ArmWeights | None = None, recording: bool = False,
+                 known_region: np.ndarray | None = None) -> None:
         self.plan, self.bound, self.shrink, self.context = plan, bound, shrink, context
-        self.canvas = Canvas.start(plan, background, inactive_known)
+        self.canvas = Canvas.start(plan, background, inactive_known, known_region)
         self.fallback = background if inactive_known else 0.0
         self.band = 0.0 if inactive_known else abs(background)
         self.background = background

@@ -17,6 +17,7 @@ BLOCK_SHIFT = 6  # blocks of 64^3 voxels: 8^3 leaves of 8^3
 CHUNK_VOXELS = 1 << 22  # about 4M voxels a chunk
 CHUNK_BOX = 1 << 26  # cells spanned by a chunk's blocks (the dense box adds a margin)
 _MORTON_BITS = 21  # per axis: block coordinates span at most 2**21 blocks
+_ROWS = 1 << 20  # voxels keyed at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +32,12 @@ class ChunkLimits:
 
 @dataclasses.dataclass(frozen=True)
 class Chunks:
-    """The chunks of a voxel set: for each, its rows into the voxel arrays (ascending) and its voxel bounding box."""
+    """The chunks of a voxel set: for each, its rows into the voxel arrays (ascending) and its voxel bounding box;
+    every block of ``2**block_shift`` voxels a side belongs to one chunk."""
 
     rows: list[np.ndarray]
     boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]  # inclusive (min, max) voxel coordinates
+    block_shift: int = BLOCK_SHIFT
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -52,25 +55,37 @@ def split_voxels(ijk: np.ndarray, limits: ChunkLimits = DEFAULT_LIMITS) -> Chunk
     """The chunks of the voxels ``ijk`` (N, 3): one when N is at most ``limits.max_voxels``."""
     ijk = np.asarray(ijk).reshape(-1, 3)
     if len(ijk) <= limits.max_voxels:
-        return Chunks([np.arange(len(ijk), dtype=np.int64)], [_box(ijk)])
-    blocks = ijk >> limits.block_shift
-    low = blocks.min(axis=0).astype(np.int64)
-    span = blocks.max(axis=0).astype(np.int64) - low + 1
+        return Chunks([np.arange(len(ijk), dtype=np.int64)], [_box(ijk)], limits.block_shift)
+    low = (ijk.min(axis=0) >> limits.block_shift).astype(np.int64)
+    span = (ijk.max(axis=0) >> limits.block_shift).astype(np.int64) - low + 1
     if int(span.max()) > 1 << _MORTON_BITS:
         raise ValueError(f"active voxels span more than {1 << (_MORTON_BITS + limits.block_shift):,} voxels along an "
                          f"axis")
-    # one int64 key a voxel (its block), never more than a few arrays of N: memory stays near 8-16 bytes a voxel
-    key = ((blocks[:, 0] - low[0]) * span[1] + (blocks[:, 1] - low[1])) * span[2] + (blocks[:, 2] - low[2])
-    del blocks
-    keys, counts = np.unique(key, return_counts=True)
+
+    def block_keys(start: int) -> np.ndarray:
+        """One int64 key a voxel (its block) for rows ``start`` onwards, a slice at a time: memory stays near 12
+        bytes a voxel, not several (N, 3) or (N,) int64 temporaries."""
+        blocks = ijk[start:start + _ROWS] >> limits.block_shift
+        return ((blocks[:, 0] - low[0]) * span[1] + (blocks[:, 1] - low[1])) * span[2] + (blocks[:, 2] - low[2])
+
+    found = [np.unique(block_keys(start), return_counts=True) for start in range(0, len(ijk), _ROWS)]
+    keys = np.unique(np.concatenate([k for k, _ in found]))
+    counts = np.zeros(len(keys), np.int64)
+    for block_key, block_count in found:
+        np.add.at(counts, np.searchsorted(keys, block_key), block_count)
+    del found
     coords = np.stack([keys // (span[1] * span[2]), keys // span[2] % span[1], keys % span[2]], axis=1)
     order = np.argsort(_morton(coords), kind="stable")
-    chunk_of_block = np.empty(len(keys), np.int64)
+    chunk_of_block = np.empty(len(keys), np.int32)
     chunk_of_block[order] = _pack(coords[order], counts[order], limits)
-    voxel_chunk = chunk_of_block[np.searchsorted(keys, key)].astype(np.int32)
-    del key
-    rows = [np.flatnonzero(voxel_chunk == index) for index in range(int(chunk_of_block.max()) + 1)]
-    return Chunks(rows, [_box(ijk[r]) for r in rows])
+    voxel_chunk = np.empty(len(ijk), np.int32)
+    for start in range(0, len(ijk), _ROWS):
+        voxel_chunk[start:start + _ROWS] = chunk_of_block[np.searchsorted(keys, block_keys(start))]
+    by_chunk = np.argsort(voxel_chunk, kind="stable")  # rows ascending within each chunk
+    ends = np.cumsum(np.bincount(voxel_chunk, minlength=int(chunk_of_block.max()) + 1))
+    del voxel_chunk
+    rows = np.split(by_chunk, ends[:-1])
+    return Chunks(rows, [_box(ijk[r]) for r in rows], limits.block_shift)
 
 
 def _pack(blocks: np.ndarray, counts: np.ndarray, limits: ChunkLimits) -> np.ndarray:

@@ -494,8 +494,10 @@ class NvoxArchive:
         parts = chunked.chunk_headers(header)
         try:
             context = self._context_model(parts[0].context_frame, grid)
+            known = chunked.known_blocks(header)
             return [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else chunks.rows[i]),
-                                       parts[i], self.reader.get(payload_key(number, grid, streams[i])), context)
+                                       parts[i], self.reader.get(payload_key(number, grid, streams[i])), context,
+                                       known)
                     for i in wanted]
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None

@@ -24,7 +24,7 @@ from neuralvox import __version__
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.arm_fit import fit_context
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
-from neuralvox.codec.chunked import COUNTING, ChunkContext
+from neuralvox.codec.chunked import COUNTING, ChunkContext, sample_piece
 from neuralvox.codec.chunks import ChunkLimits
 from neuralvox.codec.frame_feed import FedFrame, feed_frames
 from neuralvox.codec.groups import DEFAULT_GOP, GroupPolicy
@@ -61,7 +61,7 @@ from neuralvox.device import resolve_device
 from neuralvox.grid import VECTOR_TYPES, SparseGrid
 from neuralvox.metrics import common_voxels, error_stats, value_range
 from neuralvox.model.motion import MotionGuess
-from neuralvox.parallel import Engine, auto_workers, make_engine
+from neuralvox.parallel import Engine, auto_workers, make_engine, release_free_memory
 from neuralvox.sequence import Frame, FrameSequence, discover
 from neuralvox.vdb import VdbError, VdbFile, grid_bytes, grid_stats, list_grids, read_vdb
 
@@ -152,6 +152,7 @@ def collect_bounded_values(jobs: ValueJobs, pending: PendingValues, context: Gri
     ``time_choice`` learns what that saved). Its seconds are the chunks' coding time plus ``fit_seconds`` (the context
     model's fit, if any)."""
     collected = jobs.collect(pending, reference)
+    release_free_memory()  # before the topology: what the chunks' results passed through is not kept
     grid = pending.grid
     error = error_stats(grid.values, collected.decoded, peak=value_range(grid.values))
     stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, collected.seconds + fit_seconds, 0)
@@ -243,7 +244,7 @@ class _GridBounds:
             return None
         if grid.name not in self.contexts:
             survey = self.surveys.get(grid.name)
-            samples = survey.samples if survey is not None and survey.samples else [grid]
+            samples = survey.pieces if survey is not None and survey.pieces else [sample_piece(grid)]
             start = time.perf_counter()
             fit = fit_context(samples, self.of(grid), self.frames)
             self.fit_seconds[grid.name] = time.perf_counter() - start

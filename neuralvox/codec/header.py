@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.bounded import BoundedHeader
-from neuralvox.codec.chunked import FORMAT as CHUNKED_FORMAT
+from neuralvox.codec.chunked import FORMATS as CHUNKED_FORMATS
 from neuralvox.codec.chunked import ChunkedHeader
 from neuralvox.metrics import ErrorStats, bits_per_voxel
 from neuralvox.sequence import NamePattern
@@ -163,7 +163,8 @@ class NeuralValueHeader:
 
 ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader
 _VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
-                  **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict), CHUNKED_FORMAT: ChunkedHeader.from_dict}
+                  **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict),
+                  **dict.fromkeys(CHUNKED_FORMATS, ChunkedHeader.from_dict)}
 VALUE_FORMATS = tuple(_VALUE_READERS)
 
 

@@ -54,6 +54,7 @@ class LevelPlan:
     flat: np.ndarray  # (N,) int64 index of each voxel in the box, C order
     passes: list[Pass]
     max_level: int
+    corner: tuple[int, int, int] = (0, 0, 0)  # voxel coordinates of the box's first cell
 
     @property
     def box_size(self) -> int:
@@ -77,6 +78,7 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
         low, high = ijk.min(axis=0), ijk.max(axis=0)
     origin = np.array(low, np.int64) // step * step
     margin = 3 * step // 2  # the farthest neighbour read: 3h at the coarsest half-step h
+    corner = tuple(int(c) - margin for c in origin)
     shape = tuple(int(top - bottom) + 1 + 2 * margin for bottom, top in zip(origin, high, strict=True))
     if np.prod(shape, dtype=np.float64) > MAX_BOX:
         raise ValueError(f"the active voxels span a box of {shape[0]} x {shape[1]} x {shape[2]} voxels, more than the "
@@ -90,7 +92,7 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
         patterns = (0, *PATTERNS)
         passes = [Pass(rows, max_level - int(k) // 8, tuple(d for d in range(3) if patterns[int(k) % 8] >> d & 1))
                   for k, rows in zip(keys, np.split(order, starts[1:]), strict=True)]
-        return LevelPlan(shape, flat, passes, max_level)
+        return LevelPlan(shape, flat, passes, max_level, corner)
     local = np.ascontiguousarray(ijk.T, dtype=np.int64) - origin[:, None]  # (3, N): fast per axis
     flat = ((local[0] + margin) * shape[1] + local[1] + margin) * shape[2] + local[2] + margin
     exponents = [_trailing_zeros(local[axis], max_level) for axis in range(3)]
@@ -103,7 +105,25 @@ def plan_levels(ijk: np.ndarray, max_level: int = MAX_LEVEL) -> LevelPlan:
     cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
     passes = [Pass(rows, int(level[rows[0]]), tuple(d for d in range(3) if pattern[rows[0]] >> d & 1))
               for rows in np.split(order, cuts)]
-    return LevelPlan(shape, flat, passes, max_level)
+    return LevelPlan(shape, flat, passes, max_level, corner)
+
+
+def block_region(plan: LevelPlan, ijk: np.ndarray, block_shift: int) -> np.ndarray:
+    """Which cells of the plan's box (bool, flat) lie in a block of ``2**block_shift`` voxels a side (aligned on
+    multiples of it) that holds one of the voxels ``ijk``."""
+    region = np.zeros(plan.shape, bool)
+    if len(ijk) == 0:
+        return region.reshape(-1)
+    blocks = np.asarray(ijk).reshape(-1, 3) >> block_shift
+    low = blocks.min(axis=0).astype(np.int64)
+    span = blocks.max(axis=0).astype(np.int64) - low + 1
+    keys = np.unique(((blocks[:, 0] - low[0]) * span[1] + (blocks[:, 1] - low[1])) * span[2] + (blocks[:, 2] - low[2]))
+    corner, side = np.array(plan.corner), 1 << block_shift
+    for block in np.stack([keys // (span[1] * span[2]), keys // span[2] % span[1], keys % span[2]], axis=1) + low:
+        start = np.maximum(block * side - corner, 0)
+        stop = np.minimum((block + 1) * side - corner, plan.shape)
+        region[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]] = True
+    return region.reshape(-1)
 
 
 def _trailing_zeros(coordinates: np.ndarray, cap: int) -> np.ndarray:
@@ -122,9 +142,12 @@ class Canvas:
     known: np.ndarray  # bool, flat over the box
 
     @classmethod
-    def start(cls, plan: LevelPlan, background: float, inactive_known: bool) -> Canvas:
+    def start(cls, plan: LevelPlan, background: float, inactive_known: bool,
+              known_region: np.ndarray | None = None) -> Canvas:
+        """The canvas before the first pass: inactive voxels known (``inactive_known``) everywhere, or only inside
+        ``known_region`` (bool over the box)."""
         values = np.full(plan.box_size, background, np.float32)
-        known = np.full(plan.box_size, inactive_known, bool)
+        known = np.full(plan.box_size, inactive_known, bool) if known_region is None else known_region & inactive_known
         known[plan.flat] = False
         return cls(values, known)
 

@@ -206,9 +206,10 @@ def check_bounded_v3(check: _Checker, header: dict[str, Any], grid: dict[str, An
     check.get(header, "time_frame", (int, type(None)))
 
 
-def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-chunked/1``: bounded values in spatial chunks, each a header of the bounded format and one
-    ``values.<k>`` stream; the chunks' voxels add up to the grid's, and all name the same context frame."""
+def check_chunked(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-chunked/1`` and ``/2`` (the same fields; /2 codes a chunk knowing its inactive voxels inside its
+    own blocks): bounded values in spatial chunks, each a header of the bounded format and one ``values.<k>``
+    stream; the chunks' voxels add up to the grid's, and all name the same context frame."""
     if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
         raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
     check.integer(header, "max_voxels", 1, MAX_VOXELS)
@@ -240,7 +241,7 @@ def check_chunked_v1(check: _Checker, header: dict[str, Any], grid: dict[str, An
 
 VALUE_VALIDATORS: dict[str, ValueValidator] = {
     NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1, BOUNDED_FORMATS[1]: check_bounded_v2,
-    BOUNDED_FORMATS[2]: check_bounded_v3, chunked.FORMAT: check_chunked_v1}
+    BOUNDED_FORMATS[2]: check_bounded_v3, **dict.fromkeys(chunked.FORMATS, check_chunked)}
 
 
 # ------------------------------------------------------------------------------------------------ header
@@ -394,7 +395,7 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
 def _check_context_frame(check: _Checker, number: int, name: str, values: dict[str, Any], grid: dict[str, Any],
                          earlier: dict[int, dict[str, Any]]) -> None:
     """A bounded grid's context model is sent by this frame or an earlier frame holding the same grid."""
-    owner = values["chunks"][0]["context_frame"] if values["format"] == chunked.FORMAT else values.get("context_frame")
+    owner = values["chunks"][0]["context_frame"] if values["format"] in chunked.FORMATS else values.get("context_frame")
     if owner is None:
         return
     holder = grid if owner == number else earlier.get(owner, {}).get(name)

@@ -41,9 +41,9 @@ class ChunkVoxels:
 
 
 def code_chunk(part: ChunkVoxels, index: int, bound: float | tuple[float, ...], context: ChunkContext,
-               alone: bool) -> list[ChunkCode]:
-    """Task: the coding of one chunk (``alone``: the whole grid)."""
-    return [encode_part(part.grid(), index, bound, context, alone=alone)]
+               block_shift: int | None) -> list[ChunkCode]:
+    """Task: the coding of one chunk (``block_shift`` None: the whole grid)."""
+    return [encode_part(part.grid(), index, bound, context, block_shift=block_shift)]
 
 
 def code_chunks_from_file(path: str, name: str, bound: float | tuple[float, ...], context: ChunkContext,
@@ -110,7 +110,7 @@ class ValueJobs:
         else:
             alone = len(chunks) == 1
             handles = [self.engine.submit(code_chunk, ChunkVoxels(grid, None if alone else rows), i, bound, context,
-                                          alone)
+                                          None if alone else chunks.block_shift)
                        for i, rows in enumerate(chunks.rows)]
         return PendingValues(grid, chunks, handles)
 
@@ -118,7 +118,7 @@ class ValueJobs:
         """The coding of a submitted grid (waits for its tasks); a deferred one is coded here, predicted from
         ``reference`` where that pays."""
         if pending.deferred is not None:
-            codes = [encode_part(pending.grid, 0, pending.deferred.bound, pending.deferred.context, alone=True,
+            codes = [encode_part(pending.grid, 0, pending.deferred.bound, pending.deferred.context, block_shift=None,
                                  reference=reference)]
         else:
             codes = [code for handle in pending.handles for code in self.engine.result(handle)]
@@ -140,7 +140,8 @@ class ChunkTopology:
 
 
 def decode_chunk(part: ChunkTopology, header: bounded.BoundedHeader, stream: bytes,
-                 context: ArmWeights | None, reference: TimeReference | None = None) -> np.ndarray:
-    """Task: the values of one chunk from its bounded header, stream and the grid's context model (and the decoded
-    frame it is predicted from, in the time mode)."""
-    return bounded.decode_bounded(part.ijk(), header, stream, context, reference)
+                 context: ArmWeights | None, known_blocks: int | None,
+                 reference: TimeReference | None = None) -> np.ndarray:
+    """Task: the values of one chunk from its bounded header, stream and the grid's context model
+    (``chunked.known_blocks``; and the decoded frame it is predicted from, in the time mode)."""
+    return bounded.decode_bounded(part.ijk(), header, stream, context, reference, known_blocks)

@@ -12,37 +12,68 @@ import zlib
 import numpy as np
 
 from neuralvox.topology.bitcoder import BitCoder
-from neuralvox.topology.octree import Octree, morton_sorted, walk
+from neuralvox.topology.octree import KEY_BITS, OCTANTS, POPCOUNT, Octree, morton_keys, morton_sorted, walk
 
 _FORMAT_VERSION = 1
 _FLAG_REFERENCE = 0x80
 _CHECK_BYTES = 2
+_ROWS = 1 << 20  # rows converted at a time (bounds the temporaries of a large set)
 
 
 def _checked_coords(array, what: str) -> np.ndarray:
-    """(N, 3) integer coordinates that fit int32, as int64."""
+    """(N, 3) integer coordinates that fit int32, as int32 (not copied when they are int32 already)."""
     coords = np.asarray(array)
     if coords.ndim != 2 or coords.shape[1] != 3:
         raise ValueError(f"{what} must have shape (N, 3), got {coords.shape}")
     if coords.dtype.kind not in "iu":
         raise ValueError(f"{what} must hold integers, got dtype {coords.dtype}")
-    coords = coords.astype(np.int64)
+    if coords.dtype == np.int32:
+        return coords
     info = np.iinfo(np.int32)
     if coords.size and (coords.min() < info.min or coords.max() > info.max):
         raise ValueError(f"{what} holds coordinates outside the int32 range")
-    return coords
+    return coords.astype(np.int32)
+
+
+def _octree(coords: np.ndarray, origin: np.ndarray, depth: int, reference: bool) -> tuple[Octree, int]:
+    """The octree of ``coords - origin`` (all inside the cube of side 2**depth) and, for a ``reference``, a CRC-32 of
+    those coordinates in Morton order (as int64); a coded set must hold distinct voxels. Cubes up to 2**KEY_BITS go
+    through Morton keys, a few bytes a voxel; larger ones through the coordinates."""
+    if depth > KEY_BITS:
+        voxels = morton_sorted(coords.astype(np.int64) - origin)
+        if not reference and len(voxels) > 1 and (voxels[1:] == voxels[:-1]).all(axis=1).any():
+            raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
+        return Octree(voxels, depth), zlib.crc32(voxels.astype("<i8").tobytes()) if reference else 0
+    keys = morton_keys(coords, origin)
+    crc = 0
+    if reference:
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        for start in range(0, len(order), _ROWS):
+            rows = coords[order[start:start + _ROWS]].astype(np.int64) - origin
+            crc = zlib.crc32(rows.astype("<i8").tobytes(), crc)
+        del order
+    else:
+        keys.sort()
+        if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
+            raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
+    return Octree.from_keys(keys, depth, children=reference), crc
 
 
 def _reference_octree(reference, origin: np.ndarray, depth: int) -> tuple[Octree | None, int]:
     """The reference's voxels inside the coded cube as an octree, and a checksum of them (0 when none)."""
     if reference is None or depth == 0:
         return None, 0
-    coords = _checked_coords(reference, "reference") - origin
-    coords = coords[((coords >= 0) & (coords < (1 << depth))).all(axis=1)]
+    coords = _checked_coords(reference, "reference")
+    inside = np.ones(len(coords), bool)
+    for axis in range(3):
+        relative = coords[:, axis].astype(np.int64) - origin[axis]
+        inside &= (relative >= 0) & (relative < (1 << depth))
+    if not inside.all():
+        coords = coords[inside]
     if len(coords) == 0:
         return None, 0
-    coords = morton_sorted(coords)
-    return Octree(coords, depth), zlib.crc32(coords.astype("<i8").tobytes())
+    return _octree(coords, origin, depth, reference=True)
 
 
 def _write_varint(out: bytearray, value: int) -> None:
@@ -77,14 +108,29 @@ def _check(body: bytes, reference_crc: int) -> bytes:
     return (zlib.crc32(body, reference_crc) & 0xFFFF).to_bytes(_CHECK_BYTES, "little")
 
 
-def _canonical(voxels: np.ndarray, origin: np.ndarray, extent: np.ndarray) -> np.ndarray:
-    """Voxels relative to ``origin`` as absolute int32 coordinates in lexicographic (i, j, k) order."""
+def _canonical(parents: np.ndarray, masks: np.ndarray, origin: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """The children of ``parents`` (their child ``masks``; coordinates relative to ``origin``) as absolute int32
+    coordinates in lexicographic (i, j, k) order: through one int64 key a voxel, sorted in place, when the box
+    allows."""
     span_j, span_k = int(extent[1]) + 1, int(extent[2]) + 1
-    if (int(extent[0]) + 1) * span_j * span_k < 2**63:
-        order = np.argsort((voxels[:, 0] * span_j + voxels[:, 1]) * span_k + voxels[:, 2])
-    else:
-        order = np.lexsort((voxels[:, 2], voxels[:, 1], voxels[:, 0]))
-    return (voxels[order] + origin).astype(np.int32)
+    if (int(extent[0]) + 1) * span_j * span_k >= 2**63:
+        parent, octant = np.nonzero(np.unpackbits(masks[:, None], axis=1, bitorder="little"))
+        voxels = 2 * parents[parent] + OCTANTS[octant]
+        return (voxels[np.lexsort((voxels[:, 2], voxels[:, 1], voxels[:, 0]))] + origin).astype(np.int32)
+    keys = np.empty(int(POPCOUNT[masks].sum()), np.int64)
+    filled = 0
+    for octant in range(8):
+        child = 2 * parents[np.flatnonzero(masks & np.uint8(1 << octant))] + OCTANTS[octant]
+        keys[filled:filled + len(child)] = (child[:, 0] * span_j + child[:, 1]) * span_k + child[:, 2]
+        filled += len(child)
+    keys.sort()
+    voxels = np.empty((len(keys), 3), np.int32)
+    for start in range(0, len(keys), _ROWS):
+        block = keys[start:start + _ROWS]
+        voxels[start:start + _ROWS, 0] = block // (span_j * span_k) + origin[0]
+        voxels[start:start + _ROWS, 1] = block // span_k % span_j + origin[1]
+        voxels[start:start + _ROWS, 2] = block % span_k + origin[2]
+    return voxels
 
 
 def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> bytes:
@@ -99,22 +145,19 @@ def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> byt
         body.append(_FORMAT_VERSION)
         _write_varint(body, 0)
         return bytes(body) + _check(bytes(body), 0)
-    origin = coords.min(axis=0)
-    extent = coords.max(axis=0) - origin
+    origin = coords.min(axis=0).astype(np.int64)
+    extent = coords.max(axis=0).astype(np.int64) - origin
     depth = max(int(e).bit_length() for e in extent)
-    voxels = morton_sorted(coords - origin)
-    if len(voxels) > 1 and (voxels[1:] == voxels[:-1]).all(axis=1).any():
-        raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
-    truth = Octree(voxels, depth)
-    payload = _encode_payload(truth, depth, extent, None, len(voxels))
+    truth, _ = _octree(coords, origin, depth, reference=False)
+    payload = _encode_payload(truth, depth, extent, None, len(coords))
     flags, reference_crc = 0, 0
     reference_tree, crc = _reference_octree(reference, origin, depth)
     if reference_tree is not None:
-        with_reference = _encode_payload(truth, depth, extent, reference_tree, len(voxels))
+        with_reference = _encode_payload(truth, depth, extent, reference_tree, len(coords))
         if len(with_reference) < len(payload):
             payload, flags, reference_crc = with_reference, _FLAG_REFERENCE, crc
     body.append(_FORMAT_VERSION | flags)
-    _write_varint(body, len(voxels))
+    _write_varint(body, len(coords))
     for value in origin:
         _write_varint(body, _zigzag(int(value)))
     for value in extent:
@@ -179,7 +222,8 @@ def decode_topology(data: bytes, reference: np.ndarray | None = None, *, expecte
     if depth == 0:
         return origin[None].astype(np.int32)
     bitcoder = BitCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
-    voxels = walk(bitcoder, depth, extent, reference_tree, None, count)
-    if len(voxels) != count or not bitcoder.exhausted():
-        raise ValueError(f"topology stream is corrupted: decoded {len(voxels)} voxels, header says {count}")
-    return _canonical(voxels, origin, extent)
+    parents, masks = walk(bitcoder, depth, extent, reference_tree, None, count)
+    decoded = int(POPCOUNT[masks].sum())
+    if decoded != count or not bitcoder.exhausted():
+        raise ValueError(f"topology stream is corrupted: decoded {decoded} voxels, header says {count}")
+    return _canonical(parents, masks, origin, extent)
