@@ -230,4 +230,4 @@ def decode_chunk(ijk: np.ndarray, header: ChunkedValues, chunks: Chunks, index: 
     if not isinstance(header, ChunkedHeader):
         return bounded.decode_bounded(ijk, header, stream, context)
     return bounded.decode_bounded(ijk[chunks.rows[index]], header.chunks[index], stream, context,
-                                  known_blocks(header))
+                                  known_blocks=known_blocks(header))

@@ -144,4 +144,4 @@ def decode_chunk(part: ChunkTopology, header: bounded.BoundedHeader, stream: byt
                  reference: TimeReference | None = None) -> np.ndarray:
     """Task: the values of one chunk from its bounded header, stream and the grid's context model
     (``chunked.known_blocks``; and the decoded frame it is predicted from, in the time mode)."""
-    return bounded.decode_bounded(part.ijk(), header, stream, context, reference, known_blocks)
+    return bounded.decode_bounded(part.ijk(), header, stream, context, reference=reference, known_blocks=known_blocks)
