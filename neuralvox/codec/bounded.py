@@ -226,7 +226,7 @@ def _without(plan: LevelPlan, rows: np.ndarray) -> LevelPlan:
 
 
 def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, context: ArmWeights | None = None,
-                   reference: TimeReference | None = None, known_blocks: int | None = None) -> np.ndarray:
+                   *, reference: TimeReference | None = None, known_blocks: int | None = None) -> np.ndarray:
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
     (``context``: the neural context model it used, if any; ``reference``: the decoded frame its header's
     ``time_frame`` names, if any; ``known_blocks`` as it was given)."""

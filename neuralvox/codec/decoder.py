@@ -467,7 +467,7 @@ class NvoxArchive:
             try:
                 return decode_chunk(ChunkTopology(ijk, None), header,
                                     self.reader.get(payload_key(number, grid, chunked.STREAM)),
-                                    self._context_model(header.context_frame, grid), None, reference)
+                                    self._context_model(header.context_frame, grid), None, reference=reference)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
         chunks = self.chunks(number, grid, ijk)
