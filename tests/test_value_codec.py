@@ -12,7 +12,9 @@ import torch
 from conftest import gaussian_pair
 
 from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.entropy_models import LAPLACE, ZERO_INFLATED
 from neuralvox.codec.header import NeuralValueHeader
+from neuralvox.codec.latent_codecs import compress_latents
 from neuralvox.codec.presets import Quality, quality_preset
 from neuralvox.codec.values import decode_latents, decode_values, decode_weights, encode_values
 from neuralvox.model import build_lattice
@@ -145,6 +147,32 @@ def test_non_finite_values_are_rejected(blob, bad, word):
     broken[3] = bad
     with pytest.raises(ValueError, match=word):
         encode_values(ijk, broken, grid_class="fog volume", quality=TINY, device="cpu")
+
+
+def test_zero_inflated_groups_round_trip_and_refuse_damage():
+    rng = np.random.default_rng(2)
+    columns = [np.rint(rng.laplace(0, 2.0, 400) * (rng.random(400) < 0.4)).astype(np.int32),
+               np.zeros(9, np.int32), rng.integers(-3000, 3000, 60).astype(np.int32), np.array([], np.int32)]
+    groups = [0, 0, 1, 1]
+    data = ZERO_INFLATED.compress(columns, groups)
+    decoded = ZERO_INFLATED.decompress(data, [len(c) for c in columns], groups=groups)
+    assert all(got.dtype == np.int32 and np.array_equal(got, want) for got, want in zip(decoded, columns, strict=True))
+    assert len(ZERO_INFLATED.compress(columns[:2], [0, 0])) < len(LAPLACE.compress(columns[:2]))  # zeros pay
+    with pytest.raises(EntropyStreamError, match="test stream"):
+        ZERO_INFLATED.decompress(data[:6], [len(c) for c in columns], name="test stream", groups=groups)
+    with pytest.raises(ValueError, match="beyond"):
+        ZERO_INFLATED.compress([np.array([1 << 16])])
+
+
+def test_new_latents_are_zero_inflated_and_version_1_streams_still_decode(blob, encoded):
+    """/2 codes the latents one law per level; a /1 header (same fields) reads its stream per column."""
+    ijk, _ = blob
+    assert encoded.header.format == "neuralvox-values/2" == encoded.header.to_json()["format"]
+    old = dataclasses.replace(encoded.header, format="neuralvox-values/1")
+    streams = {**encoded.streams, "latents": compress_latents(encoded.latents, encoded.state.steps, LAPLACE)}
+    assert via_json(old).format == "neuralvox-values/1"
+    assert np.array_equal(decode_values(ijk, via_json(old), streams, device="cpu"),
+                          decode_values(ijk, encoded.header, encoded.streams, device="cpu"))
 
 
 def test_bad_arguments_are_named(blob, encoded):

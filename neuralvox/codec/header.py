@@ -21,7 +21,8 @@ from neuralvox.metrics import ErrorStats, bits_per_voxel
 from neuralvox.sequence import NamePattern
 
 ARCHIVE_FORMAT = "neuralvox/1"
-NEURAL_FORMAT = "neuralvox-values/1"
+NEURAL_FORMAT = "neuralvox-values/2"
+NEURAL_FORMATS = ("neuralvox-values/1", NEURAL_FORMAT)  # /2: latents coded under one zero-inflated law per level
 
 # Stream names: the last part of a payload key.
 TOPOLOGY = "topology"
@@ -112,9 +113,10 @@ class Architecture:
 
 @dataclasses.dataclass(frozen=True)
 class NeuralValueHeader:
-    """``neuralvox-values/1``: the neural base's values of one grid: a ``constant``, or an ``architecture``, the
-    value range ``low``..``high`` per channel, whether the decoder is shared with the group's first frame, and for a
-    predicted frame its ``predicted`` motion lattice."""
+    """``neuralvox-values/2`` (or ``/1``, read as before: the same fields, latents coded per column): the neural
+    base's values of one grid: a ``constant``, or an ``architecture``, the value range ``low``..``high`` per channel,
+    whether the decoder is shared with the group's first frame, and for a predicted frame its ``predicted`` motion
+    lattice; ``format`` says how its latents stream is entropy coded (``latent_codecs``)."""
 
     FORMAT: ClassVar[str] = NEURAL_FORMAT
 
@@ -126,6 +128,7 @@ class NeuralValueHeader:
     high: tuple[float, ...] = ()
     shared_decoder: bool = False
     predicted: MotionSpec | None = None
+    format: str = NEURAL_FORMAT
 
     @property
     def model(self) -> Architecture:
@@ -140,7 +143,7 @@ class NeuralValueHeader:
         return RESIDUAL if self.predicted is not None else LATENTS
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": NEURAL_FORMAT, "voxels": self.voxels, "channels": self.channels}
+        out: dict[str, Any] = {"format": self.format, "voxels": self.voxels, "channels": self.channels}
         if self.constant is not None:
             out["constant"] = list(self.constant)
             return out
@@ -152,17 +155,19 @@ class NeuralValueHeader:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NeuralValueHeader:
-        _expect_format(data, NEURAL_FORMAT, "value header")
-        voxels, channels = int(data["voxels"]), int(data["channels"])
+        if data.get("format") not in NEURAL_FORMATS:
+            _expect_format(data, NEURAL_FORMAT, "value header")
+        voxels, channels, format_name = int(data["voxels"]), int(data["channels"]), str(data["format"])
         if "constant" in data:
-            return cls(voxels, channels, constant=tuple(data["constant"]))
+            return cls(voxels, channels, constant=tuple(data["constant"]), format=format_name)
         predicted = data.get("predicted")
         return cls(voxels, channels, None, Architecture.from_json(data), tuple(data["low"]), tuple(data["high"]),
-                   bool(data["shared_decoder"]), None if predicted is None else MotionSpec.from_json(predicted))
+                   bool(data["shared_decoder"]), None if predicted is None else MotionSpec.from_json(predicted),
+                   format_name)
 
 
 ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader
-_VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
+_VALUE_READERS = {**dict.fromkeys(NEURAL_FORMATS, NeuralValueHeader.from_json),
                   **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict),
                   **dict.fromkeys(CHUNKED_FORMATS, ChunkedHeader.from_dict)}
 VALUE_FORMATS = tuple(_VALUE_READERS)

@@ -15,7 +15,7 @@ from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
     CONTEXT,
     MOTION,
-    NEURAL_FORMAT,
+    NEURAL_FORMATS,
     TOPOLOGY,
     VALUES,
     ArchiveHeader,
@@ -123,7 +123,8 @@ ValueValidator = Callable[[_Checker, dict[str, Any], dict[str, Any]], None]
 
 
 def check_values_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-values/1``: a constant, or latent levels, a decoder MLP and the streams they are coded in."""
+    """``neuralvox-values/1`` and ``/2`` (the same fields): a constant, or latent levels, a decoder MLP and the
+    streams they are coded in."""
     channels = check.integer(header, "channels", 1, 3)
     if channels != (3 if grid["value_type"] in VECTOR_TYPES else 1):
         raise check.fail("channels", f"{channels} channels for a {grid['value_type']} grid")
@@ -240,8 +241,9 @@ def check_chunked(check: _Checker, header: dict[str, Any], grid: dict[str, Any])
 
 
 VALUE_VALIDATORS: dict[str, ValueValidator] = {
-    NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1, BOUNDED_FORMATS[1]: check_bounded_v2,
-    BOUNDED_FORMATS[2]: check_bounded_v3, **dict.fromkeys(chunked.FORMATS, check_chunked)}
+    **dict.fromkeys(NEURAL_FORMATS, check_values_v1), BOUNDED_FORMATS[0]: check_bounded_v1,
+    BOUNDED_FORMATS[1]: check_bounded_v2, BOUNDED_FORMATS[2]: check_bounded_v3,
+    **dict.fromkeys(chunked.FORMATS, check_chunked)}
 
 
 # ------------------------------------------------------------------------------------------------ header
