@@ -5,10 +5,11 @@ The training face is a torch module (``prior``) whose ``bits`` the fit minimizes
 columns into one byte stream and back. The fit and the bitstream of ``LaplaceGeometric`` share the law: a zero-mean
 Laplacian integrated over unit bins is, on the integers, the two-sided geometric law the range coder uses
 (``neuralvox.codec.entropy``); the coder fits each column's decay to the integers it codes and sends it.
-``ZeroInflatedGroups`` trains the same way but codes each group of columns (a latent level's channels) under one
-zero-inflated two-sided geometric law with 8-bit parameters (the bounded codec's context coder, one context per
-group): the latents have more zeros and longer tails than one geometric law gives them, and a level's channels
-share one law's parameters (about 3 bytes) where each column sent 4.
+``ShortestLaws`` trains the same way but codes the columns three ways and keeps the shortest: a geometric law per
+column, or a zero-inflated two-sided geometric law with 8-bit parameters (the bounded codec's context coder) per
+column, or one per group of columns (a latent level's channels). Small streams gain most from the last (one law's
+parameters, about 3 bytes, for a level where each column sent 4; more zeros and longer tails than one geometric
+law gives them); large ones whose channels differ in scale keep a law per column.
 """
 
 from __future__ import annotations
@@ -55,33 +56,49 @@ class LaplaceGeometric:
         return decode_integer_arrays(data, lengths, name=name)
 
 
-class ZeroInflatedGroups(LaplaceGeometric):
-    """Per-channel zero-mean Laplacian for training; one zero-inflated geometric law per group of columns in the
-    stream (without groups, one per column)."""
+class ShortestLaws(LaplaceGeometric):
+    """Per-channel zero-mean Laplacian for training; in the stream, the shortest of three codings of the columns,
+    named by a leading byte: ``0`` a geometric law per column (``LaplaceGeometric``), ``1`` a zero-inflated geometric
+    law per column, ``2`` one zero-inflated law per group of columns (without groups, per column)."""
 
     def compress(self, columns: list[np.ndarray], groups: list[int] | None = None) -> bytes:
-        groups = list(range(len(columns))) if groups is None else groups
-        passes = []
-        for column, group in zip(columns, groups, strict=True):
-            codes = np.asarray(column, dtype=np.int64)
-            if codes.size and int(np.abs(codes).max()) > MAX_CODE:
-                raise ValueError(f"integer column holds {int(np.abs(codes).max())}, beyond the coder's {MAX_CODE}")
-            passes.append((codes, np.full(codes.size, group, np.int64)))
-        return encode_codes(passes)
+        per_column = list(range(len(columns)))
+        codings = [LaplaceGeometric.compress(self, columns)]
+        if all(np.asarray(column).size == 0 or int(np.abs(np.asarray(column, np.int64)).max()) <= MAX_CODE
+               for column in columns):  # beyond MAX_CODE only the geometric coder's range (2**16) holds them
+            codings += [_zero_inflated(columns, per_column),
+                        _zero_inflated(columns, per_column if groups is None else groups)]
+        mode = min(range(len(codings)), key=lambda index: len(codings[index]))
+        return bytes([mode]) + codings[mode]
 
     def decompress(self, data: bytes, lengths: list[int], name: str = "stream",
                    groups: list[int] | None = None) -> list[np.ndarray]:
-        groups = list(range(len(lengths))) if groups is None else groups
-        try:
-            decoder = CodeDecoder(data)
-            columns = [decoder.decode(np.full(length, group, np.int64))
-                       for length, group in zip(lengths, groups, strict=True)]
-        except ContextStreamError as error:
-            raise EntropyStreamError(f"{name}: {error}") from None
-        if any(np.any(column == CodeDecoder.ESCAPE) for column in columns):
-            raise EntropyStreamError(f"{name}: an escape where every integer is coded")
-        return [column.astype(np.int32) for column in columns]
+        if not data or data[0] > 2:
+            raise EntropyStreamError(f"{name}: no coding mode, or an unknown one")
+        if data[0] == 0:
+            return LaplaceGeometric.decompress(self, data[1:], lengths, name)
+        per_column = list(range(len(lengths)))
+        return _zero_inflated_columns(data[1:], lengths, name, per_column if data[0] == 1 or groups is None
+                                      else groups)
+
+
+def _zero_inflated(columns: list[np.ndarray], groups: list[int]) -> bytes:
+    """Range-code the columns under one zero-inflated geometric law per group (the bounded codec's coder)."""
+    return encode_codes([(np.asarray(column, dtype=np.int64), np.full(len(column), group, np.int64))
+                         for column, group in zip(columns, groups, strict=True)])
+
+
+def _zero_inflated_columns(data: bytes, lengths: list[int], name: str, groups: list[int]) -> list[np.ndarray]:
+    try:
+        decoder = CodeDecoder(data)
+        columns = [decoder.decode(np.full(length, group, np.int64)) for length, group in zip(lengths, groups,
+                                                                                            strict=True)]
+    except ContextStreamError as error:
+        raise EntropyStreamError(f"{name}: {error}") from None
+    if any(np.any(column == CodeDecoder.ESCAPE) for column in columns):
+        raise EntropyStreamError(f"{name}: an escape where every integer is coded")
+    return [column.astype(np.int32) for column in columns]
 
 
 LAPLACE = LaplaceGeometric()
-ZERO_INFLATED = ZeroInflatedGroups()
+SHORTEST = ShortestLaws()

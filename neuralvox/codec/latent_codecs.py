@@ -2,7 +2,7 @@
 
 - latents (a keyframe) and residual (a predicted frame, over its prediction): per level the float16 step of each
   channel, then the integers column by column, a level's channels one group (``neuralvox-values/2`` codes them
-  with ``ZERO_INFLATED``, one law per level; ``/1`` with ``LAPLACE``, one per column);
+  with ``SHORTEST``: a mode byte, then a law per column or per level; ``/1`` with ``LAPLACE``, one per column);
 - motion: a predicted frame's motion integers, one column per axis;
 - weights: the decoder MLP's float16 per-tensor steps, then its integers (``neuralvox.codec.weights``).
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from neuralvox.codec.entropy import EntropyStreamError
-from neuralvox.codec.entropy_models import LAPLACE, ZERO_INFLATED, EntropyModel
+from neuralvox.codec.entropy_models import LAPLACE, SHORTEST, EntropyModel
 from neuralvox.codec.header import NEURAL_FORMATS, Architecture, NeuralValueHeader
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.model.decoder import DecoderMLP
 
-_LATENT_MODELS = dict(zip(NEURAL_FORMATS, (LAPLACE, ZERO_INFLATED), strict=True))
+_LATENT_MODELS = dict(zip(NEURAL_FORMATS, (LAPLACE, SHORTEST), strict=True))
 
 
 def latent_model(header: NeuralValueHeader) -> EntropyModel:
