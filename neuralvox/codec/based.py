@@ -21,7 +21,7 @@ import numpy as np
 from neuralvox.codec import bounded
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.chunked import ChunkContext
-from neuralvox.codec.header import LATENTS, VALUES, WEIGHTS, BasedHeader
+from neuralvox.codec.header import LATENTS, VALUES, WEIGHTS, BasedHeader, NeuralValueHeader
 from neuralvox.codec.values import decode_values, encode_values
 from neuralvox.grid import SparseGrid
 
@@ -55,21 +55,28 @@ def margins(low: tuple[float, ...], high: tuple[float, ...]) -> tuple[float, ...
 
 def encode_based(grid: SparseGrid, bound: float | tuple[float, ...], context: ChunkContext, device: str = "auto"
                  ) -> BasedCoding | None:
-    """``grid`` (voxels in canonical order, one chunk) coded as the neural base plus the bounded residual, each value
-    within ``bound`` (one, or one per channel) after decode; None where no base can be coded (a constant grid) or the
-    margin would take more than ``MAX_MARGIN_SHARE`` of the bound."""
+    """``grid`` (voxels in canonical order, one chunk) coded as a neural base fitted on ``device`` plus the bounded
+    residual, each value within ``bound`` (one, or one per channel) after decode; None where no base can be coded (a
+    constant grid) or the margin would take more than ``MAX_MARGIN_SHARE`` of the bound."""
     start = time.perf_counter()
-    channels = grid.channels
-    bounds = tuple(float(b) for b in np.broadcast_to(np.asarray(bound, np.float64), (channels,)))
     fitted = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=BASE_QUALITY, device=device,
                            grid_name=grid.name)
-    base_header = fitted.header
-    if base_header.constant is not None:
+    if fitted.header.constant is not None:
         return None
+    coding = code_over_base(grid, bound, context, fitted.header, {name: fitted.streams[name] for name in BASE_STREAMS})
+    return None if coding is None else dataclasses.replace(coding, seconds=time.perf_counter() - start)
+
+
+def code_over_base(grid: SparseGrid, bound: float | tuple[float, ...], context: ChunkContext,
+                   base_header: NeuralValueHeader, base_streams: dict[str, bytes]) -> BasedCoding | None:
+    """``grid`` coded over a given base (a keyframe whose value range is the grid's): the residual against the base
+    as the decoder computes it on CPU, under the bound less the margin; None where the margin would take more than
+    ``MAX_MARGIN_SHARE`` of the bound."""
+    start = time.perf_counter()
+    bounds = tuple(float(b) for b in np.broadcast_to(np.asarray(bound, np.float64), (grid.channels,)))
     margin = margins(base_header.low, base_header.high)
     if any(m > MAX_MARGIN_SHARE * b for m, b in zip(margin, bounds, strict=True)):
         return None
-    base_streams = {name: fitted.streams[name] for name in BASE_STREAMS}
     base = decode_values(grid.ijk, base_header, base_streams, device="cpu")
     residual = (grid.values - base).astype(np.float32)
     code = bounded.encode_bounded(grid.ijk, residual, tuple(b - m for b, m in zip(bounds, margin, strict=True)),
@@ -78,8 +85,8 @@ def encode_based(grid: SparseGrid, bound: float | tuple[float, ...], context: Ch
     decoded = (base + code.decoded).astype(np.float32)
     _check_within(grid.values, decoded, bounds)
     header = BasedHeader(bounds, margin, base_header, dataclasses.replace(code.header, context_frame=context.frame))
-    streams = {**base_streams, VALUES: code.stream}
-    return BasedCoding(header, streams, decoded, sum(len(d) for d in base_streams.values()), len(code.stream),
+    return BasedCoding(header, {**base_streams, VALUES: code.stream}, decoded,
+                       sum(len(data) for data in base_streams.values()), len(code.stream),
                        time.perf_counter() - start)
 
 
