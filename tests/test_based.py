@@ -39,10 +39,13 @@ from neuralvox.vdb import read_vdb, write_vdb
 
 
 def kind_grid(kind: str) -> SparseGrid:
-    """A small grid of each kind the base codes: a fog volume, a vec3 grid, a level set (a ball's distances)."""
+    """A small grid of each kind the base codes: a fog volume (values up to 1, or scaled to 3e4 over an offset of
+    1e4), a vec3 grid, a level set (a ball's distances)."""
     ijk, values = gaussian_pair(size=12, seed=4)
     if kind == "fog":
         return SparseGrid(name="density", ijk=ijk, values=values)
+    if kind == "scaled":
+        return SparseGrid(name="temperature", ijk=ijk, values=(1e4 + 3e4 * values).astype(np.float32))
     if kind == "vec3":
         vectors = np.stack([values, -2.0 * values, np.sin(ijk[:, 0] / 3.0) * values], axis=1).astype(np.float32)
         return SparseGrid(name="vel", ijk=ijk, values=vectors, value_type="vec3s", vector_type="contravariant relative")
@@ -55,7 +58,7 @@ def kind_grid(kind: str) -> SparseGrid:
 def fitted() -> dict[str, tuple[SparseGrid, BasedCoding]]:
     """Each kind coded over a base fitted once (the fit is the slow part; the properties below vary the rest)."""
     out = {}
-    for kind in ("fog", "vec3", "level set"):
+    for kind in ("fog", "scaled", "vec3", "level set"):
         grid = kind_grid(kind)
         bound = 0.05 * float(grid.values.max() - grid.values.min())
         coded = encode_based(grid, bound, COUNTING, device="cpu")
@@ -78,7 +81,7 @@ def test_the_margin_is_far_above_the_torch_and_warp_difference_of_the_base(fitte
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["fog", "vec3", "level set"]), relative=st.sampled_from([0.3, 0.05, 3e-3]),
+@given(kind=st.sampled_from(["fog", "scaled", "vec3", "level set"]), relative=st.sampled_from([0.3, 0.05, 3e-3]),
        noise=st.sampled_from([0.0, 0.1, 1.0]), seed=st.integers(0, 2**31))
 def test_every_voxel_within_the_bound_through_each_base_decode(fitted: dict, kind: str, relative: float,
                                                                noise: float, seed: int) -> None:
@@ -91,7 +94,9 @@ def test_every_voxel_within_the_bound_through_each_base_decode(fitted: dict, kin
     changed = dataclasses.replace(grid, values=values.astype(np.float32))
     bound = relative * float((high - low).max())
     over = code_over_base(changed, bound, COUNTING, base, {name: coded.streams[name] for name in BASE_STREAMS})
-    assert over is not None
+    if over is None:  # refused only where the margin would take over a quarter of the bound
+        assert max(coded.header.margin) > 0.25 * bound
+        return
     header = value_header_from_json(json.loads(json.dumps(over.header.to_dict())))
     assert header == over.header
     for backend in ("torch", "warp"):
