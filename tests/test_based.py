@@ -27,7 +27,7 @@ from neuralvox.codec.based import (
     margins,
 )
 from neuralvox.codec.bounded import BoundedHeader
-from neuralvox.codec.chunked import COUNTING
+from neuralvox.codec.chunked import COUNTING, ChunkedHeader
 from neuralvox.codec.decoder import open_archive
 from neuralvox.codec.encoder import compress
 from neuralvox.codec.header import BasedHeader, value_header_from_json
@@ -217,3 +217,17 @@ def test_a_bad_base_request_is_one_line_exit_2_and_nothing_written(tmp_path: Pat
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--base" in error[0]
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["blob.0001.vdb"]
+
+
+def test_a_grid_coded_in_chunks_is_never_coded_over_the_base(tmp_path: Path) -> None:
+    ijk, values = gaussian_pair(size=14, seed=2)
+    apart = np.concatenate([ijk, ijk + 200]).astype(np.int32)
+    path = write_vdb(tmp_path / "two.0001.vdb", [SparseGrid(name="density", ijk=apart,
+                                                              values=np.concatenate([values, values]))])
+    out = tmp_path / "chunked.nvox"
+    with pytest.warns(UserWarning, match="chunks"):
+        compress([str(path)], out, max_error="2%", base="on", progress=False, chunk_voxels=len(ijk) + 1,
+                 context_model="counting")
+    with open_archive(out, device="cpu") as archive:
+        assert isinstance(archive.entry(1).grids["density"].values, ChunkedHeader)
+        assert archive.info().over_base == {"density": (0, 1)}
