@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,6 +42,10 @@ Out<T> owned(std::vector<T>&& values, std::vector<size_t> shape) {
 constexpr int kSelf = 13;
 constexpr int kFaces[6] = {4, 10, 12, 14, 16, 22};
 constexpr int kFirstChunk = 16;
+constexpr uint16_t kOccupied = 0x100;
+// Up to this many nodes the finest level gets a neighbour table too (108 bytes a node); above, the walk computes
+// neighbours from the level above as it goes, so that a huge frame does not hold one.
+constexpr size_t kMaxFinestTable = size_t(1) << 21;
 constexpr double kIntraWeights[4] = {2.0, 2.0, 4.0, 8.0};
 constexpr double kReferenceWeights[5] = {2.0, 2.0, 2.0, 4.0, 8.0};
 
@@ -193,7 +198,9 @@ class Walk {
     std::vector<int32_t> table_;  // (m + 1) x 27 neighbours, or empty at the finest level (computed from the level above)
     std::vector<int32_t> up_table_, up_parent_, child_index_;
     std::vector<uint8_t> up_octant_;
-    std::vector<uint8_t> cur_, curmask_, refmask_;
+    // Per node: its decoded child mask (low byte) and whether it is occupied (kOccupied), read together.
+    std::vector<uint16_t> state_;
+    std::vector<uint8_t> refmask_;
     std::vector<int64_t> ref_index_;
     std::vector<int64_t> nodes_;
 
@@ -262,7 +269,7 @@ void Walk::codeLevel(int level) {
     for (size_t j = 0; j < count; ++j) {
         const int64_t node = nodes_[j];
         int32_t around = 0;
-        for (int d = 0; d < 27; ++d) around += cur_[size_t(neighbour(node, d))];
+        for (int d = 0; d < 27; ++d) around += state_[size_t(neighbour(node, d))] >> 8;
         parent_count[j] = around;
         uint8_t in = 0;
         for (int o = 0; o < 8; ++o) {
@@ -290,21 +297,22 @@ void Walk::codeLevel(int level) {
         for (size_t k = 0; k < picks; ++k) {
             const size_t j = size_t(picked_[k]);
             const int64_t node = nodes_[j];
-            int64_t rows[27];
+            uint16_t states[27];
             int32_t k1 = 0, k0 = 0, ref_count = 0;
             for (const PassCell& cell : kT.pass[octant]) {
                 const int64_t row = neighbour(node, cell.parent);
-                rows[cell.parent] = row;
-                const uint8_t mask = curmask_[size_t(row)];
+                const uint16_t here = state_[size_t(row)];
+                states[cell.parent] = here;
+                const uint8_t mask = uint8_t(here);
                 k1 += kT.popcount[mask & cell.known];
-                k0 += cur_[size_t(row)] ? kT.popcount[uint8_t(~mask) & cell.known] : kT.popcount[cell.every];
+                k0 += (here & kOccupied) ? kT.popcount[uint8_t(~mask) & cell.known] : kT.popcount[cell.every];
                 if (with_reference_) ref_count += kT.popcount[refmask_[size_t(row)] & cell.every];
             }
             int32_t face = 0, f1 = 0, f0 = 0;
             for (const FaceCell& cell : kT.face[octant]) {
-                const int64_t row = rows[cell.parent];
-                int32_t state = (curmask_[size_t(row)] >> cell.child) & 1;
-                if (cell.undecided && cur_[size_t(row)]) state = 2;
+                const uint16_t here = states[cell.parent];
+                int32_t state = (here >> cell.child) & 1;
+                if (cell.undecided && (here & kOccupied)) state = 2;
                 face = face * 3 + state;
                 f1 += state == 1;
                 f0 += state == 0;
@@ -331,12 +339,12 @@ void Walk::codeLevel(int level) {
         const uint8_t bit = uint8_t(1 << octant);
         for (size_t k = 0; k < picks; ++k)
             if (bits[k]) {
-                curmask_[size_t(nodes_[size_t(picked_[k])])] |= bit;
+                state_[size_t(nodes_[size_t(picked_[k])])] |= bit;
                 any_child[size_t(picked_[k])] = 1;
             }
         for (size_t j = 0; j < count; ++j)  // the certain last children
             if (((inside[j] >> octant) & 1) && kT.highest_bit[inside[j]] == octant && !any_child[j]) {
-                curmask_[size_t(nodes_[j])] |= bit;
+                state_[size_t(nodes_[j])] |= bit;
                 any_child[j] = 1;
             }
     }
@@ -345,7 +353,7 @@ void Walk::codeLevel(int level) {
 nb::tuple Walk::run() {
     table_.assign(2 * 27, 1);
     table_[kSelf] = 0;
-    cur_ = {1, 0};
+    state_ = {kOccupied, 0};
     ref_index_ = {with_reference_ ? 0 : -1};
     for (int level = depth_ - 1; level >= 0; --level) {
         const size_t m = size_t(m_);
@@ -357,19 +365,19 @@ nb::tuple Walk::run() {
         }
         nodes_.clear();
         for (size_t i = 0; i < m; ++i)
-            if (cur_[i]) nodes_.push_back(int64_t(i));
-        curmask_.assign(m + 1, 0);
+            if (state_[i] & kOccupied) nodes_.push_back(int64_t(i));
         codeLevel(level);
         if (level == 0) {
             flush();
-            std::vector<uint8_t> masks(curmask_.begin(), curmask_.begin() + m_);
+            std::vector<uint8_t> masks(m);
+            for (size_t i = 0; i < m; ++i) masks[i] = uint8_t(state_[i]);
             return nb::make_tuple(owned<int64_t>(std::move(coords_), {m, 3}), owned<uint8_t>(std::move(masks), {m}));
         }
         // The next level's nodes: children of the coded set's and the reference's nodes, in Morton order.
         std::vector<int32_t> parent;
         std::vector<uint8_t> octant;
         for (size_t i = 0; i < m; ++i) {
-            const uint8_t occupied = curmask_[i] | refmask_[i];
+            const uint8_t occupied = uint8_t(state_[i]) | refmask_[i];
             for (int o = 0; o < 8; ++o)
                 if ((occupied >> o) & 1) {
                     parent.push_back(int32_t(i));
@@ -379,7 +387,7 @@ nb::tuple Walk::run() {
         const size_t n = parent.size();
         std::vector<int32_t> child_index((m + 1) * 8, int32_t(n));
         for (size_t j = 0; j < n; ++j) child_index[size_t(parent[j]) * 8 + octant[j]] = int32_t(j);
-        if (level == 1) {
+        if (level == 1 && n > kMaxFinestTable) {
             up_table_ = std::move(table_);
             table_ = {};
             up_parent_ = parent;
@@ -395,17 +403,18 @@ nb::tuple Walk::run() {
             }
             table_ = std::move(next);
         }
-        std::vector<uint8_t> cur(n + 1, 0);
+        std::vector<uint16_t> state(n + 1, 0);
         int64_t occupied = 0;
         for (size_t j = 0; j < n; ++j) {
-            cur[j] = (curmask_[size_t(parent[j])] >> octant[j]) & 1;
-            occupied += cur[j];
+            const bool in = (state_[size_t(parent[j])] >> octant[j]) & 1;
+            state[j] = in ? kOccupied : 0;
+            occupied += in;
         }
         if (occupied > count_)
             throw nb::value_error(("topology stream is corrupted: more than " + std::to_string(count_) +
                                    " occupied nodes at level " + std::to_string(level))
                                       .c_str());
-        cur_ = std::move(cur);
+        state_ = std::move(state);
         if (with_reference_) {
             const In<int64_t>& first = (*ref_first_)[size_t(level) + 1];
             std::vector<int64_t> child_ref(n, -1);
@@ -557,6 +566,19 @@ Out<int32_t> canonical(Nodes parents, In<uint8_t> masks, In<int64_t> origin, In<
     return owned<int32_t>(std::move(voxels), {n, 3});
 }
 
+// The smallest and largest coordinate along each axis of (N, 3) voxels (N > 0), as two int64 arrays.
+nb::tuple coordinateRange(Coords coords) {
+    if (coords.shape(0) == 0 || coords.shape(1) != 3) throw nb::value_error("coordinate_range needs (N > 0, 3) voxels");
+    std::vector<int64_t> low(3, INT32_MAX), high(3, INT32_MIN);
+    const int32_t* c = coords.data();
+    for (size_t i = 0; i < coords.shape(0); ++i)
+        for (size_t a = 0; a < 3; ++a) {
+            low[a] = std::min<int64_t>(low[a], c[3 * i + a]);
+            high[a] = std::max<int64_t>(high[a], c[3 * i + a]);
+        }
+    return nb::make_tuple(owned<int64_t>(std::move(low), {3}), owned<int64_t>(std::move(high), {3}));
+}
+
 }  // namespace
 
 NB_MODULE(_topology, m) {
@@ -567,6 +589,7 @@ NB_MODULE(_topology, m) {
           "encodes, ``coder(probabilities)`` returns decoded bits. Returns (coords (M, 3) int64, masks (M,) uint8).");
     m.def("morton_octree", &mortonOctree, "coords"_a, "origin"_a, "depth"_a, "children"_a, "order"_a,
           "(masks per level, first child per level, stable Morton order or None, has duplicates).");
+    m.def("coordinate_range", &coordinateRange, "coords"_a, "(low, high) per axis of (N, 3) int32 voxels, int64.");
     m.def("canonical", &canonical, "parents"_a, "masks"_a, "origin"_a, "extent"_a,
           "The children of parents as (N, 3) int32 absolute coordinates in lexicographic order.");
 }

@@ -22,14 +22,14 @@ _ROWS = 1 << 20  # rows converted at a time (bounds the temporaries of a large s
 
 
 def _checked_coords(array, what: str) -> np.ndarray:
-    """(N, 3) integer coordinates that fit int32, as int32 (not copied when they are int32 already)."""
+    """(N, 3) integer coordinates that fit int32, as C-contiguous int32 (not copied when they are already)."""
     coords = np.asarray(array)
     if coords.ndim != 2 or coords.shape[1] != 3:
         raise ValueError(f"{what} must have shape (N, 3), got {coords.shape}")
     if coords.dtype.kind not in "iu":
         raise ValueError(f"{what} must hold integers, got dtype {coords.dtype}")
     if coords.dtype == np.int32:
-        return coords
+        return np.ascontiguousarray(coords)
     info = np.iinfo(np.int32)
     if coords.size and (coords.min() < info.min or coords.max() > info.max):
         raise ValueError(f"{what} holds coordinates outside the int32 range")
@@ -160,8 +160,11 @@ def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> byt
         body.append(_FORMAT_VERSION)
         _write_varint(body, 0)
         return bytes(body) + _check(bytes(body), 0)
-    origin = coords.min(axis=0).astype(np.int64)
-    extent = coords.max(axis=0).astype(np.int64) - origin
+    if compiled is not None:
+        origin, high = compiled.coordinate_range(coords)
+    else:
+        origin, high = coords.min(axis=0).astype(np.int64), coords.max(axis=0).astype(np.int64)
+    extent = high - origin
     depth = max(int(e).bit_length() for e in extent)
     truth, _ = _octree(coords, origin, depth, reference=False)
     payload = _encode_payload(truth, depth, extent, None, len(coords))
