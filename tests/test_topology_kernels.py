@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from test_topology import SHAPES, noisy_sphere
 
 from neuralvox.topology import decode_topology, encode_topology, kernels, octree, stream
+from neuralvox.topology.bitcoder import BitCoder
 
 USERS = (octree, stream)
 
@@ -74,3 +75,27 @@ def test_garbage_with_a_valid_checksum_raises_on_both_paths(monkeypatch: pytest.
     with pytest.raises(ValueError, match="topology stream") as numpy_error:
         reference(monkeypatch, lambda: decode_topology(forged))
     assert str(compiled_error.value) == str(numpy_error.value)
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_finest_level_without_a_neighbour_table_codes_the_same(with_reference: bool) -> None:
+    """Frames above ``max_finest_table`` nodes compute the finest level's neighbours on the fly: same bits."""
+    ijk = noisy_sphere(radius=20)
+    origin = ijk.min(axis=0).astype(np.int64)
+    extent = ijk.max(axis=0).astype(np.int64) - origin
+    depth = max(int(e).bit_length() for e in extent)
+    truth, _ = stream._octree(ijk, origin, depth, reference=False)
+    ref = stream._reference_octree(ijk[::2] + 1, origin, depth)[0] if with_reference else None
+    masks = None if ref is None else ref.masks
+    first = None if ref is None else ref.first_child
+
+    def encoded(limit: int) -> bytes:
+        coder = BitCoder()
+        kernels.compiled.walk(depth, extent, truth.masks, masks, first, len(ijk), coder.range_code, limit)
+        return coder.compressed()
+
+    table, on_the_fly = encoded(1 << 21), encoded(0)
+    assert table == on_the_fly
+    decoder = BitCoder(np.frombuffer(on_the_fly, "<u4").astype(np.uint32))
+    _, leaves = kernels.compiled.walk(depth, extent, None, masks, first, len(ijk), decoder.range_code, 0)
+    np.testing.assert_array_equal(leaves[leaves != 0], truth.masks[1])  # nodes of the reference alone hold none

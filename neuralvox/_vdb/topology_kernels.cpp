@@ -43,9 +43,6 @@ constexpr int kSelf = 13;
 constexpr int kFaces[6] = {4, 10, 12, 14, 16, 22};
 constexpr int kFirstChunk = 16;
 constexpr uint16_t kOccupied = 0x100;
-// Up to this many nodes the finest level gets a neighbour table too (108 bytes a node); above, the walk computes
-// neighbours from the level above as it goes, so that a huge frame does not hold one.
-constexpr size_t kMaxFinestTable = size_t(1) << 21;
 constexpr double kIntraWeights[4] = {2.0, 2.0, 4.0, 8.0};
 constexpr double kReferenceWeights[5] = {2.0, 2.0, 2.0, 4.0, 8.0};
 
@@ -156,8 +153,8 @@ class CountTable {
 class Walk {
   public:
     Walk(int depth, const int64_t* limits, const std::vector<In<uint8_t>>* truth, const std::vector<In<uint8_t>>* ref_masks,
-         const std::vector<In<int64_t>>* ref_first, int64_t count, nb::callable coder)
-        : depth_(depth), truth_(truth), ref_masks_(ref_masks), ref_first_(ref_first), count_(count),
+         const std::vector<In<int64_t>>* ref_first, int64_t count, nb::callable coder, size_t max_finest_table)
+        : depth_(depth), max_finest_table_(max_finest_table), truth_(truth), ref_masks_(ref_masks), ref_first_(ref_first), count_(count),
           coder_(std::move(coder)), with_reference_(ref_masks != nullptr) {
         for (int a = 0; a < 3; ++a) limits_[a] = limits[a];
         // Ids below these are counted in arrays (octree._contexts: level group < 4, reference group < 32, score
@@ -182,6 +179,7 @@ class Walk {
     }
 
     int depth_;
+    size_t max_finest_table_;
     int64_t limits_[3];
     const std::vector<In<uint8_t>>* truth_;
     const std::vector<In<uint8_t>>* ref_masks_;
@@ -387,7 +385,7 @@ nb::tuple Walk::run() {
         const size_t n = parent.size();
         std::vector<int32_t> child_index((m + 1) * 8, int32_t(n));
         for (size_t j = 0; j < n; ++j) child_index[size_t(parent[j]) * 8 + octant[j]] = int32_t(j);
-        if (level == 1 && n > kMaxFinestTable) {
+        if (level == 1 && n > max_finest_table_) {
             up_table_ = std::move(table_);
             table_ = {};
             up_parent_ = parent;
@@ -441,14 +439,14 @@ nb::tuple Walk::run() {
 
 nb::tuple walk(int depth, In<int64_t> limits, std::optional<std::vector<In<uint8_t>>> truth,
                std::optional<std::vector<In<uint8_t>>> ref_masks, std::optional<std::vector<In<int64_t>>> ref_first,
-               int64_t count, nb::callable coder) {
+               int64_t count, nb::callable coder, size_t max_finest_table) {
     if (depth < 1 || limits.shape(0) != 3) throw nb::value_error("walk needs depth >= 1 and 3 limits");
     if (truth && truth->size() != size_t(depth) + 1) throw nb::value_error("truth needs depth + 1 mask levels");
     if (ref_masks.has_value() != ref_first.has_value() ||
         (ref_masks && (ref_masks->size() != size_t(depth) + 1 || ref_first->size() != size_t(depth) + 1)))
         throw nb::value_error("a reference needs depth + 1 mask and first-child levels");
     Walk run(depth, limits.data(), truth ? &*truth : nullptr, ref_masks ? &*ref_masks : nullptr,
-             ref_first ? &*ref_first : nullptr, count, std::move(coder));
+             ref_first ? &*ref_first : nullptr, count, std::move(coder), max_finest_table);
     return run.run();
 }
 
@@ -584,9 +582,11 @@ nb::tuple coordinateRange(Coords coords) {
 NB_MODULE(_topology, m) {
     m.doc() = "Compiled loops of neuralvox.topology (same bytes as the numpy reference).";
     m.def("walk", &walk, "depth"_a, "limits"_a, "truth"_a.none(), "reference_masks"_a.none(),
-          "reference_first_child"_a.none(), "count"_a, "coder"_a,
+          "reference_first_child"_a.none(), "count"_a, "coder"_a, "max_finest_table"_a = size_t(1) << 21,
           "octree.walk: code the levels of ``truth`` (masks per level) or decode them; ``coder(probabilities, bits)`` "
-          "encodes, ``coder(probabilities)`` returns decoded bits. Returns (coords (M, 3) int64, masks (M,) uint8).");
+          "encodes, ``coder(probabilities)`` returns decoded bits. Up to ``max_finest_table`` nodes the finest level gets a "
+          "neighbour table (108 bytes a node); above, neighbours are computed from the level above as the walk goes. "
+          "Returns (coords (M, 3) int64, masks (M,) uint8).");
     m.def("morton_octree", &mortonOctree, "coords"_a, "origin"_a, "depth"_a, "children"_a, "order"_a,
           "(masks per level, first child per level, stable Morton order or None, has duplicates).");
     m.def("coordinate_range", &coordinateRange, "coords"_a, "(low, high) per axis of (N, 3) int32 voxels, int64.");
