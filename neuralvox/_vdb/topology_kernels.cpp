@@ -109,42 +109,43 @@ class CountTable {
 
     int64_t slot(int64_t id) {
         if (id < dense_) return id;
-        if (2 * (used_ + 1) > int64_t(keys_.size())) grow();
+        if (2 * (used_ + 1) > int64_t(entries_.size())) grow();
         size_t at = hash(id);
         while (true) {
-            if (keys_[at] == id) return index_[at];
-            if (keys_[at] < 0) {
-                keys_[at] = id;
-                index_[at] = int64_t(counts_.size());
+            Entry& entry = entries_[at];
+            if (entry.key == id) return entry.slot;
+            if (entry.key < 0) {
+                entry = {id, int64_t(counts_.size())};
                 counts_.emplace_back();
                 ++used_;
-                return index_[at];
+                return entry.slot;
             }
-            at = (at + 1) & (keys_.size() - 1);
+            at = (at + 1) & (entries_.size() - 1);
         }
     }
     Count& operator[](int64_t slot) { return counts_[size_t(slot)]; }
 
   private:
+    struct Entry {
+        int64_t key = -1, slot = 0;
+    };
     size_t hash(int64_t id) const { return size_t((uint64_t(id) * 0x9E3779B97F4A7C15ull) >> shift_); }
     void grow() {
-        std::vector<int64_t> keys = std::move(keys_), index = std::move(index_);
-        const size_t size = keys.empty() ? 1024 : 2 * keys.size();
-        keys_.assign(size, -1);
-        index_.assign(size, 0);
+        std::vector<Entry> old = std::move(entries_);
+        const size_t size = old.empty() ? 1024 : 2 * old.size();
+        entries_.assign(size, Entry{});
         shift_ = 64 - __builtin_ctzll(size);
-        for (size_t i = 0; i < keys.size(); ++i) {
-            if (keys[i] < 0) continue;
-            size_t at = hash(keys[i]);
-            while (keys_[at] >= 0) at = (at + 1) & (size - 1);
-            keys_[at] = keys[i];
-            index_[at] = index[i];
+        for (const Entry& entry : old) {
+            if (entry.key < 0) continue;
+            size_t at = hash(entry.key);
+            while (entries_[at].key >= 0) at = (at + 1) & (size - 1);
+            entries_[at] = entry;
         }
     }
 
     int64_t dense_;
     std::vector<Count> counts_;
-    std::vector<int64_t> keys_, index_;
+    std::vector<Entry> entries_;
     int64_t used_ = 0;
     int shift_ = 64;
 };
@@ -374,6 +375,10 @@ nb::tuple Walk::run() {
         // The next level's nodes: children of the coded set's and the reference's nodes, in Morton order.
         std::vector<int32_t> parent;
         std::vector<uint8_t> octant;
+        size_t children = 0;
+        for (size_t i = 0; i < m; ++i) children += kT.popcount[uint8_t(state_[i]) | refmask_[i]];
+        parent.reserve(children);
+        octant.reserve(children);
         for (size_t i = 0; i < m; ++i) {
             const uint8_t occupied = uint8_t(state_[i]) | refmask_[i];
             for (int o = 0; o < 8; ++o)
@@ -543,7 +548,10 @@ Out<int32_t> canonical(Nodes parents, In<uint8_t> masks, In<int64_t> origin, In<
         throw nb::value_error("canonical needs (M, 3) parents, M masks, 3 origin and 3 extent values");
     const uint64_t span_j = uint64_t(extent.data()[1]) + 1, span_k = uint64_t(extent.data()[2]) + 1;
     const uint64_t volume = (uint64_t(extent.data()[0]) + 1) * span_j * span_k;
+    size_t n = 0;
+    for (size_t i = 0; i < m; ++i) n += __builtin_popcount(masks.data()[i]);
     std::vector<uint64_t> keys;
+    keys.reserve(n);
     const int64_t* p = parents.data();
     for (size_t i = 0; i < m; ++i)
         for (int o = 0; o < 8; ++o)
@@ -552,9 +560,16 @@ Out<int32_t> canonical(Nodes parents, In<uint8_t> masks, In<int64_t> origin, In<
                                z = uint64_t(2 * p[3 * i + 2] + (o & 1));
                 keys.push_back((x * span_j + y) * span_k + z);
             }
-    std::vector<int64_t> no_order;
-    radixSort(keys, no_order, bitLength(volume - 1));
-    const size_t n = keys.size();
+    if (volume / 64 <= n) {  // a box at most 64 cells a voxel: sort through a bitmap of it (the keys are distinct)
+        std::vector<uint64_t> bitmap((volume + 63) / 64, 0);
+        for (uint64_t key : keys) bitmap[key >> 6] |= uint64_t(1) << (key & 63);
+        size_t at = 0;
+        for (size_t w = 0; w < bitmap.size(); ++w)
+            for (uint64_t word = bitmap[w]; word; word &= word - 1) keys[at++] = w * 64 + uint64_t(__builtin_ctzll(word));
+    } else {
+        std::vector<int64_t> no_order;
+        radixSort(keys, no_order, bitLength(volume - 1));
+    }
     std::vector<int32_t> voxels(3 * n);
     for (size_t i = 0; i < n; ++i) {
         voxels[3 * i] = int32_t(int64_t(keys[i] / (span_j * span_k)) + origin.data()[0]);
