@@ -163,6 +163,9 @@ class Walk {
         const int64_t groups = with_reference_ ? 32 : 4, scored = groups * 42;
         if (with_reference_) tables_.emplace_back(4);
         for (int64_t dense : {groups, scored, scored * 729, int64_t(0)}) tables_.emplace_back(dense);
+        scored_position_ = tables_.size() - 3;
+        coarse_probability_.assign(size_t(scored), 0.0);
+        coarse_chunk_.assign(size_t(scored), -1);
         weights_ = with_reference_ ? kReferenceWeights : kIntraWeights;
     }
 
@@ -189,6 +192,10 @@ class Walk {
     nb::callable coder_;
     bool with_reference_;
     std::vector<CountTable> tables_;
+    size_t scored_position_;  // the chain's scored context (it determines every coarser one)
+    std::vector<double> coarse_probability_;  // per scored context: the chain's estimate up to it, this chunk
+    std::vector<int64_t> coarse_chunk_;
+    int64_t chunk_ = 0;
     const double* weights_;
 
     // The level being coded: m nodes (index m is the sentinel "no node").
@@ -229,9 +236,22 @@ void Walk::codeBits(std::vector<uint8_t>& bits) {
     for (int64_t start = 0; start < count;) {
         const int64_t stop = std::min(count, start + std::max<int64_t>(kFirstChunk, start));
         probabilities.assign(size_t(stop - start), 0.0);
+        ++chunk_;
         for (int64_t k = start; k < stop; ++k) {
+            // The chain up to the scored context depends on that context alone: computed once a chunk.
+            const int64_t scored = slots_[scored_position_ * size_t(count) + size_t(k)];
             double p = 0.5;
-            for (size_t c = 0; c < chain; ++c) {
+            if (coarse_chunk_[size_t(scored)] == chunk_) {
+                p = coarse_probability_[size_t(scored)];
+            } else {
+                for (size_t c = 0; c <= scored_position_; ++c) {
+                    const Count& n = tables_[c][slots_[c * size_t(count) + size_t(k)]];
+                    p = (double(n.ones) + weights_[c] * p) / (double(n.total) + weights_[c]);
+                }
+                coarse_probability_[size_t(scored)] = p;
+                coarse_chunk_[size_t(scored)] = chunk_;
+            }
+            for (size_t c = scored_position_ + 1; c < chain; ++c) {
                 const Count& n = tables_[c][slots_[c * size_t(count) + size_t(k)]];
                 p = (double(n.ones) + weights_[c] * p) / (double(n.total) + weights_[c]);
             }
