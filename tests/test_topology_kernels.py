@@ -94,7 +94,7 @@ def test_finest_level_without_a_neighbour_table_codes_the_same(with_reference: b
         kernels.compiled.walk(depth, extent, truth.masks, masks, first, len(ijk), coder.range_code, limit)
         return coder.compressed()
 
-    table, on_the_fly = encoded(1 << 21), encoded(0)
+    table, on_the_fly = encoded(1 << 20), encoded(0)
     assert table == on_the_fly
     decoder = BitCoder(np.frombuffer(on_the_fly, "<u4").astype(np.uint32))
     _, leaves = kernels.compiled.walk(depth, extent, None, masks, first, len(ijk), decoder.range_code, 0)

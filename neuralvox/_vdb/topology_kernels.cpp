@@ -617,7 +617,7 @@ nb::tuple coordinateRange(Coords coords) {
 NB_MODULE(_topology, m) {
     m.doc() = "Compiled loops of neuralvox.topology (same bytes as the numpy reference).";
     m.def("walk", &walk, "depth"_a, "limits"_a, "truth"_a.none(), "reference_masks"_a.none(),
-          "reference_first_child"_a.none(), "count"_a, "coder"_a, "max_finest_table"_a = size_t(1) << 21,
+          "reference_first_child"_a.none(), "count"_a, "coder"_a, "max_finest_table"_a = size_t(1) << 20,
           "octree.walk: code the levels of ``truth`` (masks per level) or decode them; ``coder(probabilities, bits)`` "
           "encodes, ``coder(probabilities)`` returns decoded bits. Up to ``max_finest_table`` nodes the finest level gets a "
           "neighbour table (108 bytes a node); above, neighbours are computed from the level above as the walk goes. "
