@@ -528,33 +528,49 @@ nb::tuple mortonOctree(Coords coords, In<int64_t> origin, int depth, bool childr
         rows.resize(n);
         for (size_t i = 0; i < n; ++i) rows[i] = int64_t(i);
     }
-    radixSort(keys, rows, 3 * depth);
     bool duplicate = false;
-    for (size_t i = 1; i < n && !duplicate; ++i) duplicate = keys[i] == keys[i - 1];
+    const uint64_t cube = uint64_t(1) << (3 * depth);
+    if (!order && cube / 64 <= n) {  // a cube at most 64 cells a voxel: sort through a bitmap of it
+        std::vector<uint64_t> bitmap((cube + 63) / 64, 0);
+        for (uint64_t key : keys) {
+            const uint64_t bit = uint64_t(1) << (key & 63);
+            duplicate |= (bitmap[key >> 6] & bit) != 0;
+            bitmap[key >> 6] |= bit;
+        }
+        size_t at = 0;
+        for (size_t w = 0; w < bitmap.size(); ++w)
+            for (uint64_t word = bitmap[w]; word; word &= word - 1) keys[at++] = w * 64 + uint64_t(__builtin_ctzll(word));
+        keys.resize(at);  // without the duplicates, which the caller refuses
+    } else {
+        radixSort(keys, rows, 3 * depth);
+        for (size_t i = 1; i < n && !duplicate; ++i) duplicate = keys[i] == keys[i - 1];
+    }
     nb::list masks, first_child;
     masks.append(owned<uint8_t>({}, {0}));
     first_child.append(owned<int64_t>({}, {0}));
     for (int level = 1; level <= depth; ++level) {
-        std::vector<uint8_t> level_masks;
-        std::vector<int64_t> starts;
+        const bool keep_starts = children && level > 1;
+        std::vector<uint8_t> level_masks(keys.size());
+        std::vector<int64_t> starts(keep_starts ? keys.size() : 0);
         size_t kept = 0;
+        uint64_t previous = ~uint64_t(0);  // no parent: keys are below 2**63
         for (size_t i = 0; i < keys.size(); ++i) {
             const uint8_t bit = uint8_t(1 << (keys[i] & 7));
             const uint64_t parent = keys[i] >> 3;
-            if (i == 0 || parent != keys[kept - 1]) {
-                keys[kept++] = parent;
-                level_masks.push_back(0);
-                starts.push_back(int64_t(i));
+            if (parent != previous) {
+                previous = parent;
+                keys[kept] = parent;
+                if (keep_starts) starts[kept] = int64_t(i);
+                ++kept;
             }
-            level_masks.back() |= bit;
+            level_masks[kept - 1] |= bit;
         }
         keys.resize(kept);
-        const size_t nodes = level_masks.size();
-        masks.append(owned<uint8_t>(std::move(level_masks), {nodes}));
-        if (children && level > 1)
-            first_child.append(owned<int64_t>(std::move(starts), {nodes}));
-        else
-            first_child.append(owned<int64_t>({}, {0}));
+        level_masks.resize(kept);
+        masks.append(owned<uint8_t>(std::move(level_masks), {kept}));
+        const size_t first_count = keep_starts ? kept : 0;
+        starts.resize(first_count);
+        first_child.append(owned<int64_t>(std::move(starts), {first_count}));
     }
     nb::object sorted = order ? nb::cast(owned<int64_t>(std::move(rows), {n})) : nb::none();
     return nb::make_tuple(masks, first_child, sorted, duplicate);
