@@ -107,8 +107,14 @@ class CountTable {
   public:
     explicit CountTable(int64_t dense) : dense_(dense), counts_(size_t(dense)) {}
 
-    int64_t slot(int64_t id) {
-        if (id < dense_) return id;
+    int64_t slot(int64_t id) { return id < dense_ ? id : hashedSlot(id); }
+    Count& operator[](int64_t slot) { return counts_[size_t(slot)]; }
+
+  private:
+    struct Entry {
+        int64_t key = -1, slot = 0;
+    };
+    __attribute__((noinline)) int64_t hashedSlot(int64_t id) {
         if (2 * (used_ + 1) > int64_t(entries_.size())) grow();
         size_t at = hash(id);
         while (true) {
@@ -123,12 +129,6 @@ class CountTable {
             at = (at + 1) & (entries_.size() - 1);
         }
     }
-    Count& operator[](int64_t slot) { return counts_[size_t(slot)]; }
-
-  private:
-    struct Entry {
-        int64_t key = -1, slot = 0;
-    };
     size_t hash(int64_t id) const { return size_t((uint64_t(id) * 0x9E3779B97F4A7C15ull) >> shift_); }
     void grow() {
         std::vector<Entry> old = std::move(entries_);
