@@ -107,7 +107,7 @@ class CountTable {
   public:
     explicit CountTable(int64_t dense) : dense_(dense), counts_(size_t(dense)) {}
 
-    int64_t slot(int64_t id) { return id < dense_ ? id : hashedSlot(id); }
+    int32_t slot(int64_t id) { return int32_t(id < dense_ ? id : hashedSlot(id)); }
     Count& operator[](int64_t slot) { return counts_[size_t(slot)]; }
 
   private:
@@ -212,7 +212,7 @@ class Walk {
 
     // One pass's coded symbols: their nodes (positions in nodes_), context slots (chain x symbols) and truth bits.
     std::vector<int64_t> picked_;
-    std::vector<int64_t> slots_;
+    std::vector<int32_t> slots_;  // below 2**31: the finest ids are below 17M
     // The encoder's pending symbols, flushed to the coder in large calls (the range coder is sequential).
     std::vector<int32_t> pending_bits_;
     std::vector<double> pending_probabilities_;
@@ -339,7 +339,7 @@ void Walk::codeLevel(int level) {
             const int64_t score = (3 * (f1 - f0) + (k1 - f1) - (k0 - f0) + parent_count[j] + 60) / 3;  // >= 7
             const int64_t neighbours = int64_t(k1) * 27 + k0;
             int64_t group = base_group;
-            int64_t* slot = &slots_[k];
+            int32_t* slot = &slots_[k];
             size_t c = 0;
             if (with_reference_) {
                 const int64_t ref_self = (refmask_[size_t(node)] >> octant) & 1;
