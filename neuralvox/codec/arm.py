@@ -133,7 +133,7 @@ def features(plan: LevelPlan, visit: Pass, prediction: Prediction, choice_value:
     """The integer features (N, FEATURES) of a pass's voxels, from decoded data only: spread bucket, support and
     level (one-hot), how many axes, the magnitude (mean, max) and sign of the neighbours' codes, and the
     prediction's signed half-octave distance from ``reference`` in steps."""
-    level_column = 5 + (4 if visit.is_anchor else min(visit.level + plan.level_offset, 3))
+    level_column = 5 + (4 if visit.is_anchor else min(visit.level, 3))
     if compiled is not None:
         return compiled.arm_features(*_feature_arguments(plan, visit, prediction, choice_value, step, codes, reference))
     count = len(visit.rows)
@@ -163,7 +163,7 @@ def _feature_arguments(plan: LevelPlan, visit: Pass, prediction: Prediction, cho
     """What the compiled ``features`` loop takes."""
     flat = plan.flat[visit.rows] if visit.axes else np.zeros(0, np.int64)
     reaches = [(1 << visit.level) * plan.stride(axis) for axis in visit.axes]
-    level_column = 5 + (4 if visit.is_anchor else min(visit.level + plan.level_offset, 3))
+    level_column = 5 + (4 if visit.is_anchor else min(visit.level, 3))
     return (prediction.support, prediction.spread, np.ascontiguousarray(choice_value), codes, flat, reaches,
             _SPREAD_THRESHOLDS * step, _MAGNITUDE_THRESHOLDS, level_column, float(reference), _NEIGHBOUR_SIGN_CLIP)
 

@@ -156,8 +156,8 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
                    shrink: tuple[float, float] = SHRINK, context: ArmWeights | None = None,
                    record: list[TrainingPass] | None = None, reference: TimeReference | None = None,
-                   known_blocks: int | None = None, seed: Seed | None = None, max_level: int = MAX_LEVEL,
-                   level_offset: int = 0) -> BoundedCode:
+                   known_blocks: int | None = None, seed: Seed | None = None, max_level: int = MAX_LEVEL
+                   ) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``context``: the neural
@@ -167,8 +167,7 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     ``known_blocks``: inactive voxels are known only inside the blocks of ``2**known_blocks`` voxels a side that hold
     one of ``ijk`` (a chunk of a larger grid, whose other blocks belong to other chunks). ``seed``: values decoded
     before (a chunk's share of its grid's coarse layer), its voxels not coded here. ``max_level``: the anchors'
-    spacing is ``2**max_level``; ``level_offset``: what the context models add to each pass's level (the voxels are
-    every ``2**level_offset``-th of a grid's, as its coarser levels).
+    spacing is ``2**max_level``.
     """
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
@@ -180,7 +179,7 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
     if seed is not None and reference is not None:
         raise ValueError("a seeded coding is never predicted from another frame")
-    plan = dataclasses.replace(plan_levels(ijk, max_level), level_offset=level_offset)
+    plan = plan_levels(ijk, max_level)
     if known_blocks is not None and inactive_known:
         setup = dataclasses.replace(setup, known_region=block_region(plan, ijk, known_blocks))
     known = None if seed is None else _seeded(plan, ijk, seed, channels)
@@ -277,15 +276,15 @@ def _without(plan: LevelPlan, rows: np.ndarray) -> LevelPlan:
 
 def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, context: ArmWeights | None = None,
                    *, reference: TimeReference | None = None, known_blocks: int | None = None,
-                   seed: Seed | None = None, level_offset: int = 0) -> np.ndarray:
+                   seed: Seed | None = None) -> np.ndarray:
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
     (``context``: the neural context model it used, if any; ``reference``: the decoded frame its header's
-    ``time_frame`` names, if any; ``known_blocks``, ``seed`` and ``level_offset`` as they were given)."""
+    ``time_frame`` names, if any; ``known_blocks`` and ``seed`` as they were given)."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     if (context is None) != (header.context_frame is None):
         raise ValueError("value header and the given context model disagree on whether one was used")
-    plan = dataclasses.replace(plan_levels(ijk, header.max_level), level_offset=level_offset)
+    plan = plan_levels(ijk, header.max_level)
     region = None if known_blocks is None or not header.inactive_known else block_region(plan, ijk, known_blocks)
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset, known = 0, None
@@ -338,10 +337,10 @@ class TrainingPass:
     codes: np.ndarray
 
 
-def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float, level_offset: int = 0) -> np.ndarray:
+def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float) -> np.ndarray:
     """The counting model's context of each voxel of a pass: its level, how many neighbours its interpolation had,
     and their spread in units of the quantization step."""
-    level = _LEVEL_CLASSES if visit.is_anchor else min(visit.level + level_offset, _LEVEL_CLASSES - 1)
+    level = _LEVEL_CLASSES if visit.is_anchor else min(visit.level, _LEVEL_CLASSES - 1)
     if compiled is not None:
         return compiled.counting_contexts(support, spread, _THRESHOLDS * step, level, _SPREAD_BUCKETS)
     bucket = np.searchsorted(_THRESHOLDS * step, spread, side="right")
@@ -374,7 +373,7 @@ class _ChannelCoder:
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Each voxel's context (a counting context, or the neural model's lattice point) and largest code."""
         if self.context is None:
-            contexts = _contexts(visit, prediction.support, prediction.spread, step, self.plan.level_offset)
+            contexts = _contexts(visit, prediction.support, prediction.spread, step)
             return contexts, np.full(len(contexts), MAX_CODE)
         lattice = arm.pass_lattice(self.context, self.plan, visit, prediction, chosen, step, self.codes, self.canvas,
                                    self.background)

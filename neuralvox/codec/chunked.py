@@ -173,19 +173,17 @@ def _coarse_coding(bound: float | tuple[float, ...]) -> tuple[tuple[float, ...],
     return tuple(float(b) / factor for b in np.atleast_1d(np.asarray(bound, np.float64))), (alpha, beta / factor)
 
 
-def encode_coarse(grid: SparseGrid, bound: float | tuple[float, ...], context: ChunkContext = COUNTING,
-                  record: list[bounded.TrainingPass] | None = None) -> CoarseCode:
+def encode_coarse(grid: SparseGrid, bound: float | tuple[float, ...], context: ChunkContext = COUNTING) -> CoarseCode:
     """The coarse layer of ``grid`` (voxels in canonical order) coded under the counting model or the grid's neural
-    context model, whichever is shorter (the neural one is fitted mostly to finer voxels); ``record`` collects the
-    counting coding's passes (to train a model)."""
+    context model, whichever is shorter: the neural one is fitted to a chunk's finer voxels (on a 10M-voxel frame it
+    took 181 kB for the layer, the counting model 99 kB)."""
     start = time.perf_counter()
     rows = coarse_rows(grid.ijk)
     ijk, values = grid.ijk[rows], grid.values[rows]
     bounds, shrink = _coarse_coding(bound)
     codes = [bounded.encode_bounded(ijk >> COARSE_LEVEL, values, bounds, background=grid.background,
                                     inactive_known=grid.grid_class != "level set", shrink=shrink, context=weights,
-                                    max_level=MAX_LEVEL - COARSE_LEVEL, level_offset=COARSE_LEVEL,
-                                    record=record if weights is None else None)
+                                    max_level=MAX_LEVEL - COARSE_LEVEL)
              for weights in ([None] if context.weights is None else [None, context.weights])]
     code = min(codes, key=lambda c: len(c.stream))  # the counting model's on a tie
     header = dataclasses.replace(code.header, context_frame=None if code is codes[0] else context.frame)
@@ -200,8 +198,7 @@ def decode_coarse(ijk: np.ndarray, header: ChunkedValues, stream: bytes, context
     rows = coarse_rows(ijk)
     coarse = ijk[rows]
     weights = None if header.coarse.context_frame is None else context
-    return CoarseLayer(coarse, bounded.decode_bounded(coarse >> COARSE_LEVEL, header.coarse, stream, weights,
-                                                      level_offset=COARSE_LEVEL))
+    return CoarseLayer(coarse, bounded.decode_bounded(coarse >> COARSE_LEVEL, header.coarse, stream, weights))
 
 
 def encode_chunk(grid: SparseGrid, chunks: Chunks, index: int, bound: float | tuple[float, ...],
@@ -252,12 +249,11 @@ class SamplePiece:
     def encode(self, bound: float, context: ArmWeights | None = None,
                record: list[bounded.TrainingPass] | None = None) -> bounded.BoundedCode:
         """The piece coded as the archive codes it: whole, or as one chunk of several, from the coarse layer coded
-        under the same bound and context model (``record`` then gets the layer's passes first: a model learns its
-        coarse voxels too)."""
+        under the same bound and context model."""
         if self.block_shift is None or self.coarse is None:
             return bounded.encode_grid(self.grid, bound, context, record)
         grid = self.grid
-        layer = encode_coarse(self.coarse, bound, ChunkContext(context), record).layer
+        layer = encode_coarse(self.coarse, bound, ChunkContext(context)).layer
         seed = layer.seed((tuple(grid.ijk.min(axis=0).tolist()), tuple(grid.ijk.max(axis=0).tolist())))
         return bounded.encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
                                       inactive_known=grid.grid_class != "level set", context=context, record=record,

@@ -55,7 +55,6 @@ class LevelPlan:
     passes: list[Pass]
     max_level: int
     corner: tuple[int, int, int] = (0, 0, 0)  # voxel coordinates of the box's first cell
-    level_offset: int = 0  # added to a pass's level where a context model reads it (a grid of every 2**k-th voxel)
 
     @property
     def box_size(self) -> int:
