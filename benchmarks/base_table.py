@@ -2,7 +2,11 @@
 codec's bits at the same PSNR, interpolated linearly in log-bpv between the old codec's measured points of that
 sequence (never extrapolated: a PSNR outside the old points' range is reported as such).
 
-    .venv/bin/python benchmarks/base_table.py OLD.jsonl NEW.jsonl [--qualities low medium]
+    .venv/bin/python benchmarks/base_table.py OLD.jsonl NEW.jsonl [--qualities low medium] [--breakdown]
+
+``--breakdown`` prints instead, for each new point with an old point of the same sequence, quality and rate factor,
+the bytes of each stream and of the container (the whole file less the streams: HDF5 and the table of contents),
+old -> new, with the PSNR of both (equal when the fits are the same).
 """
 
 from __future__ import annotations
@@ -38,6 +42,36 @@ def read_points(path: Path) -> list[Point]:
     return list(points.values())
 
 
+def read_rows(path: Path) -> dict[tuple[str, str, float], dict]:
+    """The raw rows of a result file by (sequence, quality, rate factor), later lines replacing earlier ones."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[(row["sequence"], row["quality"], row.get("lambda_scale", 1.0))] = row
+    return rows
+
+
+def print_breakdown(old: Path, new: Path, qualities: list[str]) -> None:
+    """Bytes per stream and container, old -> new, for the points both files measured."""
+    before = read_rows(old)
+    print("| sequence | quality | PSNR dB old -> new | archive | container | topology | latents | residual | weights "
+          "| motion |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key, row in read_rows(new).items():
+        if key not in before or key[1] not in qualities:
+            continue
+        was = before[key]
+        cells = [f"{was['archive_bytes']:,} -> {row['archive_bytes']:,} "
+                 f"({row['archive_bytes'] / was['archive_bytes'] - 1:+.1%})"]
+        container = [r["archive_bytes"] - sum(r["streams"].values()) for r in (was, row)]
+        cells.append(f"{container[0]:,} -> {container[1]:,}")
+        for stream in ("topology", "latents", "residual", "weights", "motion"):
+            a, b = was["streams"].get(stream, 0), row["streams"].get(stream, 0)
+            cells.append(f"{a:,} -> {b:,}" + (f" ({b / a - 1:+.0%})" if a else ""))
+        print(f"| {key[0]} | {key[1]} | {was['psnr']:.3f} -> {row['psnr']:.3f} | " + " | ".join(cells) + " |")
+
+
 def bpv_at(curve: list[Point], psnr: float) -> float | None:
     """The curve's bits per voxel at ``psnr`` (log-linear between the two measured points around it), None outside."""
     ordered = sorted(curve, key=lambda point: point.psnr)
@@ -56,7 +90,11 @@ def main() -> None:
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)
     parser.add_argument("--qualities", nargs="+", default=["low", "medium"])
+    parser.add_argument("--breakdown", action="store_true")
     args = parser.parse_args()
+    if args.breakdown:
+        print_breakdown(args.old, args.new, args.qualities)
+        return
     old = read_points(args.old)
     print("| sequence | quality | PSNR dB | bpv new | bpv old at that PSNR | bits vs old |")
     print("|---|---|---:|---:|---:|---|")

@@ -115,6 +115,7 @@ def archive_info_json(info: ArchiveInfo) -> dict[str, Any]:
     summary = info.summary
     return {"archive": str(info.path), "bytes": info.bytes, "frames": info.frames, "codec": summary.codec.to_json(),
             "stream_bytes": info.stream_bytes, "grids": [g.to_dict() for g in summary.report],
+            "over_base": {name: {"frames": based, "of": total} for name, (based, total) in info.over_base.items()},
             "skipped": dict(summary.skipped)}
 
 
@@ -123,11 +124,15 @@ def print_archive_info(info: ArchiveInfo) -> None:
     span = f"{numbers[0]}-{numbers[-1]}" if numbers else "-"
     codec, report = info.summary.codec, info.summary.report
     quality = codec.target or f"neural base alone, quality {codec.quality}, gop {codec.gop}"
+    quality += f"; --base {codec.base}" if codec.base is not None else ""
     print(f"{info.path}: {len(info.frames)} frames ({span}), {human_bytes(info.bytes)} "
           f"({archive_bpv(info.bytes, report):.3f} bits per active voxel, headers included); "
           f"{quality}; encoded on {codec.device}")
     print("bytes per stream: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in info.stream_bytes.items()))
     print(format_table(*report_table(report)))
+    if codec.base is not None or any(based for based, _ in info.over_base.values()):
+        print("coded over the neural base: " + ", ".join(f"{name} {based} of {total} frames"
+                                                         for name, (based, total) in info.over_base.items()))
     for name, reason in info.summary.skipped.items():
         print(f"not stored: {name} ({reason})")
 
@@ -214,7 +219,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
                       max_error=args.max_error, psnr=args.psnr, base_only=args.base_only, device=args.device,
                       gop=args.gop, coherence=args.coherence, force=args.force, progress=not args.quiet,
                       skip_bad_frames=args.skip_bad_frames, context_model=args.context_model,
-                      workers=args.workers, ray=args.ray, chunk_voxels=args.chunk_voxels, time_mode=args.time_mode)
+                      workers=args.workers, ray=args.ray, chunk_voxels=args.chunk_voxels, time_mode=args.time_mode,
+                      base=args.base)
     print_compress_report(report)
     if new_folder:
         print(f"created the folder {args.output.parent}")
@@ -354,6 +360,9 @@ def _add_compress(commands: Any) -> None:
     comp.add_argument("--psnr", type=float, help="target PSNR in dB: the bound is searched to land within 0.5 dB")
     comp.add_argument("--base-only", action="store_true",
                       help="code values with the neural base alone (no error bound, no guarantee)")
+    comp.add_argument("--base", metavar="MODE",
+                      help="values under a bound: off (default), auto (each grid and group of frames coded as the "
+                           "neural base plus the residual under the bound where that is shorter) or on (always)")
     comp.add_argument("--context-model", choices=CONTEXT_MODELS, default="auto",
                       help="entropy model of the bounded codes: auto (a neural context model fitted to the sequence "
                            "where it saves bits, else counting contexts) or counting (faster encode)")

@@ -2,21 +2,26 @@
 
 The container knows nothing of models: the codec names its payloads with slash paths such as
 ``frames/3/density/latents`` or ``groups/0/density/weights`` and keeps in the header whatever index it needs to
-decode one frame alone. Layout of the HDF5 file:
+decode one frame alone. Layout of the HDF5 file (container version 2):
 
-- root attributes ``format`` = ``"neuralvox"`` and ``format_version`` = 1;
-- ``payloads``: one contiguous uint8 dataset, every payload's bytes end to end in the order they were put,
-  stored without HDF5 filters (payloads are entropy coded already);
-- ``toc``: uint8 dataset of zlib-compressed JSON ``{"header": {...}, "payloads": [[key, size, crc32], ...]}``
-  with its own ``crc32`` attribute; a payload's offset is the sum of the sizes listed before it.
+- root attribute ``format`` = ``"neuralvox"``;
+- ``archive``: one contiguous uint8 dataset stored without HDF5 filters, with attributes ``format_version`` = 2,
+  ``toc_bytes`` and ``toc_crc32``: first the LZMA2-compressed table of contents (``neuralvox.toc``: the header JSON,
+  each payload's key and size, and a CRC-32 per checked block of consecutive payloads, a block being at most
+  ``BLOCK_BYTES`` unless one payload is larger), then every payload's bytes end to end in the order they were put.
 
-Packing the payloads into one dataset keeps the HDF5 overhead at about 1.3 kB per archive; one HDF5 dataset per payload
-costs 320-560 bytes each, as much as a whole compressed frame. Reading one payload reads only its byte range.
+Version 1 (still read): root attributes ``format`` and ``format_version`` = 1, a ``toc`` dataset of zlib JSON
+``{"header": {...}, "payloads": [[key, size, crc32], ...]}`` with a ``crc32`` attribute, and a ``payloads`` dataset.
+
+Version 2 costs about 450 bytes of HDF5 (one dataset whose object header holds the attributes) where version 1 cost
+about 850, and its binary table about half of version 1's JSON rows; one HDF5 dataset per payload would cost 320-560
+bytes each. Reading one payload reads only its checked block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -30,16 +35,27 @@ import h5py
 import numpy as np
 
 from neuralvox.atomic import atomic_output
+from neuralvox.toc import (
+    CheckedBlock,
+    PayloadEntry,
+    Toc,
+    TocError,
+    compress_table,
+    expand_table,
+    pack_toc,
+    unpack_toc,
+)
 
 FORMAT = "neuralvox"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+BLOCK_BYTES = 4096  # payloads are checked in blocks of at most this many bytes (or one larger payload)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 1.8 file format, readable by every h5py; small metadata blocks keep the file overhead low.
 _FILE_OPTIONS: dict[str, Any] = {"libver": ("v108", "v108"), "meta_block_size": 64}
 _COPY_BLOCK_BYTES = 16 << 20
-_COMPACT_BYTES = 60_000  # a table of contents this small lives inside its object header: 200 bytes less
+_DATASET = "archive"
 # The table of contents inflates to at most this many bytes per compressed byte, and never past _MAX_TOC_BYTES:
-# a real one compresses about 10:1, a zlib bomb 1000:1.
+# a real one compresses about 10:1, a zlib or LZMA bomb 1000:1 and more.
 _TOC_INFLATION = 64
 _MIN_TOC_BYTES = 16 << 20
 _MAX_TOC_BYTES = 256 << 20
@@ -84,7 +100,10 @@ class ArchiveWriter:
         self.path = Path(path)
         self.force = force
         self._header: dict[str, Any] = {}
-        self._payloads: dict[str, tuple[int, int]] = {}  # key -> (size, crc32), in the order put
+        self._payloads: dict[str, int] = {}  # key -> size, in the order put
+        self._blocks: list[CheckedBlock] = []  # closed blocks
+        self._open_block = CheckedBlock(0, 0)  # payloads and running CRC of the block being filled
+        self._open_bytes = 0
         self._spool: Any = None
         self._temporary: Path | None = None
         self._cleanup: contextlib.ExitStack | None = None
@@ -122,53 +141,67 @@ class ArchiveWriter:
             raise ValueError(f"{self.path}: payload key must be a non-empty string, got {key!r}")
         if key in self._payloads:
             raise ValueError(f"{self.path}: {describe_key(key)} put twice")
-        self._payloads[key] = (memoryview(data).nbytes, zlib.crc32(data))
+        size = memoryview(data).nbytes
+        if self._open_block.count and self._open_bytes + size > BLOCK_BYTES:
+            self._blocks.append(self._open_block)
+            self._open_block, self._open_bytes = CheckedBlock(0, 0), 0
+        self._open_block = CheckedBlock(self._open_block.count + 1, zlib.crc32(data, self._open_block.crc))
+        self._open_bytes += size
+        self._payloads[key] = size
         self._spool.write(data)
 
     def _lay_out(self) -> None:
-        table = {"header": self._header, "payloads": [[key, size, crc] for key, (size, crc) in self._payloads.items()]}
-        toc = zlib.compress(json.dumps(table, separators=(",", ":")).encode(), 9)
-        total = sum(size for size, _ in self._payloads.values())
+        blocks = [*self._blocks, self._open_block] if self._open_block.count else self._blocks
+        entries = tuple(PayloadEntry(key, size) for key, size in self._payloads.items())
+        toc = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks))))
+        total = sum(self._payloads.values())
         with h5py.File(self._temporary, "w", **_FILE_OPTIONS) as file:
             file.attrs["format"] = np.bytes_(FORMAT)  # fixed-length: a variable-length string costs a 4 kB heap
-            file.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            toc_dataset = _create_bytes(file, "toc", len(toc))
-            toc_dataset[:] = np.frombuffer(toc, np.uint8)
-            toc_dataset.attrs["crc32"] = np.uint32(zlib.crc32(toc))
-            payloads = file.create_dataset("payloads", shape=(total,), dtype=np.uint8)  # contiguous: file_offset
+            # contiguous (file_offset); its object header has room for these attributes, the root's has not
+            dataset = file.create_dataset(_DATASET, shape=(len(toc) + total,), dtype=np.uint8)
+            dataset.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            dataset.attrs["toc_bytes"] = np.int64(len(toc))
+            dataset.attrs["toc_crc32"] = np.uint32(zlib.crc32(toc))
+            dataset[: len(toc)] = np.frombuffer(toc, np.uint8)
             self._spool.seek(0)
-            for start in range(0, total, _COPY_BLOCK_BYTES):
+            for start in range(len(toc), len(toc) + total, _COPY_BLOCK_BYTES):
                 block = np.frombuffer(self._spool.read(_COPY_BLOCK_BYTES), np.uint8)
-                payloads[start : start + block.size] = block
+                dataset[start : start + block.size] = block
 
 
-def _create_bytes(file: h5py.File, name: str, size: int) -> h5py.Dataset:
-    """A uint8 dataset of ``size`` bytes, in compact layout when small (HDF5 readers read it as any other)."""
-    if not 0 < size <= _COMPACT_BYTES:
-        return file.create_dataset(name, shape=(size,), dtype=np.uint8)
-    properties = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    properties.set_layout(h5py.h5d.COMPACT)
-    h5py.h5d.create(file.id, name.encode(), h5py.h5t.NATIVE_UINT8, h5py.h5s.create_simple((size,)), dcpl=properties)
-    return file[name]
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    """A checked block: the byte range ``start``..``end`` of the payload data, its CRC-32, its first and last
+    payloads and how many it holds."""
+
+    start: int
+    end: int
+    crc: int
+    first: str
+    last: str
+    count: int
 
 
 class ArchiveReader:
     """Read an archive: ``with ArchiveReader(path) as archive: archive.get(key)``.
 
-    Opening reads the header and the table of payloads; :meth:`get` reads one payload's bytes and checks them.
-    ``reads`` lists the keys read so far, so callers can check that one frame decodes without the others.
+    Opening reads the header and the table of payloads; :meth:`get` reads one payload's checked block, checks it
+    and returns the payload's bytes. ``reads`` lists the keys read so far, so callers can check that one frame
+    decodes without the others.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.reads: list[str] = []
-        self._file = _open_hdf5(self.path)
+        self._file, self.version = _open_hdf5(self.path)
+        self._cached: tuple[int, bytes] | None = None  # the last block read and checked
         try:
-            self._payloads = self._dataset("payloads")
-            self.header, self._table = self._read_toc()
-            listed = sum(size for _, size, _ in self._table.values())
-            if self._payloads.size != listed:
-                raise ArchiveError(f"{self.path}: payload data holds {self._payloads.size} bytes, table lists {listed}")
+            if self.version == 1:
+                self._data, self._base = self._dataset("payloads"), 0
+                self.header, self._table, self._blocks = self._read_json_toc()
+            else:
+                self._data = self._dataset(_DATASET)
+                self.header, self._table, self._blocks = self._read_binary_toc()
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5 errors name no file
             self._file.close()
             if isinstance(error, ArchiveError):
@@ -206,19 +239,15 @@ class ArchiveReader:
         offset, size, _ = self._entry(key)
         if size == 0:
             raise ArchiveError(f"{self.path}: {describe_key(key)} is empty and has no offset")
-        return self._payloads.id.get_offset() + offset
+        return self._data.id.get_offset() + self._base + offset
 
     def get(self, key: str) -> bytes:
-        """The bytes stored under ``key``, checked against their CRC-32."""
-        offset, size, crc = self._entry(key)
-        try:
-            data = self._payloads[offset : offset + size].tobytes()
-        except OSError as error:
-            raise ArchiveError(f"{self.path}: cannot read {describe_key(key)} ({error})") from error
+        """The bytes stored under ``key``, checked (with the rest of their block) against their CRC-32."""
+        offset, size, index = self._entry(key)
+        block = self._blocks[index]
+        data = self._checked_block(index, key)
         self.reads.append(key)
-        if zlib.crc32(data) != crc:
-            raise ArchiveError(f"{self.path}: checksum mismatch in {describe_key(key)}")
-        return data
+        return data[offset - block.start : offset - block.start + size]
 
     def stream_sizes(self) -> dict[str, int]:
         """Bytes per stream name (the last part of each key), summed over frames, groups and grids."""
@@ -238,6 +267,21 @@ class ArchiveReader:
         except KeyError:
             raise ArchiveError(f"{self.path}: no {describe_key(key)} in the archive") from None
 
+    def _checked_block(self, index: int, key: str) -> bytes:
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        block = self._blocks[index]
+        try:
+            data = self._data[self._base + block.start : self._base + block.end].tobytes()
+        except OSError as error:
+            raise ArchiveError(f"{self.path}: cannot read {describe_key(key)} ({error})") from error
+        if zlib.crc32(data) != block.crc:
+            others = "" if block.count == 1 else (f" or a payload checked with it ({block.count} payloads, "
+                                                  f"{describe_key(block.first)} to {describe_key(block.last)})")
+            raise ArchiveError(f"{self.path}: checksum mismatch in {describe_key(key)}{others}")
+        self._cached = (index, data)
+        return data
+
     def _dataset(self, name: str) -> h5py.Dataset:
         """A 1-D uint8 dataset stored unfiltered, so that its bytes are in the file: never larger than the file."""
         dataset = self._file.get(name)
@@ -247,7 +291,31 @@ class ArchiveReader:
             raise ArchiveFormatError(self.path, name, f"claims {dataset.size} bytes in a file of {self.file_size}")
         return dataset
 
-    def _read_toc(self) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]]]:
+    def _read_binary_toc(self) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]], list[_Block]]:
+        toc_bytes, crc = self._data.attrs.get("toc_bytes"), self._data.attrs.get("toc_crc32")
+        if not isinstance(toc_bytes, np.integer) or not 0 < toc_bytes <= self._data.size:
+            raise ArchiveFormatError(self.path, "toc_bytes", f"{toc_bytes!r} is not 1..{self._data.size}")
+        self._base = int(toc_bytes)
+        toc = self._data[: self._base].tobytes()
+        if not isinstance(crc, np.integer) or zlib.crc32(toc) != crc:
+            raise ArchiveError(f"{self.path}: checksum mismatch in the header")
+        try:
+            table = unpack_toc(expand_table(toc, self._toc_limit(toc)), self._data.size - self._base)
+        except TocError as error:
+            raise ArchiveFormatError(self.path, "toc", str(error)) from None
+        payloads, blocks, offset = {}, [], 0
+        entries = iter(table.payloads)
+        for index, checked in enumerate(table.blocks):
+            start = offset
+            members = [next(entries) for _ in range(checked.count)]
+            for entry in members:
+                payloads[entry.key] = (offset, entry.size, index)
+                offset += entry.size
+            blocks.append(_Block(start, offset, checked.crc, members[0].key, members[-1].key, checked.count))
+        return table.header, payloads, blocks
+
+    def _read_json_toc(self) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]], list[_Block]]:
+        """Version 1: the zlib JSON table of contents; each payload is its own checked block."""
         dataset = self._dataset("toc")
         toc = dataset[()].tobytes()
         if zlib.crc32(toc) != dataset.attrs.get("crc32"):
@@ -258,24 +326,35 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: damaged header ({error})") from None
         if not isinstance(table, dict) or not isinstance(table.get("header"), dict):
             raise ArchiveFormatError(self.path, "header", "missing, or not a JSON object")
-        return table["header"], self._payload_table(table.get("payloads"))
+        payloads, blocks = self._payload_rows(table.get("payloads"))
+        listed = blocks[-1].end if blocks else 0
+        if self._data.size != listed:
+            raise ArchiveError(f"{self.path}: payload data holds {self._data.size} bytes, table lists {listed}")
+        return table["header"], payloads, blocks
+
+    @staticmethod
+    def _toc_limit(toc: bytes) -> int:
+        return min(_MAX_TOC_BYTES, max(_MIN_TOC_BYTES, _TOC_INFLATION * len(toc)))
 
     def _inflate(self, toc: bytes) -> bytes:
         """The table of contents inflated, refusing one that inflates past a bound (a zlib bomb)."""
-        limit = min(_MAX_TOC_BYTES, max(_MIN_TOC_BYTES, _TOC_INFLATION * len(toc)))
+        limit = self._toc_limit(toc)
         inflater = zlib.decompressobj()
-        data = inflater.decompress(toc, limit)
+        try:
+            data = inflater.decompress(toc, limit)
+        except zlib.error as error:
+            raise ArchiveError(f"{self.path}: damaged header ({error})") from None
         if inflater.unconsumed_tail:
             raise ArchiveFormatError(self.path, "toc", f"inflates past {limit} bytes from {len(toc)}")
         if not inflater.eof:
             raise ArchiveError(f"{self.path}: damaged header (truncated table of contents)")
         return data
 
-    def _payload_table(self, rows: Any) -> dict[str, tuple[int, int, int]]:
-        """key -> (offset, size, crc32) of every payload, each row checked: a unique key, a size that fits the file."""
+    def _payload_rows(self, rows: Any) -> tuple[dict[str, tuple[int, int, int]], list[_Block]]:
+        """Version 1's rows [key, size, crc32], each checked: a unique key, a size that fits the file."""
         if not isinstance(rows, list):
             raise ArchiveFormatError(self.path, "payloads", "not a list")
-        payloads, offset, limit = {}, 0, self.file_size
+        payloads, blocks, offset, limit = {}, [], 0, self.file_size
         for row in rows:
             if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and row[0]):
                 raise ArchiveFormatError(self.path, "payloads", f"row {str(row)[:80]} is not [key, size, crc32]")
@@ -284,16 +363,18 @@ class ArchiveReader:
                 raise ArchiveFormatError(self.path, "payloads", f"{describe_key(key)}: size {size!r} out of range")
             if not _is_int(crc) or not 0 <= crc <= _MAX_CRC or key in payloads:
                 raise ArchiveFormatError(self.path, "payloads", f"{describe_key(key)}: bad checksum or repeated key")
-            payloads[key] = (offset, size, crc)
+            payloads[key] = (offset, size, len(blocks))
+            blocks.append(_Block(offset, offset + size, crc, key, key, 1))
             offset += size
-        return payloads
+        return payloads, blocks
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _open_hdf5(path: Path) -> h5py.File:
+def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
+    """The open file and its container version (1: marks on the root; 2: on the ``archive`` dataset)."""
     if not path.is_file():
         raise ArchiveError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     with path.open("rb") as stream:
@@ -306,13 +387,21 @@ def _open_hdf5(path: Path) -> h5py.File:
     try:
         format_name = file.attrs.get("format")
         version = file.attrs.get("format_version")
+        if version is None and isinstance(file.get(_DATASET), h5py.Dataset):
+            version = file[_DATASET].attrs.get("format_version")
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5's message names no file
         file.close()
         raise ArchiveError(f"{path}: damaged archive ({error})") from None
-    if not isinstance(format_name, bytes) or format_name != FORMAT.encode() or not isinstance(version, np.integer):
+    if not isinstance(format_name, bytes) or format_name != FORMAT.encode():
         file.close()
         raise ArchiveError(f"{path}: not a neuralvox archive (HDF5 file without the neuralvox format mark)")
+    if not isinstance(version, np.integer):
+        file.close()
+        raise ArchiveError(f"{path}: damaged archive: dataset '{_DATASET}' missing or without its format_version")
     if version > FORMAT_VERSION:
         file.close()
         raise ArchiveError(f"{path}: format version {version} is newer than this neuralvox reads ({FORMAT_VERSION})")
-    return file
+    if version < 1:
+        file.close()
+        raise ArchiveError(f"{path}: format version {version} is not one neuralvox wrote")
+    return file, int(version)

@@ -24,4 +24,4 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" "scikit-build-core>=0.10" "nanobind>=2.4"
 # Ray is an optional extra for users (compress --ray); the test suite runs its Ray engine, so setup installs it.
 "${PIP[@]}" --no-build-isolation -e ".[test,sim,bench,ray]"
-.venv/bin/python -c "import neuralvox._bounded, neuralvox._vdb as v; print('setup: neuralvox ready, OpenVDB', v.openvdb_version)"
+.venv/bin/python -c "import neuralvox._bounded, neuralvox._topology, neuralvox._vdb as v; print('setup: neuralvox ready, OpenVDB', v.openvdb_version)"

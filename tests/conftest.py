@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 import warp as wp
+
+from neuralvox.container import ArchiveReader
 
 ROOT = Path(__file__).resolve().parents[1]
 BLENDER = ROOT.parent / "shared" / "data" / "blender_smoke_c42"  # 10 real Blender smoke frames, when beside us
@@ -56,6 +62,34 @@ def ball_cells(radius: int) -> tuple[np.ndarray, np.ndarray]:
     axis = np.arange(-radius, radius + 1)
     cells = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
     return cells, np.linalg.norm(cells, axis=1)
+
+
+# ------------------------------------------------------------------------- crafted archives (version 1)
+def archive_table(path: Path) -> tuple[dict[str, Any], bytes]:
+    """An archive's table of contents in version 1's JSON form ``{"header", "payloads": [[key, size, crc32]]}`` and
+    its payload bytes end to end, whichever version wrote it."""
+    with ArchiveReader(path) as reader:
+        payloads = {key: reader.get(key) for key in reader}
+        rows = [[key, len(data), zlib.crc32(data)] for key, data in payloads.items()]
+        return {"header": reader.header, "payloads": rows}, b"".join(payloads.values())
+
+
+def write_v1_archive(path: Path, toc: bytes, payloads: bytes) -> None:
+    """A container version 1 archive (still read) of zlib'd JSON table ``toc`` and ``payloads``, with the checksum of
+    ``toc`` recomputed: how the tests craft archives whose header or payload table lies."""
+    with h5py.File(path, "w") as file:
+        file.attrs["format"] = np.bytes_("neuralvox")
+        file.attrs["format_version"] = np.int64(1)
+        file.create_dataset("toc", data=np.frombuffer(toc, np.uint8)).attrs["crc32"] = np.uint32(zlib.crc32(toc))
+        file.create_dataset("payloads", data=np.frombuffer(payloads, np.uint8), shape=(len(payloads),))
+
+
+def crafted(source: Path, dest: Path, mutate: Callable[[dict[str, Any]], None]) -> Path:
+    """A version 1 copy of ``source`` whose table of contents ``mutate`` changed (checksum recomputed)."""
+    table, payloads = archive_table(source)
+    mutate(table)
+    write_v1_archive(dest, zlib.compress(json.dumps(table).encode()), payloads)
+    return dest
 
 
 # ---------------------------------------------------------------------------------------------- markers

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import shutil
+import zlib
 
 import h5py
 import numpy as np
 import pytest
+from conftest import write_v1_archive
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuralvox.atomic import OutputExistsError
-from neuralvox.container import FORMAT_VERSION, ArchiveError, ArchiveReader, ArchiveWriter, describe_key
+from neuralvox.container import (
+    BLOCK_BYTES,
+    FORMAT_VERSION,
+    ArchiveError,
+    ArchiveFormatError,
+    ArchiveReader,
+    ArchiveWriter,
+    describe_key,
+)
+from neuralvox.toc import CheckedBlock, PayloadEntry, Toc, compress_table, pack_toc
 
 HEADER = {"frames": [{"number": 1001, "needs": ["groups/0"]}], "pattern": {"prefix": "smoke"}, "psnr": 46.5}
 
@@ -64,12 +78,13 @@ def test_stream_sizes_sum_over_frames_and_grids(archive_path):
         assert archive.stream_sizes() == expected
 
 
-def test_layout_is_hdf5_with_format_mark_and_unfiltered_payloads(archive_path):
+def test_layout_is_hdf5_with_format_mark_and_one_unfiltered_dataset(archive_path):
     with h5py.File(archive_path, "r") as file:
         assert file.attrs["format"] == b"neuralvox"
-        assert file.attrs["format_version"] == FORMAT_VERSION
-        assert file["payloads"].compression is None
-        assert file["payloads"].chunks is None
+        assert list(file) == ["archive"]
+        assert file["archive"].attrs["format_version"] == FORMAT_VERSION == 2
+        assert file["archive"].compression is None
+        assert file["archive"].chunks is None
 
 
 def test_overhead_per_payload_is_small(tmp_path):
@@ -83,7 +98,7 @@ def test_overhead_per_payload_is_small(tmp_path):
 def test_file_offset_points_at_the_payload_bytes(archive_path):
     raw = archive_path.read_bytes()
     with ArchiveReader(archive_path) as archive, h5py.File(archive_path, "r") as file:
-        base = file["payloads"].id.get_offset()
+        base = file["archive"].id.get_offset() + file["archive"].attrs["toc_bytes"]
         for key in archive:
             size = archive.nbytes(key)
             if size:
@@ -92,23 +107,48 @@ def test_file_offset_points_at_the_payload_bytes(archive_path):
                 assert raw[offset : offset + size] == archive.get(key)
 
 
+def flip_byte(source, dest, offset):
+    data = bytearray(source.read_bytes())
+    data[offset] ^= 0x10
+    dest.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize("key", [key for key, data in random_payloads().items() if data])
 def test_flipped_byte_detected_naming_frame_grid_and_stream(tmp_path, archive_path, key):
+    """These payloads share one checked block: a flip in one makes each of them refuse to read, naming itself."""
     with ArchiveReader(archive_path) as archive:
         offset = archive.file_offset(key) + archive.nbytes(key) // 2
     damaged = tmp_path / "damaged.nvox"
-    shutil.copyfile(archive_path, damaged)
-    with damaged.open("r+b") as stream:
-        stream.seek(offset)
-        byte = stream.read(1)
-        stream.seek(offset)
-        stream.write(bytes([byte[0] ^ 0x10]))
+    flip_byte(archive_path, damaged, offset)
     with ArchiveReader(damaged) as archive:
-        with pytest.raises(ArchiveError) as error:
-            archive.get(key)
-        assert str(error.value) == f"{damaged}: checksum mismatch in {describe_key(key)}"
-        others = [other for other in archive if other != key]
-        assert all(archive.get(other) == random_payloads()[other] for other in others)
+        for other in [key, *archive]:
+            if archive.nbytes(other):
+                with pytest.raises(ArchiveError) as error:
+                    archive.get(other)
+                assert str(error.value).startswith(f"{damaged}: checksum mismatch in {describe_key(other)}")
+
+
+def test_a_flip_spares_the_payloads_of_other_blocks(tmp_path):
+    """Payloads over BLOCK_BYTES are checked alone, small ones in blocks of at most BLOCK_BYTES: a flip in one block
+    leaves every other block readable."""
+    rng = np.random.default_rng(3)
+    sizes = [BLOCK_BYTES + 5, 100, 2000, 2000, 50, BLOCK_BYTES * 2, 10]
+    payloads = {f"frames/{n}/density/latents": rng.bytes(size) for n, size in enumerate(sizes)}
+    path = tmp_path / "blocks.nvox"
+    write_archive(path, payloads)
+    blocks = [[0], [1, 2], [3, 4], [5], [6]]  # 100 + 2000 fit; another 2000 does not
+    keys = list(payloads)
+    for block in blocks:
+        with ArchiveReader(path) as archive:
+            offset = archive.file_offset(keys[block[-1]])
+        flip_byte(path, tmp_path / "damaged.nvox", offset)
+        with ArchiveReader(tmp_path / "damaged.nvox") as archive:
+            for index, key in enumerate(keys):
+                if index in block:
+                    with pytest.raises(ArchiveError, match="checksum mismatch"):
+                        archive.get(key)
+                else:
+                    assert archive.get(key) == payloads[key]
 
 
 def test_checksum_message_spells_out_frame_and_stream(tmp_path):
@@ -126,13 +166,9 @@ def test_checksum_message_spells_out_frame_and_stream(tmp_path):
 
 def test_damaged_header_detected(tmp_path, archive_path):
     with h5py.File(archive_path, "r") as file:
-        toc = file["toc"][()].tobytes()
-    data = bytearray(archive_path.read_bytes())
-    offset = bytes(data).index(toc) + 3  # a small table of contents is stored compact: find its bytes
-    data[offset] ^= 0x01
-    archive_path.write_bytes(bytes(data))
-    # a compact table of contents sits inside its HDF5 object header, whose own checksum catches the flip first
-    with pytest.raises(ArchiveError, match="checksum mismatch in the header|dataset 'toc' missing or malformed"):
+        offset = file["archive"].id.get_offset() + 3
+    flip_byte(archive_path, archive_path, offset)
+    with pytest.raises(ArchiveError, match="checksum mismatch in the header"):
         ArchiveReader(archive_path)
 
 
@@ -165,15 +201,15 @@ def test_foreign_hdf5_file_refused(tmp_path):
 
 def test_newer_format_version_refused(archive_path):
     with h5py.File(archive_path, "r+") as file:
-        file.attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
+        file["archive"].attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
     with pytest.raises(ArchiveError, match=f"format version {FORMAT_VERSION + 1} is newer"):
         ArchiveReader(archive_path)
 
 
-def test_missing_payloads_dataset_named(archive_path):
+def test_missing_archive_dataset_named(archive_path):
     with h5py.File(archive_path, "r+") as file:
-        del file["payloads"]
-    with pytest.raises(ArchiveError, match="dataset 'payloads' missing"):
+        del file["archive"]
+    with pytest.raises(ArchiveError, match="dataset 'archive' missing"):
         ArchiveReader(archive_path)
 
 
@@ -268,3 +304,140 @@ def test_empty_archive_round_trips(tmp_path):
 )
 def test_describe_key(key, text):
     assert describe_key(key) == text
+
+
+# ------------------------------------------------------------------------------------ container version 2
+def write_raw_v2(path, table: bytes, payloads: bytes, *, toc_bytes=None, toc_crc=None) -> None:
+    """A version 2 archive around a packed binary ``table`` (compressed here), checksum recomputed unless given."""
+    toc = compress_table(table)
+    with h5py.File(path, "w") as file:
+        file.attrs["format"] = np.bytes_("neuralvox")
+        dataset = file.create_dataset("archive", data=np.frombuffer(toc + payloads, np.uint8))
+        dataset.attrs["format_version"] = np.int64(2)
+        dataset.attrs["toc_bytes"] = np.int64(len(toc) if toc_bytes is None else toc_bytes)
+        dataset.attrs["toc_crc32"] = np.uint32(zlib.crc32(toc) if toc_crc is None else toc_crc)
+
+
+def table_bytes(payloads: dict[str, bytes], blocks=None, header=None) -> bytes:
+    entries = tuple(PayloadEntry(key, len(data)) for key, data in payloads.items())
+    if blocks is None:
+        blocks = [CheckedBlock(len(entries), zlib.crc32(b"".join(payloads.values())))] if entries else []
+    return pack_toc(Toc(HEADER if header is None else header, entries, tuple(blocks)))
+
+
+def test_a_hand_built_version_2_archive_reads(tmp_path):
+    payloads = {"frames/1/density/topology": b"abc", "frames/1/density/latents": b"defgh", "frames/1/x/y": b""}
+    write_raw_v2(tmp_path / "a.nvox", table_bytes(payloads), b"".join(payloads.values()))
+    with ArchiveReader(tmp_path / "a.nvox") as archive:
+        assert archive.header == HEADER
+        assert {key: archive.get(key) for key in archive} == payloads
+
+
+def test_version_1_archives_still_read(tmp_path):
+    payloads = random_payloads()
+    rows = [[key, len(data), zlib.crc32(data)] for key, data in payloads.items()]
+    toc = zlib.compress(json.dumps({"header": HEADER, "payloads": rows}).encode())
+    write_v1_archive(tmp_path / "old.nvox", toc, b"".join(payloads.values()))
+    with ArchiveReader(tmp_path / "old.nvox") as archive:
+        assert archive.version == 1
+        assert archive.header == HEADER
+        assert {key: archive.get(key) for key in archive} == payloads
+
+
+PAYLOADS = {"frames/1/density/topology": b"abc", "frames/1/density/latents": b"defgh"}
+GOOD_CRC = zlib.crc32(b"abcdefgh")
+
+
+@pytest.mark.parametrize(("table", "problem"), [
+    (b"", "header length: the table ends inside it"),
+    (None, "not an LZMA2 stream"),
+    (b"\x05{}", "header: 5 bytes wanted"),
+    (b"\x02[]\x00\x00", "header: not a JSON object"),
+    (b"\x02{}" + b"\xff" * 11, "payload count: varint longer than 10 bytes"),
+    (b"\x02{}\x01\x00\x00\x00\x00", "payload 0: empty key"),
+    (b"\x02{}\x01\x03", "payload 0: shares 3 key bytes"),
+    (b"\x02{}\x01\x00\x01\xff\x08", "payload 0: key is not UTF-8"),
+    (b"\x02{}\x02\x00\x01a\x04\x01\x00\x04", "payload 1: key 'a' repeated"),
+    (b"\x02{}\x01\x00\x01a\x09", "payload 0 ('a'): size 9 runs past the 8 payload bytes"),
+    (b"\x02{}\x01\x00\x01a\x07", "sizes add up to 7 bytes, the archive holds 8"),
+    (b"\x02{}\x01\x00\x01a\x08\x02", "2 checked blocks for 1 payloads"),
+    (b"\x02{}\x01\x00\x01a\x08\x01\x00", "block 0: 0 payloads where 1 remain"),
+    (b"\x02{}\x01\x00\x01a\x08\x00", "checked blocks cover 0 of 1 payloads"),
+    (b"\x02{}\x01\x00\x01a\x08\x01\x01\x00", "block 0: checksum: 4 bytes wanted"),
+    (b"\x02{}\x01\x00\x01a\x08\x01\x01" + GOOD_CRC.to_bytes(4, "little") + b"\x00",
+     "1 bytes after the last checked block"),
+    (b"\x02{}\x02\x00\x03aaa\x00\x00\x00\x08", "payload 1: empty key"),
+])
+def test_malformed_binary_table_is_refused_naming_the_field(tmp_path, table, problem):
+    if table is None:  # not compressed at all
+        toc = b"\x02{}\x00\x00"
+        with h5py.File(tmp_path / "evil.nvox", "w") as file:
+            file.attrs["format"] = np.bytes_("neuralvox")
+            dataset = file.create_dataset("archive", data=np.frombuffer(toc + b"abcdefgh", np.uint8))
+            dataset.attrs.update(format_version=np.int64(2), toc_bytes=np.int64(len(toc)),
+                                 toc_crc32=np.uint32(zlib.crc32(toc)))
+    else:
+        write_raw_v2(tmp_path / "evil.nvox", table, b"abcdefgh")
+    with pytest.raises(ArchiveFormatError) as error:
+        ArchiveReader(tmp_path / "evil.nvox")
+    assert error.value.field == "toc"
+    assert problem in str(error.value)
+
+
+def test_front_coded_keys_cannot_inflate_past_a_bound(tmp_path):
+    long_key = b"k" * 1000
+    rows = b"".join(b"\xe8\x07\x02" + bytes([65 + n // 26, 65 + n % 26]) + b"\x00" for n in range(200))  # share 1000
+    table = b"\x02{}" + bytes([201, 1]) + b"\x00\xe8\x07" + long_key + b"\x00" + rows + b"\x00"
+    write_raw_v2(tmp_path / "evil.nvox", table, b"")
+    with pytest.raises(ArchiveFormatError, match="too long"):
+        ArchiveReader(tmp_path / "evil.nvox")
+
+
+@pytest.mark.parametrize("toc_bytes", [0, -1, 10**9])
+def test_table_length_outside_the_dataset_is_refused(tmp_path, toc_bytes):
+    write_raw_v2(tmp_path / "evil.nvox", table_bytes(PAYLOADS), b"abcdefgh", toc_bytes=toc_bytes)
+    with pytest.raises(ArchiveFormatError, match="toc_bytes"):
+        ArchiveReader(tmp_path / "evil.nvox")
+
+
+def test_table_checksum_is_checked_before_it_is_inflated(tmp_path):
+    write_raw_v2(tmp_path / "evil.nvox", table_bytes(PAYLOADS), b"abcdefgh", toc_crc=1234)
+    with pytest.raises(ArchiveError, match="checksum mismatch in the header"):
+        ArchiveReader(tmp_path / "evil.nvox")
+
+
+def test_block_checksum_is_checked_on_read(tmp_path):
+    write_raw_v2(tmp_path / "evil.nvox", table_bytes(PAYLOADS, blocks=[CheckedBlock(2, GOOD_CRC ^ 1)]), b"abcdefgh")
+    with ArchiveReader(tmp_path / "evil.nvox") as archive, pytest.raises(ArchiveError, match="checksum mismatch"):
+        archive.get("frames/1/density/latents")
+
+
+def test_bomb_binary_table_is_refused(tmp_path):
+    bomb = compress_table(b"\x80" * 9 + b"\x01" + b"\0" * (100 << 20))  # 100 MB of zeros in a few kB
+    assert len(bomb) < 100_000
+    with h5py.File(tmp_path / "bomb.nvox", "w") as file:
+        file.attrs["format"] = np.bytes_("neuralvox")
+        dataset = file.create_dataset("archive", data=np.frombuffer(bomb, np.uint8))
+        dataset.attrs.update(format_version=np.int64(2), toc_bytes=np.int64(len(bomb)),
+                             toc_crc32=np.uint32(zlib.crc32(bomb)))
+    with pytest.raises(ArchiveFormatError, match="'toc': inflates past"):
+        ArchiveReader(tmp_path / "bomb.nvox")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+def test_edited_binary_tables_fail_cleanly(tmp_path_factory, edits):
+    """Random byte edits of a real table (checksum recomputed): it reads, or one ArchiveError; never another error."""
+    payloads = random_payloads()
+    table = bytearray(table_bytes(payloads))
+    for position, value in edits:
+        table[position % len(table)] = value
+    path = tmp_path_factory.mktemp("edit") / "e.nvox"
+    write_raw_v2(path, bytes(table), b"".join(payloads.values()))
+    try:
+        with ArchiveReader(path) as archive:
+            for key in archive:
+                with contextlib.suppress(ArchiveError):
+                    assert isinstance(archive.get(key), bytes)
+    except ArchiveError:
+        pass

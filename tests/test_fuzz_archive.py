@@ -20,9 +20,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pytest
+from conftest import archive_table, write_v1_archive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,8 +42,11 @@ class Hang(BaseException):
 
 
 @pytest.fixture(scope="module", params=["bounded", "base-only"])
-def valid(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """A valid two-frame archive (error-bounded values, or the neural base's) and its table of contents."""
+def valid(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], bytes]:
+    """A valid two-frame archive (error-bounded values, or the neural base's), its table of contents in container
+    version 1's JSON form (the mutants are version 1 archives: JSON is what the mutations reach into) and its
+    payload bytes."""
     folder = tmp_path_factory.mktemp("fuzz")
     for t in range(2):
         ijk = np.stack(np.meshgrid(*[np.arange(6)] * 3, indexing="ij"), -1).reshape(-1, 3) + [t, 0, 0]
@@ -54,9 +57,8 @@ def valid(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         compress([str(folder)], path, max_error="0.01", device="cpu", progress=False)
     else:
         compress([str(folder)], path, quality="low", base_only=True, device="cpu", gop=2, progress=False)
-    with h5py.File(path, "r") as file:
-        table = json.loads(zlib.decompress(file["toc"][()].tobytes()))
-    yield path, table
+    table, payloads = archive_table(path)
+    yield path, table, payloads
     if os.environ.get("NEURALVOX_FUZZ_REPORT"):
         report = {"examples": sum(OUTCOMES.values()), "peak_rss_bytes": peak_rss(),
                   "outcomes": dict(OUTCOMES.most_common())}
@@ -114,28 +116,23 @@ def mutations(draw: st.DrawFn, table: dict[str, Any]) -> tuple[dict[str, Any], l
     return table, flips
 
 
-def write_mutant(path: Path, original: bytes, table: dict[str, Any], flips: list[tuple[int, int]]) -> None:
-    path.write_bytes(original)
-    with h5py.File(path, "r+") as file:
-        payloads = file["payloads"]
-        rows = table.get("payloads") if isinstance(table.get("payloads"), list) else []
-        for position, mask in flips if payloads.size else []:
-            index = position % payloads.size
-            payloads[index] ^= np.uint8(mask)
-            _fix_checksum(rows, payloads, index)
-        toc = zlib.compress(json.dumps(table).encode())
-        del file["toc"]
-        dataset = file.create_dataset("toc", data=np.frombuffer(toc, np.uint8))
-        dataset.attrs["crc32"] = np.uint32(zlib.crc32(toc))
+def write_mutant(path: Path, payloads: bytes, table: dict[str, Any], flips: list[tuple[int, int]]) -> None:
+    data = bytearray(payloads)
+    rows = table.get("payloads") if isinstance(table.get("payloads"), list) else []
+    for position, mask in flips if data else []:
+        index = position % len(data)
+        data[index] ^= mask
+        _fix_checksum(rows, data, index)
+    write_v1_archive(path, zlib.compress(json.dumps(table).encode()), bytes(data))
 
 
-def _fix_checksum(rows: list[Any], payloads: h5py.Dataset, index: int) -> None:
+def _fix_checksum(rows: list[Any], payloads: bytearray, index: int) -> None:
     offset = 0
     for row in rows:
         if not (isinstance(row, list) and len(row) == 3 and isinstance(row[1], int) and row[1] >= 0):
             return
         if offset <= index < offset + row[1]:
-            row[2] = zlib.crc32(payloads[offset:offset + row[1]].tobytes())
+            row[2] = zlib.crc32(payloads[offset:offset + row[1]])
             return
         offset += row[1]
 
@@ -175,13 +172,13 @@ def files_under(folder: Path) -> set[Path]:
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
           derandomize="NEURALVOX_FUZZ_EXAMPLES" not in os.environ)  # CI: the same examples every run
 @given(data=st.data())
-def test_mutated_archives_fail_cleanly(valid: tuple[Path, dict[str, Any]], data: st.DataObject) -> None:
-    original, table = valid[0].read_bytes(), valid[1]
+def test_mutated_archives_fail_cleanly(valid: tuple[Path, dict[str, Any], bytes], data: st.DataObject) -> None:
+    _, table, payloads = valid
     mutant, flips = data.draw(mutations(table))
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         archive, out = root / "m.nvox", root / "out"
-        write_mutant(archive, original, mutant, flips)
+        write_mutant(archive, payloads, mutant, flips)
         before = files_under(root)
         for argv in (["info", str(archive)], ["decompress", str(archive), "-o", str(out), "--quiet", "--device",
                                                "cpu"]):

@@ -18,7 +18,7 @@ from neuralvox.codec.schema import check_header, check_summary
 from neuralvox.container import ArchiveFormatError, ArchiveReader
 
 sys.path.insert(0, str(FIXTURES))
-from make_fixtures import BASE_ONLY, BOUNDED, BOUNDED_OPTIONS, blob_frames  # noqa: E402
+from make_fixtures import BASE_ONLY, BASED, BOUNDED, BOUNDED_OPTIONS, blob_frames  # noqa: E402
 
 import neuralvox  # noqa: E402
 from neuralvox.codec.encoder import compress  # noqa: E402
@@ -29,7 +29,7 @@ def raw_header(path: Path) -> tuple[dict, dict[str, int]]:
         return reader.header, {key: reader.nbytes(key) for key in reader}
 
 
-@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY], ids=["bounded", "base_only"])
+@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY, BASED], ids=["bounded", "base_only", "based"])
 def test_header_round_trips_to_the_same_json(fixture: Path) -> None:
     raw, sizes = raw_header(fixture)
     typed = check_header(fixture, raw, sizes)
@@ -87,7 +87,7 @@ def test_the_bounded_fixture_is_re_encoded_byte_for_byte(tmp_path: Path) -> None
         assert json.dumps(again) == json.dumps(new.header)
 
 
-@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY], ids=["bounded", "base_only"])
+@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY, BASED], ids=["bounded", "base_only", "based"])
 def test_the_fixtures_decode_within_their_recorded_errors(fixture: Path, tmp_path: Path) -> None:
     sources = {p.name: p for p in blob_frames(tmp_path)}
     with neuralvox.open(fixture, device="cpu") as archive:

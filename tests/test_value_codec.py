@@ -12,7 +12,9 @@ import torch
 from conftest import gaussian_pair
 
 from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
+from neuralvox.codec.entropy_models import LAPLACE, SHORTEST
 from neuralvox.codec.header import NeuralValueHeader
+from neuralvox.codec.latent_codecs import compress_latents
 from neuralvox.codec.presets import Quality, quality_preset
 from neuralvox.codec.values import decode_latents, decode_values, decode_weights, encode_values
 from neuralvox.model import build_lattice
@@ -145,6 +147,46 @@ def test_non_finite_values_are_rejected(blob, bad, word):
     broken[3] = bad
     with pytest.raises(ValueError, match=word):
         encode_values(ijk, broken, grid_class="fog volume", quality=TINY, device="cpu")
+
+
+@pytest.mark.parametrize(("scale", "sparsity", "groups", "mode"), [
+    ([2.0, 2.0], 0.3, [0, 0], 2),  # alike and sparse: one zero-inflated law for both
+    ([0.5, 40.0], 0.3, [0, 0], 1),  # sparse but of different scales: one each
+])
+def test_shortest_laws_keep_the_shortest_coding_and_round_trip(scale, sparsity, groups, mode):
+    rng = np.random.default_rng(2)
+    columns = [np.rint(rng.laplace(0, s, 4000) * (rng.random(4000) < sparsity)).astype(np.int32) for s in scale]
+    data = SHORTEST.compress(columns, groups)
+    assert data[0] == mode
+    assert len(data) <= 1 + len(LAPLACE.compress(columns))
+    decoded = SHORTEST.decompress(data, [len(c) for c in columns], groups=groups)
+    assert all(got.dtype == np.int32 and np.array_equal(got, want) for got, want in zip(decoded, columns, strict=True))
+
+
+def test_shortest_laws_edge_cases_and_damage():
+    columns = [np.zeros(9, np.int32), np.array([], np.int32), np.array([40_000, -3], np.int32)]  # past MAX_CODE
+    data = SHORTEST.compress(columns, [0, 0, 1])
+    assert data[0] == 0  # only the geometric coder holds 40,000
+    decoded = SHORTEST.decompress(data, [9, 0, 2], groups=[0, 0, 1])
+    assert all(np.array_equal(got, want) for got, want in zip(decoded, columns, strict=True))
+    sparse = [np.array([0] * 50 + [3, -1], np.int32)]
+    data = SHORTEST.compress(sparse)
+    for damaged in (data[:3], b"", bytes([7]) + data[1:]):
+        with pytest.raises(EntropyStreamError, match="test stream"):
+            SHORTEST.decompress(damaged, [52], name="test stream")
+    with pytest.raises(ValueError, match="beyond"):
+        SHORTEST.compress([np.array([1 << 16])])
+
+
+def test_new_latents_take_the_shortest_laws_and_version_1_streams_still_decode(blob, encoded):
+    """/2 codes the latents with ``SHORTEST``; a /1 header (same fields) reads its stream per column."""
+    ijk, _ = blob
+    assert encoded.header.format == "neuralvox-values/2" == encoded.header.to_json()["format"]
+    old = dataclasses.replace(encoded.header, format="neuralvox-values/1")
+    streams = {**encoded.streams, "latents": compress_latents(encoded.latents, encoded.state.steps, LAPLACE)}
+    assert via_json(old).format == "neuralvox-values/1"
+    assert np.array_equal(decode_values(ijk, via_json(old), streams, device="cpu"),
+                          decode_values(ijk, encoded.header, encoded.streams, device="cpu"))
 
 
 def test_bad_arguments_are_named(blob, encoded):

@@ -29,12 +29,12 @@ constexpr int kSupportOneSide = 1, kSupportLinear = 2, kSupportCubic = 3;
 constexpr int kFeatures = 15;
 constexpr double kRoundMagic = 6755399441055744.0;  // 2**52 + 2**51
 
-// A new numpy array of the given shape that owns its buffer.
+// A new numpy array of the given shape that owns its buffer: zeroed, or left for the caller to fill whole.
 template <typename T>
-Out<T> owned(std::vector<size_t> shape) {
+Out<T> owned(std::vector<size_t> shape, bool zeroed = true) {
     size_t n = 1;
     for (size_t s : shape) n *= s;
-    T* data = new T[n > 0 ? n : 1]();
+    T* data = zeroed ? new T[n > 0 ? n : 1]() : new T[n > 0 ? n : 1];
     nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
     return Out<T>(data, shape.size(), shape.data(), owner);
 }
@@ -56,9 +56,9 @@ nb::tuple predictPass(In<float> values, In<bool> known, In<int64_t> flat, std::v
                       double fallback, double quantum_edge, double band) {
     const size_t n = flat.shape(0), axes = reaches.size();
     const size_t options = axes == 1 ? 2 : 2 + 2 * axes;
-    auto out = owned<double>({options, n});
-    auto support = owned<int8_t>({n});
-    auto spread = owned<double>({n});
+    auto out = owned<double>({options, n}, false);  // every element is written below
+    auto support = owned<int8_t>({n}, false);
+    auto spread = owned<double>({n}, false);
     const float* v = values.data();
     const bool* k = known.data();
     const int64_t* f = flat.data();

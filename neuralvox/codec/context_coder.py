@@ -127,29 +127,41 @@ class CodeDecoder:
         self._models = _Models()
 
     def decode(self, contexts: np.ndarray) -> np.ndarray:
-        codes = np.empty(len(contexts), np.int64)
+        if len(contexts) == 0:
+            return np.zeros(0, np.int64)
+        order, distinct, bounds = _groups(contexts)
+        symbols = np.empty(len(contexts), np.int64)  # grouped by context, as decoded
+        supports = np.empty(len(contexts), np.int64)
         try:
-            for context, rows in group_by_context(contexts):
+            for context, start, stop in zip(distinct.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
                 if context not in self._models.params:
                     self._models.add(context, _decode_params(self._coder))
-                support = self._models.params[context][2]
-                symbols = self._coder.decode(self._models.models[context], len(rows)).astype(np.int64)
-                codes[rows] = np.where(symbols == 2 * support + 1, self.ESCAPE, symbols - support)
+                symbols[start:stop] = self._coder.decode(self._models.models[context], stop - start)
+                supports[start:stop] = self._models.params[context][2]
         except Exception as error:  # constriction raises a bare exception type on exhausted data
             raise ContextStreamError(f"corrupt or truncated code stream ({error})") from error
+        codes = np.empty(len(contexts), np.int64)
+        codes[order] = np.where(symbols == 2 * supports + 1, self.ESCAPE, symbols - supports)
         return codes
+
+
+def _groups(contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stable order that groups equal ``contexts`` (non-empty), the distinct contexts ascending, and the bounds of
+    their groups in that order (one more than the groups)."""
+    if compiled is not None:
+        order, distinct, starts = compiled.group_by_key(np.ascontiguousarray(contexts, np.int64))
+    else:
+        order = np.argsort(contexts.astype(np.int16), kind="stable")  # radix sort
+        ordered = contexts[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        distinct = ordered[starts]
+    return order, distinct, np.append(starts, len(order))
 
 
 def group_by_context(contexts: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(context, rows) for each distinct context, contexts ascending, rows in their original order."""
     if len(contexts) == 0:
         return []
-    if compiled is not None:
-        order, distinct, starts = compiled.group_by_key(np.ascontiguousarray(contexts, np.int64))
-        ends = [*starts[1:], len(order)]
-        return [(int(key), order[s:e]) for key, s, e in zip(distinct, starts, ends, strict=True)]
-    order = np.argsort(contexts.astype(np.int16), kind="stable")  # radix sort
-    ordered = contexts[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = [*starts[1:], len(ordered)]
-    return [(int(ordered[s]), order[s:e]) for s, e in zip(starts, ends, strict=True)]
+    order, distinct, bounds = _groups(contexts)
+    return [(key, order[start:stop])
+            for key, start, stop in zip(distinct.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]

@@ -20,15 +20,18 @@ from tqdm import tqdm
 
 from neuralvox.codec import chunked
 from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.based import BASE_STREAMS, decode_based
 from neuralvox.codec.bounded import BoundedHeader
 from neuralvox.codec.chunks import Chunks
 from neuralvox.codec.frame_feed import AHEAD_VOXELS_PER_WORKER
 from neuralvox.codec.header import (
     CONTEXT,
     MOTION,
+    VALUES,
     WEIGHTS,
     ArchiveHeader,
     ArchiveSummary,
+    BasedHeader,
     FrameEntry,
     GridEntry,
     NeuralValueHeader,
@@ -67,13 +70,15 @@ COARSE_LAYERS_KEPT = 4  # decoded coarse layers of chunked grids kept (point que
 
 @dataclasses.dataclass(frozen=True)
 class ArchiveInfo:
-    """An archive at a glance: file size, frame numbers, the recorded summary, bytes per stream name."""
+    """An archive at a glance: file size, frame numbers, the recorded summary, bytes per stream name, and per grid
+    coded under a bound the frames coded over the neural base (``neuralvox-based/1``) and those not."""
 
     path: Path
     bytes: int
     frames: list[int | None]
     summary: ArchiveSummary
     stream_bytes: dict[str, int]
+    over_base: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 class Frame(Mapping[str, SparseGrid]):
@@ -167,7 +172,7 @@ class Frame(Mapping[str, SparseGrid]):
                 self._voxel_decoders[grid] = lambda voxels: np.broadcast_to(constant, (len(voxels), len(constant)))
             elif isinstance(header, chunked.ChunkedHeader) and grid not in self._grids:
                 self._voxel_decoders[grid] = _ChunkLookup(self.archive, self.number, grid)
-            elif info.is_bounded:
+            elif info.is_bounded or info.is_based:
                 self._voxel_decoders[grid] = _lookup(self[grid])
             else:
                 archive = self.archive
@@ -330,8 +335,14 @@ class NvoxArchive:
     def info(self) -> ArchiveInfo:
         """What ``neuralvox info`` shows: frames, the summary the encoder recorded (checked), bytes per stream."""
         summary = check_summary(self.path, self.reader.header)
+        over_base: dict[str, tuple[int, int]] = {}
+        for frame in self.header.frames:
+            for name, info in frame.grids.items():
+                if info.is_based or info.is_bounded:
+                    based, total = over_base.get(name, (0, 0))
+                    over_base[name] = (based + info.is_based, total + 1)
         return ArchiveInfo(self.path, self.reader.file_size, [f.number for f in self.header.frames], summary,
-                           self.reader.stream_sizes())
+                           self.reader.stream_sizes(), over_base)
 
     def entry(self, number: int) -> FrameEntry:
         """The header entry of frame ``number``."""
@@ -365,7 +376,7 @@ class NvoxArchive:
         key = (number, grid)
         if key not in self._state_cache:
             info = self.entry(number).grids[grid]
-            if info.is_bounded:
+            if info.is_bounded or info.is_based:
                 return None
             source = info.latents_from
             reference = None if source is None else self.latent_state(source, grid)
@@ -406,8 +417,13 @@ class NvoxArchive:
             return pending.collect(self.engine)
         info = self.entry(number).grids[grid]
         ijk = self.topology(number, grid)
-        values = decode_values(ijk, info.neural, self.weight_streams(number, grid), device=self.device,
-                               shared_decoder=self.shared_decoder(number, grid), state=self.latent_state(number, grid))
+        if isinstance(info.values, BasedHeader):
+            values = decode_based(ijk, info.values, self._streams(number, grid, (*BASE_STREAMS, VALUES)),
+                                  self._context_model(info.values.context_frame, grid), device=self.device)
+        else:
+            values = decode_values(ijk, info.neural, self.weight_streams(number, grid), device=self.device,
+                                   shared_decoder=self.shared_decoder(number, grid),
+                                   state=self.latent_state(number, grid))
         if region is not None:
             inside = _inside(ijk, region)
             ijk, values = ijk[inside], values[inside]

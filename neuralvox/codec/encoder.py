@@ -23,6 +23,8 @@ from tqdm import tqdm
 from neuralvox import __version__
 from neuralvox.codec.arm import ArmWeights
 from neuralvox.codec.arm_fit import fit_context
+from neuralvox.codec.base_choice import BaseChoice, check_base
+from neuralvox.codec.based import BasedCoding
 from neuralvox.codec.bound_search import GridSurvey, needs_survey, resolve_bound, sample_frames
 from neuralvox.codec.chunked import COUNTING, ChunkContext, sample_piece
 from neuralvox.codec.chunks import ChunkLimits
@@ -34,6 +36,7 @@ from neuralvox.codec.header import (
     WEIGHTS,
     ArchiveHeader,
     ArchiveSummary,
+    BasedHeader,
     CodecSettings,
     FrameEntry,
     FrameStats,
@@ -187,6 +190,17 @@ def _value_engine(sequence: FrameSequence, grids: Sequence[str] | None, workers:
     return make_engine(workers, ray)
 
 
+def _over_base(grid: SparseGrid, based: BasedCoding, alone: EncodedValues, seconds: float) -> EncodedValues:
+    """A grid coded over the neural base in the shape the sequence loop stores (keeping the context model's stream
+    where this frame sends it); its seconds are the bounded coding's and the base's."""
+    streams = dict(based.streams)
+    if CONTEXT in alone.streams:
+        streams[CONTEXT] = alone.streams[CONTEXT]
+    error = error_stats(grid.values, based.decoded, peak=value_range(grid.values))
+    stats = ValueStats(error.psnr, error.rmse, error.max_abs_error, alone.stats.fit_seconds + seconds, 0)
+    return EncodedValues(based.header, streams, stats, [], None, based.decoded)
+
+
 @dataclasses.dataclass(frozen=True)
 class GridContext:
     """A grid's neural context model, the frame whose ``context`` stream holds it, and whether this frame sends it."""
@@ -284,6 +298,7 @@ class _Options:
     coherence: float
     bounds: _GridBounds | None  # None: the neural base alone
     jobs: ValueJobs | None  # the engine's bounded coding (with ``bounds``)
+    base: BaseChoice | None = None  # with ``bounds``: whether a grid is coded over the neural base
 
 
 @dataclasses.dataclass
@@ -295,6 +310,7 @@ class _Reference:
     ijk: np.ndarray
     state: LatentState | None
     decoded: np.ndarray
+    time_reference: bool = True  # bounded values a later frame's time mode may predict from (not over a base)
 
 
 class _SequenceCoder:
@@ -311,6 +327,8 @@ class _SequenceCoder:
     def start_group(self) -> None:
         self.weights.clear()
         self.previous.clear()
+        if self.options.base is not None:
+            self.options.base.start_group()
 
     def code_frame(self, fed: FedFrame, vdb: VdbFile, key: bool) -> FrameEntry:
         """Code the grids ``fed`` prepared (checked finite, voxels in canonical order) of one frame."""
@@ -342,7 +360,7 @@ class _SequenceCoder:
         topology, topology_ref = best_topology(grid.ijk, self._candidates(grid, encoded, this_frame, previous,
                                                                           reference))
         self.archive.put(payload_key(number, name, TOPOLOGY), topology)
-        if owner is None and WEIGHTS in encoded.streams:
+        if owner is None and WEIGHTS in encoded.streams and self.options.bounds is None:
             self.weights[name] = (number, encoded)
         for stream, data in encoded.streams.items():
             self.archive.put(payload_key(number, name, stream), data)
@@ -356,7 +374,8 @@ class _SequenceCoder:
                             weights_from=self.weights[name][0] if name in self.weights else None,
                             streams=tuple(sorted(encoded.streams)),
                             latents_from=previous.number if reference is not None else None, stats=stats)
-        return entry, _Reference(number, grid.ijk, encoded.state, encoded.decoded)
+        return entry, _Reference(number, grid.ijk, encoded.state, encoded.decoded,
+                                 not isinstance(encoded.header, BasedHeader))
 
     def _values(self, number: int, grid: SparseGrid, frame_grids: dict[str, SparseGrid],
                 owner: tuple[int, EncodedValues] | None, previous: _Reference | None) -> EncodedValues:
@@ -365,9 +384,20 @@ class _SequenceCoder:
         if options.bounds is not None:
             bounds = options.bounds
             last = self.previous.get(grid.name)
-            reference = None if last is None else TimeReference(last.number, last.ijk, last.decoded)
-            return collect_bounded_values(options.jobs, self.pending.pop(grid.name), bounds.context(grid, number),
-                                          bounds.fit_seconds.pop(grid.name, 0.0), reference, bounds.time)
+            reference = None
+            if last is not None and last.time_reference:
+                reference = TimeReference(last.number, last.ijk, last.decoded)
+            context = bounds.context(grid, number)
+            alone = collect_bounded_values(options.jobs, self.pending.pop(grid.name), context,
+                                           bounds.fit_seconds.pop(grid.name, 0.0), reference, bounds.time)
+            if options.base is None:
+                return alone
+            chunk_context = COUNTING if context is None else ChunkContext(context.weights, context.frame)
+            based, seconds = options.base.code(grid, alone, bounds.of(grid), chunk_context)
+            if based is None:
+                alone.stats.fit_seconds += seconds  # a trial of the base counts in the grid's coding time
+                return alone
+            return _over_base(grid, based, alone, seconds)
         guess = None
         if previous is not None:
             guess = guess_motion(frame_grids, grid, (previous.state.ijk, previous.decoded))
@@ -429,6 +459,7 @@ def compress(
     ray: str | bool | None = None,
     chunk_voxels: int | None = None,
     time_mode: str = "auto",
+    base: str | None = None,
 ) -> CompressReport:
     """Compress a .vdb sequence into one .nvox archive, written atomically; returns the per-grid report.
 
@@ -450,6 +481,8 @@ def compress(
     frames, it saves more than its own size; else (or with ``context_model="counting"``) under counting contexts.
     With ``time_mode`` "auto", each frame's leaves may be predicted from the previous decoded frame of the group,
     moved by a per-leaf motion (``codec/temporal.py``), where that is shorter (see ``TimeChoice``); "off" never.
+    ``base`` ("off" by default, "auto", "on") codes a grid's values as the neural base plus the residual under the
+    bound (``codec/based.py``) where that is shorter, or always (see ``BaseChoice``); not with ``base_only``.
 
     A frame where a grid named in ``grids`` is missing or unreadable is refused, or with ``skip_bad_frames`` left
     out with a warning (later frames then refer to the last frame stored).
@@ -467,6 +500,7 @@ def compress(
     output = Path(output)
     _check_request(sequence, output, grids, base_only, max_error, psnr, policy.gop, coherence)
     target = None if base_only else quality_target(quality, max_error, psnr)
+    base = check_base(base, base_only)
     if context_model not in CONTEXT_MODELS:
         raise ValueError(f"--context-model must be one of {', '.join(CONTEXT_MODELS)}, got {context_model!r}")
     if time_mode not in TIME_MODES:
@@ -486,7 +520,9 @@ def compress(
             jobs = ValueJobs(stack.enter_context(contextlib.closing(_value_engine(sequence, grids, workers, ray))),
                              limits)
         bar = stack.enter_context(ProgressBar(len(sequence.frames), progress))
-        coder = _SequenceCoder(archive, _Options(grids, quality, torch_device, coherence, bounds, jobs), trackers)
+        base_choice = None if bounds is None or base == "off" else BaseChoice(base, torch_device)
+        coder = _SequenceCoder(archive, _Options(grids, quality, torch_device, coherence, bounds, jobs, base_choice),
+                               trackers)
         feed = feed_frames(sequence.frames,
                            lambda f: read_frame(f.path, grids, skip_bad_frames, with_velocity=bounds is None),
                            lambda f, vdb: _coded_grids(vdb, grids, f.path, in_place=jobs is not None), jobs,
@@ -505,7 +541,7 @@ def compress(
         reports = _finish(sequence, frames, skipped, trackers, bounds)
         settings = CodecSettings(quality, policy.gop, coherence, torch_device,
                                  None if target is None else target.describe(),
-                                 None if bounds is None else bounds.bounds)
+                                 None if bounds is None else bounds.bounds, None if base == "off" else base)
         summary = ArchiveSummary(__version__, datetime.datetime.now().isoformat(), settings, skipped, tuple(reports))
         header = ArchiveHeader(sequence.pattern, tuple(sequence.gaps()), tuple(f.without_stats() for f in frames),
                                summary)

@@ -21,7 +21,9 @@ from neuralvox.metrics import ErrorStats, bits_per_voxel
 from neuralvox.sequence import NamePattern
 
 ARCHIVE_FORMAT = "neuralvox/1"
-NEURAL_FORMAT = "neuralvox-values/1"
+NEURAL_FORMAT = "neuralvox-values/2"
+NEURAL_FORMATS = ("neuralvox-values/1", NEURAL_FORMAT)  # /2: latents coded under the shortest of three laws
+BASED_FORMAT = "neuralvox-based/1"
 
 # Stream names: the last part of a payload key.
 TOPOLOGY = "topology"
@@ -112,9 +114,10 @@ class Architecture:
 
 @dataclasses.dataclass(frozen=True)
 class NeuralValueHeader:
-    """``neuralvox-values/1``: the neural base's values of one grid: a ``constant``, or an ``architecture``, the
-    value range ``low``..``high`` per channel, whether the decoder is shared with the group's first frame, and for a
-    predicted frame its ``predicted`` motion lattice."""
+    """``neuralvox-values/2`` (or ``/1``, read as before: the same fields, latents coded per column): the neural
+    base's values of one grid: a ``constant``, or an ``architecture``, the value range ``low``..``high`` per channel,
+    whether the decoder is shared with the group's first frame, and for a predicted frame its ``predicted`` motion
+    lattice; ``format`` says how its latents stream is entropy coded (``latent_codecs``)."""
 
     FORMAT: ClassVar[str] = NEURAL_FORMAT
 
@@ -126,6 +129,7 @@ class NeuralValueHeader:
     high: tuple[float, ...] = ()
     shared_decoder: bool = False
     predicted: MotionSpec | None = None
+    format: str = NEURAL_FORMAT
 
     @property
     def model(self) -> Architecture:
@@ -140,7 +144,7 @@ class NeuralValueHeader:
         return RESIDUAL if self.predicted is not None else LATENTS
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": NEURAL_FORMAT, "voxels": self.voxels, "channels": self.channels}
+        out: dict[str, Any] = {"format": self.format, "voxels": self.voxels, "channels": self.channels}
         if self.constant is not None:
             out["constant"] = list(self.constant)
             return out
@@ -152,17 +156,63 @@ class NeuralValueHeader:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NeuralValueHeader:
-        _expect_format(data, NEURAL_FORMAT, "value header")
-        voxels, channels = int(data["voxels"]), int(data["channels"])
+        if data.get("format") not in NEURAL_FORMATS:
+            _expect_format(data, NEURAL_FORMAT, "value header")
+        voxels, channels, format_name = int(data["voxels"]), int(data["channels"]), str(data["format"])
         if "constant" in data:
-            return cls(voxels, channels, constant=tuple(data["constant"]))
+            return cls(voxels, channels, constant=tuple(data["constant"]), format=format_name)
         predicted = data.get("predicted")
         return cls(voxels, channels, None, Architecture.from_json(data), tuple(data["low"]), tuple(data["high"]),
-                   bool(data["shared_decoder"]), None if predicted is None else MotionSpec.from_json(predicted))
+                   bool(data["shared_decoder"]), None if predicted is None else MotionSpec.from_json(predicted),
+                   format_name)
 
 
-ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader
-_VALUE_READERS = {NEURAL_FORMAT: NeuralValueHeader.from_json,
+@dataclasses.dataclass(frozen=True)
+class BasedHeader:
+    """``neuralvox-based/1``: a grid's values as the neural base plus a bounded residual. ``base`` (a keyframe of the
+    neural base with its own decoder) decodes from the grid's ``latents`` and ``weights`` streams; ``residual``
+    (``neuralvox-bounded/3``, never in the time mode) from its ``values`` stream, coded to ``bounds - margin`` per
+    channel; the decoded values are the float32 sum of the two. ``margin`` covers the float32 roundings of the
+    residual and the sum and the base's differences between devices (``codec/based.py``)."""
+
+    FORMAT: ClassVar[str] = BASED_FORMAT
+
+    bounds: tuple[float, ...]  # per channel: every decoded value is within it of the original
+    margin: tuple[float, ...]
+    base: NeuralValueHeader
+    residual: BoundedHeader
+
+    @property
+    def voxels(self) -> int:
+        return self.residual.voxels
+
+    @property
+    def channels(self) -> int:
+        return self.residual.channels
+
+    @property
+    def context_frame(self) -> int | None:
+        return self.residual.context_frame
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": BASED_FORMAT, "bounds": list(self.bounds), "margin": list(self.margin),
+                "base": self.base.to_json(), "residual": self.residual.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BasedHeader:
+        _expect_format(data, BASED_FORMAT, "value header")
+        base = NeuralValueHeader.from_json(data["base"])
+        residual = BoundedHeader.from_dict(data["residual"])
+        if base.constant is not None or base.predicted is not None or base.shared_decoder:
+            raise ValueError("the neural base under a bound is a keyframe with its own decoder")
+        if residual.time_frame is not None:
+            raise ValueError("the residual under a neural base is never in the time mode")
+        return cls(tuple(float(b) for b in data["bounds"]), tuple(float(m) for m in data["margin"]), base,
+                   residual)
+
+
+ValueHeader = NeuralValueHeader | BoundedHeader | ChunkedHeader | BasedHeader
+_VALUE_READERS = {**dict.fromkeys(NEURAL_FORMATS, NeuralValueHeader.from_json), BASED_FORMAT: BasedHeader.from_dict,
                   **dict.fromkeys(BOUNDED_FORMATS, BoundedHeader.from_dict),
                   **dict.fromkeys(CHUNKED_FORMATS, ChunkedHeader.from_dict)}
 VALUE_FORMATS = tuple(_VALUE_READERS)
@@ -249,6 +299,11 @@ class GridEntry:
         return isinstance(self.values, (BoundedHeader, ChunkedHeader))
 
     @property
+    def is_based(self) -> bool:
+        """Coded as the neural base plus a bounded residual."""
+        return isinstance(self.values, BasedHeader)
+
+    @property
     def neural(self) -> NeuralValueHeader:
         """The neural base's value header (an error for a bounded grid)."""
         if not isinstance(self.values, NeuralValueHeader):
@@ -319,8 +374,9 @@ class FrameEntry:
 # ------------------------------------------------------------------------------------------------- the archive
 @dataclasses.dataclass(frozen=True)
 class CodecSettings:
-    """How the archive was coded: the preset, the neural base's group length and coherence, the device, and the
-    error target with each grid's absolute bound (None with ``--base-only``)."""
+    """How the archive was coded: the preset, the neural base's group length and coherence, the device, the error
+    target with each grid's absolute bound (None with ``--base-only``), and ``--base`` where not off (None: off, or
+    an archive from before it; not written then, so archives coded without it keep their bytes)."""
 
     quality: str
     gop: int | str
@@ -328,15 +384,19 @@ class CodecSettings:
     device: str
     target: str | None
     bounds: Mapping[str, float] | None
+    base: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"quality": self.quality, "gop": self.gop, "coherence": self.coherence, "device": self.device,
-                "target": self.target, "bounds": None if self.bounds is None else dict(self.bounds)}
+        out = {"quality": self.quality, "gop": self.gop, "coherence": self.coherence, "device": self.device,
+               "target": self.target, "bounds": None if self.bounds is None else dict(self.bounds)}
+        if self.base is not None:
+            out["base"] = self.base
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CodecSettings:
         return cls(data["quality"], data["gop"], data.get("coherence", 0.0), data["device"], data.get("target"),
-                   data.get("bounds"))
+                   data.get("bounds"), data.get("base"))
 
 
 @dataclasses.dataclass(frozen=True)

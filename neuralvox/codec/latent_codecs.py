@@ -1,7 +1,8 @@
 """Latent codecs of the neural base: each stream's compress/decompress pair over an entropy model.
 
 - latents (a keyframe) and residual (a predicted frame, over its prediction): per level the float16 step of each
-  channel, then the integers column by column;
+  channel, then the integers column by column, a level's channels one group (``neuralvox-values/2`` codes them
+  with ``SHORTEST``: a mode byte, then a law per column or per level; ``/1`` with ``LAPLACE``, one per column);
 - motion: a predicted frame's motion integers, one column per axis;
 - weights: the decoder MLP's float16 per-tensor steps, then its integers (``neuralvox.codec.weights``).
 """
@@ -11,16 +12,24 @@ from __future__ import annotations
 import numpy as np
 
 from neuralvox.codec.entropy import EntropyStreamError
-from neuralvox.codec.entropy_models import LAPLACE, EntropyModel
-from neuralvox.codec.header import Architecture
+from neuralvox.codec.entropy_models import LAPLACE, SHORTEST, EntropyModel
+from neuralvox.codec.header import NEURAL_FORMATS, Architecture, NeuralValueHeader
 from neuralvox.codec.weights import QuantizedDecoder
 from neuralvox.model.decoder import DecoderMLP
+
+_LATENT_MODELS = dict(zip(NEURAL_FORMATS, (LAPLACE, SHORTEST), strict=True))
+
+
+def latent_model(header: NeuralValueHeader) -> EntropyModel:
+    """The entropy model of a value header's latents (or residual) stream."""
+    return _LATENT_MODELS[header.format]
 
 
 def compress_latents(latents: list[np.ndarray], steps: list[np.ndarray], model: EntropyModel = LAPLACE) -> bytes:
     """The latents (or residual) stream of integer latents (M_l, C_l) per level and their per-channel steps."""
     head = np.concatenate(steps).astype("<f2").tobytes()
-    return head + model.compress([level[:, c] for level in latents for c in range(level.shape[1])])
+    groups = [index for index, level in enumerate(latents) for _ in range(level.shape[1])]
+    return head + model.compress([level[:, c] for level in latents for c in range(level.shape[1])], groups)
 
 
 def decompress_latents(data: bytes, point_counts: list[int], channels: list[int],
@@ -33,7 +42,8 @@ def decompress_latents(data: bytes, point_counts: list[int], channels: list[int]
     bounds = np.cumsum([0, *channels])
     steps = [flat_steps[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     lengths = [count for count, c in zip(point_counts, channels, strict=True) for _ in range(c)]
-    columns = iter(model.decompress(data[head:], lengths, name="latents stream"))
+    groups = [index for index, c in enumerate(channels) for _ in range(c)]
+    columns = iter(model.decompress(data[head:], lengths, name="latents stream", groups=groups))
     latents = [np.stack([next(columns) for _ in range(c)], axis=1) for c in channels]
     return latents, steps
 

@@ -13,9 +13,10 @@ from neuralvox.codec import chunked
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
+    BASED_FORMAT,
     CONTEXT,
     MOTION,
-    NEURAL_FORMAT,
+    NEURAL_FORMATS,
     TOPOLOGY,
     VALUES,
     ArchiveHeader,
@@ -123,7 +124,8 @@ ValueValidator = Callable[[_Checker, dict[str, Any], dict[str, Any]], None]
 
 
 def check_values_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-values/1``: a constant, or latent levels, a decoder MLP and the streams they are coded in."""
+    """``neuralvox-values/1`` and ``/2`` (the same fields): a constant, or latent levels, a decoder MLP and the
+    streams they are coded in."""
     channels = check.integer(header, "channels", 1, 3)
     if channels != (3 if grid["value_type"] in VECTOR_TYPES else 1):
         raise check.fail("channels", f"{channels} channels for a {grid['value_type']} grid")
@@ -259,9 +261,41 @@ def _check_coarse(check: _Checker, coarse: dict[str, Any], context_frame: Any, g
         raise check.fail(f"coarse.{exc.field}", exc.problem) from None
 
 
+def check_based(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
+    """``neuralvox-based/1``: the neural base (``neuralvox-values/1`` or ``/2``, a keyframe with its own decoder, in
+    ``latents`` and ``weights``) and a ``neuralvox-bounded/3`` residual, never in the time mode, in ``values``, coded
+    to at most the grid's bound."""
+    for part, expected, validator in (("base", NEURAL_FORMATS, check_values_v1),
+                                      ("residual", (BOUNDED_FORMATS[2],), check_bounded_v3)):
+        value = check.get(header, part, dict)
+        if value.get("format") not in expected:
+            names = " or ".join(map(repr, expected))
+            raise check.fail(f"{part}.format", f"{_short(value.get('format'))} is not {names}")
+        try:
+            validator(check, value, grid)
+        except ArchiveFormatError as exc:
+            raise check.fail(f"{part}.{exc.field}", exc.problem) from None
+    base, residual = header["base"], header["residual"]
+    if "constant" in base or "predicted" in base or base["shared_decoder"]:
+        raise check.fail("base", "the base under a bound is a keyframe with its own decoder")
+    if residual["time_frame"] is not None:
+        raise check.fail("residual.time_frame", "the residual over a base is never in the time mode")
+    if grid["latents_from"] is not None or grid["weights_from"] is not None:
+        raise check.fail("latents_from", "a grid coded over a base refers to no other frame's latents or weights")
+    channels = residual["channels"]
+    bounds = check.numbers(header, "bounds", channels)
+    if not all(b > 0 for b in bounds):
+        raise check.fail("bounds", f"{_short(bounds)}: bounds must be positive")
+    if not all(m >= 0 for m in check.numbers(header, "margin", channels)):
+        raise check.fail("margin", f"{_short(header['margin'])}: margins are not negative")
+    if any(r > b for r, b in zip(residual["bounds"], bounds, strict=True)):
+        raise check.fail("residual.bounds", "above the grid's bound")
+
+
 VALUE_VALIDATORS: dict[str, ValueValidator] = {
-    NEURAL_FORMAT: check_values_v1, BOUNDED_FORMATS[0]: check_bounded_v1, BOUNDED_FORMATS[1]: check_bounded_v2,
-    BOUNDED_FORMATS[2]: check_bounded_v3, **dict.fromkeys(chunked.FORMATS, check_chunked)}
+    **dict.fromkeys(NEURAL_FORMATS, check_values_v1), BOUNDED_FORMATS[0]: check_bounded_v1,
+    BOUNDED_FORMATS[1]: check_bounded_v2, BOUNDED_FORMATS[2]: check_bounded_v3,
+    **dict.fromkeys(chunked.FORMATS, check_chunked), BASED_FORMAT: check_based}
 
 
 # ------------------------------------------------------------------------------------------------ header
@@ -415,7 +449,8 @@ def _check_references(check: _Checker, number: int, name: str, grid: dict[str, A
 def _check_context_frame(check: _Checker, number: int, name: str, values: dict[str, Any], grid: dict[str, Any],
                          earlier: dict[int, dict[str, Any]]) -> None:
     """A bounded grid's context model is sent by this frame or an earlier frame holding the same grid."""
-    owner = values["chunks"][0]["context_frame"] if values["format"] in chunked.FORMATS else values.get("context_frame")
+    bounded = values["chunks"][0] if values["format"] in chunked.FORMATS else values
+    owner = (values["residual"] if values["format"] == BASED_FORMAT else bounded).get("context_frame")
     if owner is None:
         return
     holder = grid if owner == number else earlier.get(owner, {}).get(name)
@@ -449,6 +484,7 @@ def check_summary(archive: Path, header: dict[str, Any]) -> ArchiveSummary:
     # fields later versions of neuralvox/1 added: checked where present
     _optional(check, codec, "coherence", (int, float))
     _optional(check, codec, "target", (str, type(None)))
+    _optional(check, codec, "base", str)
     bounds = _optional(check, codec, "bounds", (dict, type(None)))
     if bounds is not None and not all(_is_finite(v) for v in bounds.values()):
         raise check.fail("bounds", "expected a number per grid")

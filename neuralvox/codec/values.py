@@ -18,6 +18,7 @@ from neuralvox.codec.latent_codecs import (
     decompress_latents,
     decompress_motion,
     decompress_weights,
+    latent_model,
 )
 from neuralvox.codec.neural_model import (
     MOTION_STEP,
@@ -145,7 +146,7 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
             iterations = (preset.predicted_iterations, preset.finetune_iterations)
         result = fit_field(field, target, preset, architecture, shared_decoder, progress,
                            predictor, initial_steps, iterations)
-        streams = {header.latent_stream: compress_latents(result.latents, result.steps)}
+        streams = {header.latent_stream: compress_latents(result.latents, result.steps, latent_model(header))}
         if result.motion is not None:
             streams[MOTION] = compress_motion(result.motion)
         if shared_decoder is None:
@@ -167,7 +168,7 @@ def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, 
     voxels = torch.from_numpy(ijk).to(torch_device)
     coords = [lattice_points(voxels, stride) for stride in header.model.strides]
     integers, steps = decompress_latents(_stream(streams, header.latent_stream), [len(c) for c in coords],
-                                      header.model.level_channels)
+                                         header.model.level_channels, latent_model(header))
     latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device)
                * torch.from_numpy(step.astype(np.float32)).to(torch_device)
                for values, step in zip(integers, steps, strict=True)]
@@ -255,8 +256,8 @@ def decode_latents(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str
         return [], []
     voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32))
     return decompress_latents(_stream(streams, header.latent_stream),
-                           [len(lattice_points(voxels, stride)) for stride in header.model.strides],
-                           header.model.level_channels)
+                              [len(lattice_points(voxels, stride)) for stride in header.model.strides],
+                              header.model.level_channels, latent_model(header))
 
 
 def decode_weights(header: NeuralValueHeader, data: bytes) -> QuantizedDecoder:

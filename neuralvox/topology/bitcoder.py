@@ -74,12 +74,9 @@ class BitCoder:
                 here = slot[start:stop]
                 probability = (ones[here] + weight * probability) / (total[here] + weight)
             if self._encoder is not None:
-                self._encoder.encode(out[start:stop], _BERNOULLI, probability)
+                self.range_code(probability, out[start:stop])
             else:
-                try:
-                    out[start:stop] = self._decoder.decode(_BERNOULLI, probability)
-                except (AssertionError, RuntimeError, ValueError) as exc:  # how constriction reports invalid data
-                    raise ValueError(f"topology stream is corrupted: the range decoder failed ({exc})") from None
+                out[start:stop] = self.range_code(probability)
             chunk_ones = out[start:stop] == 1
             for _, slot, ones, total in tables:
                 here = slot[start:stop]
@@ -89,6 +86,16 @@ class BitCoder:
         for counts, (keys, _, ones, total) in zip(self._chain, tables, strict=False):
             counts.store(keys, ones, total)
         return out.astype(np.uint8)
+
+    def range_code(self, probabilities: np.ndarray, bits: np.ndarray | None = None) -> np.ndarray | None:
+        """Range-code ``bits`` (int32) with their probabilities of a one, or decode as many bits (int32)."""
+        if self._encoder is not None:
+            self._encoder.encode(bits, _BERNOULLI, probabilities)
+            return None
+        try:
+            return self._decoder.decode(_BERNOULLI, probabilities)
+        except (AssertionError, RuntimeError, ValueError) as exc:  # how constriction reports invalid data
+            raise ValueError(f"topology stream is corrupted: the range decoder failed ({exc})") from None
 
     def compressed(self) -> bytes:
         """The encoded words, little-endian."""

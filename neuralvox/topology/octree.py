@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from neuralvox.topology.bitcoder import BitCoder
+from neuralvox.topology.kernels import compiled
 
 # The 27 cells of a 3x3x3 neighbourhood, index (dx+1)*9 + (dy+1)*3 + (dz+1); 13 is the cell itself.
 _OFFSETS = np.array([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)])
@@ -114,6 +115,13 @@ class Octree:
             self.masks[level] = np.bitwise_or.reduceat(octant_bits, starts)
             self.first_child[level] = starts
             nodes = parents[starts]
+
+    @classmethod
+    def from_levels(cls, masks: list[np.ndarray], first_child: list[np.ndarray]) -> Octree:
+        """The octree of per-level child masks and first-child indices (level 0 first), as the compiled loops give."""
+        tree = cls(None, len(masks) - 1)
+        tree.masks, tree.first_child = list(masks), list(first_child)
+        return tree
 
     @classmethod
     def from_keys(cls, keys: np.ndarray, depth: int, children: bool = True) -> Octree:
@@ -235,6 +243,10 @@ def walk(
     node is at hand; a level's table holds each node's 26 neighbours and itself (a missing one points at a
     sentinel), except the finest level's, computed a row at a time from the level above.
     """
+    if compiled is not None:
+        first_child = None if reference is None else [np.asarray(f, np.int64) for f in reference.first_child]
+        return compiled.walk(depth, np.asarray(limits, np.int64), None if truth is None else truth.masks,
+                             None if reference is None else reference.masks, first_child, count, bitcoder.range_code)
     coords = np.zeros((1, 3), np.int64)
     nbr = np.full((27, 2), 1, np.int32)
     nbr[_SELF, 0] = 0

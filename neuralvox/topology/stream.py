@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 
 from neuralvox.topology.bitcoder import BitCoder
+from neuralvox.topology.kernels import compiled
 from neuralvox.topology.octree import KEY_BITS, OCTANTS, POPCOUNT, Octree, morton_keys, morton_sorted, walk
 
 _FORMAT_VERSION = 1
@@ -21,14 +22,14 @@ _ROWS = 1 << 20  # rows converted at a time (bounds the temporaries of a large s
 
 
 def _checked_coords(array, what: str) -> np.ndarray:
-    """(N, 3) integer coordinates that fit int32, as int32 (not copied when they are int32 already)."""
+    """(N, 3) integer coordinates that fit int32, as C-contiguous int32 (not copied when they are already)."""
     coords = np.asarray(array)
     if coords.ndim != 2 or coords.shape[1] != 3:
         raise ValueError(f"{what} must have shape (N, 3), got {coords.shape}")
     if coords.dtype.kind not in "iu":
         raise ValueError(f"{what} must hold integers, got dtype {coords.dtype}")
     if coords.dtype == np.int32:
-        return coords
+        return np.ascontiguousarray(coords)
     info = np.iinfo(np.int32)
     if coords.size and (coords.min() < info.min or coords.max() > info.max):
         raise ValueError(f"{what} holds coordinates outside the int32 range")
@@ -44,20 +45,32 @@ def _octree(coords: np.ndarray, origin: np.ndarray, depth: int, reference: bool)
         if not reference and len(voxels) > 1 and (voxels[1:] == voxels[:-1]).all(axis=1).any():
             raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
         return Octree(voxels, depth), zlib.crc32(voxels.astype("<i8").tobytes()) if reference else 0
+    if compiled is not None:
+        masks, first_child, order, duplicate = compiled.morton_octree(coords, origin, depth, reference, reference)
+        if duplicate and not reference:
+            raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
+        return Octree.from_levels(masks, first_child), _crc_in_order(coords, origin, order) if reference else 0
     keys = morton_keys(coords, origin)
     crc = 0
     if reference:
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
-        for start in range(0, len(order), _ROWS):
-            rows = coords[order[start:start + _ROWS]].astype(np.int64) - origin
-            crc = zlib.crc32(rows.astype("<i8").tobytes(), crc)
+        crc = _crc_in_order(coords, origin, order)
         del order
     else:
         keys.sort()
         if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
             raise ValueError("ijk holds duplicate coordinates; a topology is a set of distinct voxels")
     return Octree.from_keys(keys, depth, children=reference), crc
+
+
+def _crc_in_order(coords: np.ndarray, origin: np.ndarray, order: np.ndarray) -> int:
+    """CRC-32 of the rows of ``coords - origin`` (as little-endian int64) taken in ``order``."""
+    crc = 0
+    for start in range(0, len(order), _ROWS):
+        rows = coords[order[start:start + _ROWS]].astype(np.int64) - origin
+        crc = zlib.crc32(rows.astype("<i8").tobytes(), crc)
+    return crc
 
 
 def _reference_octree(reference, origin: np.ndarray, depth: int) -> tuple[Octree | None, int]:
@@ -113,6 +126,8 @@ def _canonical(parents: np.ndarray, masks: np.ndarray, origin: np.ndarray, exten
     coordinates in lexicographic (i, j, k) order: through one int64 key a voxel, sorted in place, when the box
     allows."""
     span_j, span_k = int(extent[1]) + 1, int(extent[2]) + 1
+    if (int(extent[0]) + 1) * span_j * span_k < 2**63 and compiled is not None:
+        return compiled.canonical(parents, masks, origin, extent)
     if (int(extent[0]) + 1) * span_j * span_k >= 2**63:
         parent, octant = np.nonzero(np.unpackbits(masks[:, None], axis=1, bitorder="little"))
         voxels = 2 * parents[parent] + OCTANTS[octant]
@@ -145,8 +160,11 @@ def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> byt
         body.append(_FORMAT_VERSION)
         _write_varint(body, 0)
         return bytes(body) + _check(bytes(body), 0)
-    origin = coords.min(axis=0).astype(np.int64)
-    extent = coords.max(axis=0).astype(np.int64) - origin
+    if compiled is not None:
+        origin, high = compiled.coordinate_range(coords)
+    else:
+        origin, high = coords.min(axis=0).astype(np.int64), coords.max(axis=0).astype(np.int64)
+    extent = high - origin
     depth = max(int(e).bit_length() for e in extent)
     truth, _ = _octree(coords, origin, depth, reference=False)
     payload = _encode_payload(truth, depth, extent, None, len(coords))
