@@ -32,9 +32,11 @@ from pathlib import Path
 
 from neuralvox.bench.memory import PeakMemory
 from neuralvox.codec.chunked import ChunkContext, chunk_headers
+from neuralvox.codec.chunks import Chunks
 from neuralvox.codec.decoder import open_archive
-from neuralvox.codec.header import CONTEXT, payload_key, without_timing
+from neuralvox.codec.header import without_timing
 from neuralvox.container import ArchiveReader
+from neuralvox.grid import SparseGrid
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "scale.jsonl"
@@ -138,38 +140,53 @@ def cmd_codec(args: argparse.Namespace) -> None:
 
 
 def cmd_bits(args: argparse.Namespace) -> None:
-    """Value bytes of each frame (of at most ``BITS_MAX_VOXELS``) coded in chunks and as one piece, in this process
-    under the same context model: the counting contexts, and the neural model of the frame's archive (each archive
-    fits its own, so comparing two archives would compare two models)."""
-    from neuralvox.codec.arm import ArmWeights
+    """Value bytes of each frame (of at most ``BITS_MAX_VOXELS``) coded in chunks (the coarse layer included) and as
+    one piece, in this process: under the counting contexts (the same model both ways), and under a neural context
+    model fitted as ``compress`` fits it for each (on the whole grid for the one piece, on the middle chunk for the
+    chunks; the model's bytes counted), as the archives would hold them. The first and second passes compared both
+    under the chunked archive's model; that row is recorded too (``neural, chunked archive's model``)."""
+    from neuralvox.codec.arm_fit import fit_context
     from neuralvox.codec.bounded import encode_grid
-    from neuralvox.codec.chunked import encode_chunk
+    from neuralvox.codec.chunked import SamplePiece, sample_piece
     from neuralvox.codec.chunks import split_voxels
     from neuralvox.vdb import read_vdb
 
+    bound = float(BOUND)
     for source in sorted(args.out.glob("turb*m.vdb"), key=lambda p: int(p.stem[4:-1])):
-        archive = next(iter(sorted(args.out.glob(f"{source.stem}.w*.nvox"))), None)
         grid = read_vdb(source).grids["density"].sorted()
-        if archive is None or grid.voxel_count > BITS_MAX_VOXELS:
+        if grid.voxel_count > BITS_MAX_VOXELS:
             continue
         chunks = split_voxels(grid.ijk)
-        with open_archive(archive) as opened:
-            number = opened.frames[0]
-            owner = chunk_headers(opened.entry(number).grids["density"].values)[0].context_frame
-            neural = None if owner is None else ArmWeights.from_bytes(
-                opened.reader.get(payload_key(owner, "density", CONTEXT)))
-        for model, weights in (("counting", None), ("neural", neural)):
-            if model == "neural" and weights is None:
-                continue
-            start = time.perf_counter()
-            whole = len(encode_grid(grid, float(BOUND), weights).stream)
-            pieces = sum(len(encode_chunk(grid, chunks, i, float(BOUND), ChunkContext(weights, owner)).stream)
-                         for i in range(len(chunks)))
-            record("bits", source=source.name, voxels=grid.voxel_count, chunks=len(chunks), context_model=model,
-                   unchunked_value_bytes=whole, chunked_value_bytes=pieces,
-                   chunked_over_unchunked=round(pieces / whole, 4), seconds=round(time.perf_counter() - start, 1),
-                   archive_value_bytes=value_bytes(archive), peak_rss_gib_this_process=round(_max_rss() / GIB, 2))
+        start = time.perf_counter()
+        pieces, coarse = _chunked_bytes(grid, chunks, bound, ChunkContext())
+        _bits_row(source, grid.voxel_count, len(chunks), "counting", len(encode_grid(grid, bound).stream), pieces,
+                  coarse, start)
+        start = time.perf_counter()
+        for_chunks = fit_context([sample_piece(grid)], bound, 1).weights
+        for_whole = fit_context([SamplePiece(grid)], bound, 1).weights
+        pieces, coarse = _chunked_bytes(grid, chunks, bound, ChunkContext(for_chunks, 0))
+        _bits_row(source, grid.voxel_count, len(chunks), "neural, each fitted as compress fits it",
+                  len(encode_grid(grid, bound, for_whole).stream) + len(for_whole.to_bytes()),
+                  pieces + len(for_chunks.to_bytes()), coarse, start)
+        _bits_row(source, grid.voxel_count, len(chunks), "neural, chunked archive's model",
+                  len(encode_grid(grid, bound, for_chunks).stream), pieces, coarse, start)
         del grid
+
+
+def _chunked_bytes(grid: SparseGrid, chunks: Chunks, bound: float, context: ChunkContext) -> tuple[int, int]:
+    """The value bytes of a grid coded in ``chunks`` under ``context``, and those of its coarse layer."""
+    from neuralvox.codec.chunked import encode_chunk, encode_coarse
+
+    coarse = encode_coarse(grid, bound, context)
+    return len(coarse.stream) + sum(len(encode_chunk(grid, chunks, i, bound, context, coarse.layer).stream)
+                                    for i in range(len(chunks))), len(coarse.stream)
+
+
+def _bits_row(source: Path, voxels: int, chunks: int, model: str, whole: int, pieces: int, coarse: int,
+              start: float) -> None:
+    record("bits", source=source.name, voxels=voxels, chunks=chunks, context_model=model, unchunked_value_bytes=whole,
+           chunked_value_bytes=pieces, coarse_layer_bytes=coarse, chunked_over_unchunked=round(pieces / whole, 4),
+           seconds=round(time.perf_counter() - start, 1), peak_rss_gib_this_process=round(_max_rss() / GIB, 2))
 
 
 def _max_rss() -> int:

@@ -196,3 +196,20 @@ def test_render_of_a_missing_frame_is_one_clean_line(archive, tmp_path: Path,
     assert not (tmp_path / "r.png").exists()
     assert main(["render", str(archive[0]), "--frame", "2", "-o", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_error_stats_over_slices_of_rows_match_the_whole_computation(channels: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuralvox import metrics
+
+    rng = np.random.default_rng(4)
+    original = rng.normal(size=(10_000, channels)).astype(np.float32).squeeze()
+    decoded = (original + rng.uniform(-0.01, 0.01, size=original.shape)).astype(np.float32)
+    diff = decoded.astype(np.float64) - original.astype(np.float64)
+    whole = metrics.error_stats(original, decoded, peak=2.0)  # one slice: the computation as before
+    assert whole.rmse == float(np.sqrt(np.mean(diff**2))) and whole.max_abs_error == float(np.abs(diff).max())
+    monkeypatch.setattr(metrics, "_STATS_ROWS", 777)
+    sliced = metrics.error_stats(original, decoded, peak=2.0)
+    assert sliced.max_abs_error == whole.max_abs_error and sliced.voxels == whole.voxels
+    assert sliced.rmse == pytest.approx(whole.rmse, rel=1e-12) and sliced.psnr == pytest.approx(whole.psnr, rel=1e-12)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -60,8 +62,10 @@ def test_touching_finds_the_chunks_a_box_meets(smoke: SparseGrid) -> None:
 
 def _code(grid: SparseGrid, limits: ChunkLimits, bound: float):
     chunks = split_voxels(grid.ijk, limits)
-    codes = [chunked.encode_chunk(grid, chunks, i, bound) for i in reversed(range(len(chunks)))]
-    return chunks, chunked.assemble(grid, chunks, codes, limits)
+    coarse = chunked.encode_coarse(grid, bound) if len(chunks) > 1 else None
+    layer = None if coarse is None else coarse.layer
+    codes = [chunked.encode_chunk(grid, chunks, i, bound, coarse=layer) for i in reversed(range(len(chunks)))]
+    return chunks, chunked.assemble(grid, chunks, codes, limits, coarse)
 
 
 def test_one_chunk_codes_exactly_as_the_bounded_codec(smoke: SparseGrid) -> None:
@@ -76,9 +80,23 @@ def test_chunks_decode_alone_within_the_bound(smoke: SparseGrid) -> None:
     assert header.to_dict()["format"] == chunked.FORMAT and sorted(streams) == sorted(chunked.stream_names(header))
     assert np.abs(decoded - smoke.values).max() <= 1e-3
     found = chunked.chunks_of(smoke.ijk, header)
-    for index in reversed(range(len(found))):  # any chunk alone, in any order
-        values = chunked.decode_chunk(smoke.ijk, header, found, index, streams[chunked.chunk_stream(index)])
+    layer = chunked.decode_coarse(smoke.ijk, header, streams[chunked.COARSE_STREAM], None)
+    coarse = chunked.coarse_rows(smoke.ijk)
+    assert len(coarse) == header.coarse.voxels and np.array_equal(layer.values, decoded[coarse])
+    for index in reversed(range(len(found))):  # any chunk alone, in any order, from the coarse layer
+        values = chunked.decode_chunk(smoke.ijk, header, found, index, streams[chunked.chunk_stream(index)],
+                                      coarse=layer)
         assert np.array_equal(values, decoded[chunks.rows[index]])
+    with pytest.raises(ValueError, match="coarse layer"):
+        chunked.decode_chunk(smoke.ijk, header, found, 0, streams[chunked.chunk_stream(0)])
+
+
+def test_the_coarse_layer_saves_bits_at_chunk_faces(smoke: SparseGrid) -> None:
+    chunks, (header, streams, _) = _code(smoke, SMALL, 1e-3)
+    alone = [bounded.encode_bounded(smoke.ijk[r], smoke.values[r], 1e-3, background=smoke.background,
+                                    known_blocks=SMALL.block_shift) for r in chunks.rows]  # neuralvox-chunked/2
+    assert sum(map(len, streams.values())) < sum(len(code.stream) for code in alone)
+    assert header.coarse.max_level == 2 and header.coarse.bounds[0] < 1e-3  # the coarse levels' tighter pass bounds
 
 
 def test_chunks_know_the_inactive_voxels_of_their_own_blocks(smoke: SparseGrid) -> None:
@@ -92,7 +110,8 @@ def test_chunks_know_the_inactive_voxels_of_their_own_blocks(smoke: SparseGrid) 
     assert {tuple(b) for b in np.unique(cells >> SMALL.block_shift, axis=0)} == own_blocks
     assert len(cells) < region.size  # the box reaches into blocks of other chunks, left unknown
     # knowing them saves bits over leaving every inactive voxel unknown (neuralvox-chunked/1)
-    known = chunked.encode_chunk(smoke, chunks, 1, 1e-3)
+    known = bounded.encode_bounded(part, smoke.values[rows], 1e-3, background=smoke.background,
+                                   known_blocks=SMALL.block_shift)
     unknown = bounded.encode_bounded(part, smoke.values[rows], 1e-3, background=smoke.background,
                                      inactive_known=False)
     assert len(known.stream) < len(unknown.stream)
@@ -106,6 +125,20 @@ def test_chunks_of_the_first_format_still_decode(smoke: SparseGrid) -> None:
         "format": "neuralvox-chunked/1", "voxels": smoke.voxel_count, "max_voxels": SMALL.max_voxels,
         "max_box": SMALL.max_box, "block_shift": SMALL.block_shift, "chunks": [c.header.to_dict() for c in codes]})
     assert chunked.known_blocks(header) is None
+    for index, code in enumerate(codes):
+        values = chunked.decode_chunk(smoke.ijk, header, chunks, index, code.stream)
+        assert np.array_equal(values, code.decoded)
+
+
+def test_chunks_of_the_second_format_still_decode(smoke: SparseGrid) -> None:
+    chunks = split_voxels(smoke.ijk, SMALL)
+    codes = [bounded.encode_bounded(smoke.ijk[r], smoke.values[r], 1e-3, background=smoke.background,
+                                    known_blocks=SMALL.block_shift) for r in chunks.rows]
+    header = chunked.ChunkedHeader.from_dict({
+        "format": "neuralvox-chunked/2", "voxels": smoke.voxel_count, "max_voxels": SMALL.max_voxels,
+        "max_box": SMALL.max_box, "block_shift": SMALL.block_shift, "chunks": [c.header.to_dict() for c in codes]})
+    assert header.coarse is None and chunked.known_blocks(header) == SMALL.block_shift
+    assert chunked.COARSE_STREAM not in chunked.stream_names(header)
     for index, code in enumerate(codes):
         values = chunked.decode_chunk(smoke.ijk, header, chunks, index, code.stream)
         assert np.array_equal(values, code.decoded)
@@ -134,6 +167,12 @@ def test_a_header_that_disagrees_with_the_topology_is_refused(smoke: SparseGrid)
         chunked.chunks_of(smoke.ijk, parse({**header, "chunks": "many"}))
     with pytest.raises(ValueError, match="context frames"):
         parse({**header, "chunks": [{**header["chunks"][0], "context_frame": 3}, *header["chunks"][1:]]})
+    with pytest.raises(ValueError, match="no coarse layer"):
+        parse({k: v for k, v in header.items() if k != "coarse"})
+    with pytest.raises(ValueError, match="coarse layer names another context frame"):
+        parse({**header, "coarse": {**header["coarse"], "context_frame": 3}})
+    with pytest.raises(ValueError, match="voxels"):  # a coarse layer the topology does not give
+        chunked.decode_coarse(np.delete(smoke.ijk, chunked.coarse_rows(smoke.ijk)[0], axis=0), typed, b"", None)
 
 
 def test_a_fit_sample_of_a_chunked_grid_is_its_middle_chunk_coded_as_the_archive_codes_it(smoke: SparseGrid) -> None:
@@ -142,4 +181,25 @@ def test_a_fit_sample_of_a_chunked_grid_is_its_middle_chunk_coded_as_the_archive
     piece = chunked.sample_piece(smoke, SMALL)
     middle = chunks.rows[len(chunks) // 2]
     assert np.array_equal(piece.grid.ijk, smoke.ijk[middle]) and piece.share == len(middle) / smoke.voxel_count
-    assert piece.encode(1e-3).stream == chunked.encode_chunk(smoke, chunks, len(chunks) // 2, 1e-3).stream
+    layer = chunked.encode_coarse(smoke, 1e-3).layer
+    assert piece.encode(1e-3).stream == chunked.encode_chunk(smoke, chunks, len(chunks) // 2, 1e-3, coarse=layer).stream
+
+
+def test_the_coarse_layer_takes_the_shorter_of_the_two_context_models(smoke: SparseGrid) -> None:
+    from neuralvox.codec.arm_fit import train_context, training_codes
+
+    features, codes, _ = training_codes([chunked.sample_piece(smoke, SMALL)], 1e-3)
+    weights = train_context(features, codes, 8, iterations=20)
+    counting = chunked.encode_coarse(smoke, 1e-3)
+    chosen = chunked.encode_coarse(smoke, 1e-3, chunked.ChunkContext(weights, 7))
+    rows = chunked.coarse_rows(smoke.ijk)
+    neural = bounded.encode_bounded(smoke.ijk[rows] >> chunked.COARSE_LEVEL, smoke.values[rows],
+                                    counting.header.bounds, shrink=counting.header.shrink, context=weights,
+                                    max_level=counting.header.max_level)
+    assert counting.header.context_frame is None
+    assert len(chosen.stream) == min(len(counting.stream), len(neural.stream))
+    assert chosen.header.context_frame == (None if len(counting.stream) <= len(neural.stream) else 7)
+    _, (header, _, _) = _code(smoke, SMALL, 1e-3)
+    header = dataclasses.replace(header, coarse=chosen.header)
+    layer = chunked.decode_coarse(smoke.ijk, header, chosen.stream, weights)
+    assert np.array_equal(layer.ijk, smoke.ijk[rows]) and np.array_equal(layer.values, chosen.layer.values)

@@ -89,9 +89,9 @@ def test_a_region_decodes_only_the_chunks_it_meets(serial: Path, tmp_path: Path,
     decoded_chunks = []
     real = decoder_module.decode_chunk
 
-    def counting(part, header, stream, context, known_blocks):
+    def counting(part, header, stream, context, known_blocks, seed):
         decoded_chunks.append(header.voxels)
-        return real(part, header, stream, context, known_blocks)
+        return real(part, header, stream, context, known_blocks, seed)
 
     monkeypatch.setattr(decoder_module, "decode_chunk", counting)
     with open_archive(serial) as archive:
@@ -116,9 +116,9 @@ def test_a_point_query_decodes_only_the_chunks_it_reads(serial: Path, monkeypatc
     decoded_chunks = []
     real = decoder_module.decode_chunk
 
-    def counting(part, header, stream, context, known_blocks):
+    def counting(part, header, stream, context, known_blocks, seed):
         decoded_chunks.append(header.voxels)
-        return real(part, header, stream, context, known_blocks)
+        return real(part, header, stream, context, known_blocks, seed)
 
     with open_archive(serial) as archive:
         number = archive.frames[0]

@@ -100,6 +100,48 @@ class BoundedHeader:
 
 
 @dataclasses.dataclass(frozen=True)
+class Seed:
+    """Decoded values known before the passes (a chunk's share of a grid's coarse layer): voxels ``ijk`` (M, 3) and
+    their values (M,) or (M, C). Those inside the coded voxels' box are stored first; the coded voxels whose every
+    coordinate is a multiple of ``2**level`` must be among them and are not coded again."""
+
+    ijk: np.ndarray
+    values: np.ndarray
+    level: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Known:
+    """What a coding starts from: box cells with their decoded (K, C) values, and which of the coded rows they hold
+    (with their (T, C) values)."""
+
+    cells: np.ndarray
+    cell_values: np.ndarray
+    rows: np.ndarray
+    row_values: np.ndarray
+
+
+def _seeded(plan: LevelPlan, ijk: np.ndarray, seed: Seed, channels: int) -> _Known:
+    """The seed's voxels inside the plan's box, and the rows of ``ijk`` it holds (all of those on its lattice)."""
+    seed_ijk = np.asarray(seed.ijk, np.int64).reshape(-1, 3)
+    values = np.asarray(seed.values, np.float32).reshape(len(seed_ijk), channels)
+    local = seed_ijk - np.array(plan.corner, np.int64)
+    inside = np.all((local >= 0) & (local < np.array(plan.shape, np.int64)), axis=1)
+    local, values = local[inside], values[inside]
+    cells = (local[:, 0] * plan.shape[1] + local[:, 1]) * plan.shape[2] + local[:, 2]
+    order = np.argsort(cells, kind="stable")
+    cells, values = cells[order], values[order]
+    if len(cells) > 1 and np.any(cells[1:] == cells[:-1]):
+        raise ValueError("the seed holds a voxel twice")
+    mask = (1 << seed.level) - 1
+    rows = np.flatnonzero(np.all((np.asarray(ijk).reshape(-1, 3) & mask) == 0, axis=1))
+    found = np.searchsorted(cells, plan.flat[rows])
+    if len(rows) and (found.max() >= len(cells) or np.any(cells[np.minimum(found, len(cells) - 1)] != plan.flat[rows])):
+        raise ValueError("the seed lacks voxels of its lattice that the coded voxels hold")
+    return _Known(cells, values, rows, values[found])
+
+
+@dataclasses.dataclass(frozen=True)
 class BoundedCode:
     """A grid's values coded under a bound: the header, the one stream, and the values exactly as decoded."""
 
@@ -114,7 +156,8 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
                    background: float | tuple[float, ...] = 0.0, inactive_known: bool = True,
                    shrink: tuple[float, float] = SHRINK, context: ArmWeights | None = None,
                    record: list[TrainingPass] | None = None, reference: TimeReference | None = None,
-                   known_blocks: int | None = None) -> BoundedCode:
+                   known_blocks: int | None = None, seed: Seed | None = None, max_level: int = MAX_LEVEL
+                   ) -> BoundedCode:
     """Code ``values`` (N,) or (N, C) float32 at voxels ``ijk`` (N, 3) so that every decoded value is within
     ``bounds`` (one per channel, or one for all) of the original. ``inactive_known``: inactive voxels hold
     ``background`` (a fog volume); otherwise they are unknown to the predictor (a level set). ``context``: the neural
@@ -122,7 +165,9 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     ``reference``: the same grid of an earlier decoded frame; leaves are predicted from it, moved (the time mode,
     ``neuralvox.codec.temporal``), where that is estimated cheaper, and the coding is kept if it is shorter.
     ``known_blocks``: inactive voxels are known only inside the blocks of ``2**known_blocks`` voxels a side that hold
-    one of ``ijk`` (a chunk of a larger grid, whose other blocks belong to other chunks).
+    one of ``ijk`` (a chunk of a larger grid, whose other blocks belong to other chunks). ``seed``: values decoded
+    before (a chunk's share of its grid's coarse layer), its voxels not coded here. ``max_level``: the anchors'
+    spacing is ``2**max_level``.
     """
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), 1 if values.ndim == 1 else values.shape[1])
@@ -132,12 +177,16 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     for bound in setup.bounds:
         if not (bound > 0 and np.isfinite(bound)):
             raise ValueError(f"error bound must be a positive finite number, got {bound}")
-    plan = plan_levels(ijk)
+    if seed is not None and reference is not None:
+        raise ValueError("a seeded coding is never predicted from another frame")
+    plan = plan_levels(ijk, max_level)
     if known_blocks is not None and inactive_known:
         setup = dataclasses.replace(setup, known_region=block_region(plan, ijk, known_blocks))
-    spatial = _code_channels(plan, columns, setup, record=record)
+    known = None if seed is None else _seeded(plan, ijk, seed, channels)
+    spatial = _code_channels(plan if known is None else _without(plan, known.rows), columns, setup, record=record,
+                             known=known)
     header = BoundedHeader(len(columns), tuple(setup.bounds), tuple(setup.backgrounds), inactive_known,
-                           spatial.choices, shrink)
+                           spatial.choices, shrink, max_level)
     code = BoundedCode(header, spatial.stream, spatial.decoded.reshape(values.shape), spatial.exact_count)
     if reference is None or record is not None:
         return code
@@ -178,8 +227,8 @@ class _Coded:
 
 
 def _code_channels(plan: LevelPlan, columns: np.ndarray, setup: _Setup, *, record: list[TrainingPass] | None = None,
-                   known: tuple[np.ndarray, np.ndarray] | None = None, prefix: bytes = b"") -> _Coded:
-    """The spatial passes of every channel; ``known``: rows and (T, C) decoded values of voxels coded before them."""
+                   known: _Known | None = None, prefix: bytes = b"") -> _Coded:
+    """The spatial passes of every channel; ``known``: the decoded values stored before them."""
     decoded = np.empty_like(columns)
     codes = np.zeros(columns.shape, np.int64)
     parts, choices, exact_count = [prefix], [], 0
@@ -187,13 +236,13 @@ def _code_channels(plan: LevelPlan, columns: np.ndarray, setup: _Setup, *, recor
         coder = _ChannelCoder(plan, setup.bounds[channel], setup.backgrounds[channel], setup.inactive_known,
                               setup.shrink, setup.context, record is not None, setup.known_region)
         if known is not None:
-            coder.canvas.store(plan.flat[known[0]], known[1][:, channel])
+            coder.canvas.store(known.cells, known.cell_values[:, channel])
         data, chosen, decoded[:, channel], exact, codes[:, channel] = coder.encode(columns[:, channel], record)
         parts.append(data)
         choices.append(chosen)
         exact_count += exact
     if known is not None:
-        decoded[known[0]] = known[1]
+        decoded[known.rows] = known.row_values
     return _Coded(b"".join(parts), tuple(choices), decoded, exact_count, codes)
 
 
@@ -210,7 +259,8 @@ def _encode_temporal(plan: LevelPlan, ijk: np.ndarray, columns: np.ndarray, setu
     if len(part.rows) == 0:
         return None
     layer, exact, decoded, exact_count = encode_layer(box, part, columns, setup.steps)
-    coded = _code_channels(_without(plan, part.rows), columns, setup, known=(part.rows, decoded),
+    coded = _code_channels(_without(plan, part.rows), columns, setup,
+                           known=_Known(plan.flat[part.rows], decoded, part.rows, decoded),
                            prefix=_framed(layer) + _framed(exact))
     return dataclasses.replace(coded, exact_count=coded.exact_count + exact_count)
 
@@ -221,15 +271,15 @@ def _without(plan: LevelPlan, rows: np.ndarray) -> LevelPlan:
     temporal = np.zeros(len(plan.flat), bool)
     temporal[rows] = True
     passes = [Pass(visit.rows[~temporal[visit.rows]], visit.level, visit.axes) for visit in plan.passes]
-    return LevelPlan(plan.shape, plan.flat, [visit for visit in passes if len(visit.rows)], plan.max_level,
-                     plan.corner)
+    return dataclasses.replace(plan, passes=[visit for visit in passes if len(visit.rows)])
 
 
 def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, context: ArmWeights | None = None,
-                   *, reference: TimeReference | None = None, known_blocks: int | None = None) -> np.ndarray:
+                   *, reference: TimeReference | None = None, known_blocks: int | None = None,
+                   seed: Seed | None = None) -> np.ndarray:
     """The values (N,) or (N, C) float32 that ``encode_bounded`` coded at the same voxels in the same order
     (``context``: the neural context model it used, if any; ``reference``: the decoded frame its header's
-    ``time_frame`` names, if any; ``known_blocks`` as it was given)."""
+    ``time_frame`` names, if any; ``known_blocks`` and ``seed`` as they were given)."""
     if len(ijk) != header.voxels:
         raise ValueError(f"value header is for {header.voxels} voxels, topology gives {len(ijk)}")
     if (context is None) != (header.context_frame is None):
@@ -239,20 +289,26 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, contex
     columns = np.empty((len(ijk), header.channels), np.float32)
     offset, known = 0, None
     if header.time_frame is not None:
-        offset, known = _decode_temporal(ijk, header, stream, reference)
-        plan = _without(plan, known[0])
+        if seed is not None:
+            raise ValueError("a seeded coding is never predicted from another frame")
+        offset, (rows, decoded) = _decode_temporal(ijk, header, stream, reference)
+        known = _Known(plan.flat[rows], decoded, rows, decoded)
     elif reference is not None:
         raise ValueError("a time reference is given for values coded without the time mode")
+    elif seed is not None:
+        known = _seeded(plan, ijk, seed, header.channels)
+    if known is not None:
+        plan = _without(plan, known.rows)
     for channel in range(header.channels):
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
         coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
                               header.shrink, context, known_region=region)
         if known is not None:
-            coder.canvas.store(plan.flat[known[0]], known[1][:, channel])
+            coder.canvas.store(known.cells, known.cell_values[:, channel])
         columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
     if known is not None:
-        columns[known[0]] = known[1]
+        columns[known.rows] = known.row_values
     if offset != len(stream):
         raise ContextStreamError(f"value stream has {len(stream) - offset} bytes past its last channel")
     return columns[:, 0] if header.channels == 1 else columns

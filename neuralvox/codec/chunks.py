@@ -81,7 +81,8 @@ def split_voxels(ijk: np.ndarray, limits: ChunkLimits = DEFAULT_LIMITS) -> Chunk
     voxel_chunk = np.empty(len(ijk), np.int32)
     for start in range(0, len(ijk), _ROWS):
         voxel_chunk[start:start + _ROWS] = chunk_of_block[np.searchsorted(keys, block_keys(start))]
-    by_chunk = np.argsort(voxel_chunk, kind="stable")  # rows ascending within each chunk
+    # rows ascending within each chunk, as int32 where they fit: the frame's rows are held while its chunks are coded
+    by_chunk = np.argsort(voxel_chunk, kind="stable").astype(np.int32 if len(ijk) < 1 << 31 else np.int64)
     ends = np.cumsum(np.bincount(voxel_chunk, minlength=int(chunk_of_block.max()) + 1))
     del voxel_chunk
     rows = np.split(by_chunk, ends[:-1])

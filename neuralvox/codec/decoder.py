@@ -65,6 +65,7 @@ OUTPUT_FORMATS = ("vdb", "nvdb")
 Region = tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min, max) voxel coordinates
 _Plan = list[tuple[Path, list[str]]]  # the files of one output frame and the grids each holds
 REFERENCES_KEPT = 4  # decoded bounded grids kept for the frames predicted from them (the time mode)
+COARSE_LAYERS_KEPT = 4  # decoded coarse layers of chunked grids kept (point queries may alternate between grids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,6 +301,7 @@ class NvoxArchive:
         self._state_cache: dict[tuple[int, str], LatentState | None] = {}
         self._weights_cache: dict[tuple[int, str], QuantizedDecoder] = {}
         self._context_cache: dict[tuple[int, str], ArmWeights] = {}
+        self._coarse_cache: collections.OrderedDict[tuple[int, str], chunked.CoarseLayer] = collections.OrderedDict()
         # the decoded values of the bounded grids later frames are predicted from (the time mode), the latest few
         self._referenced = {(info.values.time_frame, name) for frame in self.header.frames
                             for name, info in frame.grids.items()
@@ -511,12 +513,25 @@ class NvoxArchive:
         try:
             context = self._context_model(parts[0].context_frame, grid)
             known = chunked.known_blocks(header)
+            coarse = self._coarse_layer(number, grid, ijk, header, context)
             return [self.engine.submit(decode_chunk, ChunkTopology(ijk, None if len(chunks) == 1 else chunks.rows[i]),
                                        parts[i], self.reader.get(payload_key(number, grid, streams[i])), context,
-                                       known)
+                                       known, chunked.chunk_seed(header, chunks, i, coarse))
                     for i in wanted]
         except (ValueError, KeyError, TypeError) as exc:
             raise ArchiveError(f"{self.path}: frame {number}, grid '{grid}', stream 'values': {exc}") from None
+
+    def _coarse_layer(self, number: int, grid: str, ijk: np.ndarray, header: chunked.ChunkedValues,
+                      context: ArmWeights | None) -> chunked.CoarseLayer | None:
+        """The decoded coarse layer of a grid coded in chunks from one (decoded in this process, once a frame)."""
+        if not isinstance(header, chunked.ChunkedHeader) or header.coarse is None:
+            return None
+        if (number, grid) not in self._coarse_cache:
+            stream = self.reader.get(payload_key(number, grid, chunked.COARSE_STREAM))
+            self._coarse_cache[(number, grid)] = chunked.decode_coarse(ijk, header, stream, context)
+            while len(self._coarse_cache) > COARSE_LAYERS_KEPT:
+                self._coarse_cache.popitem(last=False)
+        return self._coarse_cache[(number, grid)]
 
     def _context_model(self, owner: int | None, grid: str) -> ArmWeights | None:
         """The neural context model a bounded grid's codes use (sent once, by frame ``owner``)."""
@@ -529,7 +544,7 @@ class NvoxArchive:
 
     def forget_before(self, number: int) -> None:
         """Drop cached topologies and latents of frames before ``number`` (streaming decode keeps memory flat)."""
-        for cache in (self._topology_cache, self._state_cache, self._reference_cache):
+        for cache in (self._topology_cache, self._state_cache, self._reference_cache, self._coarse_cache):
             for key in [k for k in cache if k[0] < number]:
                 del cache[key]
 

@@ -171,12 +171,12 @@ def _coded_grids(vdb: VdbFile, grids: Sequence[str] | None, path: Path, in_place
     """The grids of a frame that are coded, checked finite, voxels in canonical order; ``in_place``: the frame holds
     the sorted grids instead of the ones read (one copy of a large frame in memory, not two)."""
     coded = {}
-    for name, grid in vdb.grids.items():
-        if grids is None or name in grids:
-            _check_finite(grid, path)
-            coded[name] = grid.sorted()
-            if in_place:
-                vdb.grids[name] = coded[name]
+    for name in [n for n in vdb.grids if grids is None or n in grids]:
+        _check_finite(vdb.grids[name], path)
+        coded[name] = vdb.grids[name].sorted()
+        if in_place:
+            vdb.grids[name] = coded[name]
+            release_free_memory()  # the grid as read
     return coded
 
 
@@ -262,6 +262,7 @@ class _GridBounds:
             start = time.perf_counter()
             fit = fit_context(samples, self.of(grid), self.frames)
             self.fit_seconds[grid.name] = time.perf_counter() - start
+            release_free_memory()  # the fit's features and passes, before the chunks are split and sent
             self.contexts[grid.name] = None if fit is None else (number, fit.weights)
         chosen = self.contexts[grid.name]
         return None if chosen is None else GridContext(chosen[1], chosen[0], chosen[0] == number)

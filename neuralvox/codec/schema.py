@@ -209,9 +209,10 @@ def check_bounded_v3(check: _Checker, header: dict[str, Any], grid: dict[str, An
 
 
 def check_chunked(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-chunked/1`` and ``/2`` (the same fields; /2 codes a chunk knowing its inactive voxels inside its
-    own blocks): bounded values in spatial chunks, each a header of the bounded format and one ``values.<k>``
-    stream; the chunks' voxels add up to the grid's, and all name the same context frame."""
+    """``neuralvox-chunked/1``, ``/2`` and ``/3`` (/2 codes a chunk knowing its inactive voxels inside its own
+    blocks; /3 adds the ``coarse`` layer's bounded header and its ``values.coarse`` stream): bounded values in spatial
+    chunks, each a header of the bounded format and one ``values.<k>`` stream; the chunks' voxels add up to the
+    grid's, and all (and the coarse layer) name the same context frame."""
     if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
         raise check.fail("voxels", f"value header says {header['voxels']}, grid says {grid['voxels']}")
     check.integer(header, "max_voxels", 1, MAX_VOXELS)
@@ -236,9 +237,28 @@ def check_chunked(check: _Checker, header: dict[str, Any], grid: dict[str, Any])
         total += voxels
     if total != grid["voxels"]:
         raise check.fail("chunks", f"the chunks hold {total} voxels, the grid {grid['voxels']}")
+    if header["format"] == chunked.FORMAT:
+        _check_coarse(check, check.get(header, "coarse", dict), chunks[0]["context_frame"], grid)
     missing = [chunked.chunk_stream(i) for i in range(len(chunks)) if chunked.chunk_stream(i) not in grid["streams"]]
+    if header["format"] == chunked.FORMAT and chunked.COARSE_STREAM not in grid["streams"]:
+        missing.insert(0, chunked.COARSE_STREAM)
     if missing:
         raise check.fail("streams", f"lacks {', '.join(missing[:3])}")
+
+
+def _check_coarse(check: _Checker, coarse: dict[str, Any], context_frame: Any, grid: dict[str, Any]) -> None:
+    """The coarse layer of a ``neuralvox-chunked/3`` grid: a bounded header of at most the grid's voxels."""
+    try:
+        if coarse.get("format") != BOUNDED_FORMATS[2]:
+            raise check.fail("format", f"not {BOUNDED_FORMATS[2]}")
+        voxels = check.integer(coarse, "voxels", 0, grid["voxels"])
+        check_bounded_v3(check, coarse, {**grid, "voxels": voxels, "streams": [VALUES]})
+        if coarse.get("time_frame") is not None:
+            raise check.fail("time_frame", "the coarse layer is never predicted from another frame")
+        if coarse["context_frame"] not in (None, context_frame):
+            raise check.fail("context_frame", "is neither null (the counting model) nor the chunks'")
+    except ArchiveFormatError as exc:
+        raise check.fail(f"coarse.{exc.field}", exc.problem) from None
 
 
 def check_based(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
