@@ -93,6 +93,14 @@ def crafted(source: Path, dest: Path, mutate: Callable[[dict[str, Any]], None]) 
 
 
 # ---------------------------------------------------------------------------------------------- markers
+def without_compiled(monkeypatch: pytest.MonkeyPatch, modules: tuple, run: Callable[[], Any]) -> Any:
+    """``run()`` with each of ``modules``' compiled loops switched off: the numpy reference throughout."""
+    with monkeypatch.context() as patch:
+        for module in modules:
+            patch.setattr(module, "compiled", None)
+        return run()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``cuda`` skip cleanly where torch sees no CUDA GPU."""
     cuda_items = [item for item in items if "cuda" in item.keywords]

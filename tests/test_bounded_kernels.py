@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import without_compiled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bounded import random_grid
@@ -25,10 +26,7 @@ def test_the_compiled_loops_are_built() -> None:
 
 def reference(monkeypatch: pytest.MonkeyPatch, run):
     """``run()`` with the compiled loops switched off: the numpy reference throughout."""
-    with monkeypatch.context() as patch:
-        for module in USERS:
-            patch.setattr(module, "compiled", None)
-        return run()
+    return without_compiled(monkeypatch, USERS, run)
 
 
 def random_weights(seed: int, hidden: int, exponents: tuple[int, int] = (9, 13)) -> ArmWeights:

@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import without_compiled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_topology import SHAPES, noisy_sphere
@@ -22,10 +23,7 @@ def test_the_compiled_loops_are_built() -> None:
 
 def reference(monkeypatch: pytest.MonkeyPatch, run):
     """``run()`` with the compiled loops switched off: the numpy reference throughout."""
-    with monkeypatch.context() as patch:
-        for module in USERS:
-            patch.setattr(module, "compiled", None)
-        return run()
+    return without_compiled(monkeypatch, USERS, run)
 
 
 def assert_same_bytes(monkeypatch: pytest.MonkeyPatch, ijk: np.ndarray, ref: np.ndarray | None) -> None:

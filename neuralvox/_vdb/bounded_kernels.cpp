@@ -6,6 +6,8 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/vector.h>
 
+#include "ndarrays.h"
+
 #include <algorithm>
 #include <cmath>
 #include <climits>
@@ -19,10 +21,6 @@ using namespace nb::literals;
 
 namespace {
 
-template <typename T>
-using In = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-template <typename T>
-using Out = nb::ndarray<nb::numpy, T>;
 using Features = nb::ndarray<const int64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
 constexpr int kSupportOneSide = 1, kSupportLinear = 2, kSupportCubic = 3;
