@@ -180,11 +180,10 @@ def encode_bounded(ijk: np.ndarray, values: np.ndarray, bounds: float | tuple[fl
     if seed is not None and reference is not None:
         raise ValueError("a seeded coding is never predicted from another frame")
     plan = plan_levels(ijk, max_level)
-    if known_blocks is not None and inactive_known:
-        setup = dataclasses.replace(setup, known_region=block_region(plan, ijk, known_blocks))
+    region = block_region(plan, ijk, known_blocks) if known_blocks is not None and inactive_known else None
     known = None if seed is None else _seeded(plan, ijk, seed, channels)
     spatial = _code_channels(plan if known is None else _without(plan, known.rows), columns, setup, record=record,
-                             known=known)
+                             known=known, known_region=region)
     header = BoundedHeader(len(columns), tuple(setup.bounds), tuple(setup.backgrounds), inactive_known,
                            spatial.choices, shrink, max_level)
     code = BoundedCode(header, spatial.stream, spatial.decoded.reshape(values.shape), spatial.exact_count)
@@ -207,7 +206,6 @@ class _Setup:
     inactive_known: bool
     shrink: tuple[float, float]
     context: ArmWeights | None
-    known_region: np.ndarray | None = None  # bool over the plan's box: where inactive voxels are known (None: all)
 
     @property
     def steps(self) -> list[float]:
@@ -227,17 +225,20 @@ class _Coded:
 
 
 def _code_channels(plan: LevelPlan, columns: np.ndarray, setup: _Setup, *, record: list[TrainingPass] | None = None,
-                   known: _Known | None = None, prefix: bytes = b"") -> _Coded:
-    """The spatial passes of every channel; ``known``: the decoded values stored before them."""
+                   known: _Known | None = None, prefix: bytes = b"", known_region: np.ndarray | None = None) -> _Coded:
+    """The spatial passes of every channel; ``known``: the decoded values stored before them; ``known_region``
+    (bool over the plan's box, None: all of it): where inactive voxels are known (the last channel's canvas takes
+    it over)."""
     decoded = np.empty_like(columns)
     codes = np.zeros(columns.shape, np.int64)
     parts, choices, exact_count = [prefix], [], 0
     for channel in range(columns.shape[1]):
         coder = _ChannelCoder(plan, setup.bounds[channel], setup.backgrounds[channel], setup.inactive_known,
-                              setup.shrink, setup.context, record is not None, setup.known_region)
+                              setup.shrink, setup.context, record is not None,
+                              _region_for(known_region, channel, columns.shape[1]))
         if known is not None:
             coder.canvas.store(known.cells, known.cell_values[:, channel])
-        data, chosen, decoded[:, channel], exact, codes[:, channel] = coder.encode(columns[:, channel], record)
+        data, chosen, exact = coder.encode(columns[:, channel], decoded[:, channel], codes[:, channel], record)
         parts.append(data)
         choices.append(chosen)
         exact_count += exact
@@ -303,7 +304,7 @@ def decode_bounded(ijk: np.ndarray, header: BoundedHeader, stream: bytes, contex
         codes, offset = _frame(stream, offset, "codes")
         exact, offset = _frame(stream, offset, "exact values")
         coder = _ChannelCoder(plan, header.bounds[channel], header.background[channel], header.inactive_known,
-                              header.shrink, context, known_region=region)
+                              header.shrink, context, known_region=_region_for(region, channel, header.channels))
         if known is not None:
             coder.canvas.store(known.cells, known.cell_values[:, channel])
         columns[:, channel] = coder.decode(codes, np.frombuffer(exact, "<f4"), header.choices[channel])
@@ -335,6 +336,12 @@ class TrainingPass:
 
     features: np.ndarray
     codes: np.ndarray
+
+
+def _region_for(region: np.ndarray | None, channel: int, channels: int) -> np.ndarray | None:
+    """What channel ``channel``'s canvas takes over of the known region: a copy, or the region itself for the last
+    channel (a chunk's coder then holds one box-sized array of flags fewer)."""
+    return region if region is None or channel == channels - 1 else region.copy()
 
 
 def _contexts(visit: Pass, support: np.ndarray, spread: np.ndarray, step: float) -> np.ndarray:
@@ -385,11 +392,10 @@ class _ChannelCoder:
         if self.codes is not None:
             arm.store_codes(self.codes, flat, codes, escaped)
 
-    def encode(self, values: np.ndarray, record: list[TrainingPass] | None = None
-               ) -> tuple[bytes, tuple[int, ...], np.ndarray, int, np.ndarray]:
-        """The channel's streams, choices, decoded values, count of exact values and each row's code."""
-        decoded = np.empty(len(values), np.float32)
-        row_codes = np.zeros(len(values), np.int64)
+    def encode(self, values: np.ndarray, decoded: np.ndarray, row_codes: np.ndarray,
+               record: list[TrainingPass] | None = None) -> tuple[bytes, tuple[int, ...], int]:
+        """The channel's streams, choices and count of exact values; each row's decoded value and code go to
+        ``decoded`` and ``row_codes`` (its coded rows only). The dense box is dropped before the entropy coding."""
         coded, exact, chosen = [], [], []
         for visit in self.plan.passes:
             prediction, step = self.predict(visit)
@@ -405,16 +411,17 @@ class _ChannelCoder:
             codes = np.where(escaped, CodeDecoder.ESCAPE, codes).astype(np.int64)
             result[escaped] = values[visit.rows][escaped]
             exact.append(values[visit.rows][escaped])
-            coded.append((codes, contexts))
+            coded.append((codes.astype(np.int32), contexts.astype(np.int32)))  # kept to the end: 8 B a voxel, not 16
             if record is not None:
                 record.append(TrainingPass(record_features, codes))
             self.store(visit, result, codes, escaped)
             decoded[visit.rows] = result
             row_codes[visit.rows] = codes
+        self.canvas = self.codes = None  # the box: most of a large chunk's memory, no longer read
         exact_values = np.concatenate(exact) if exact else np.zeros(0, np.float32)
         code_stream = encode_codes(coded) if self.context is None else arm.encode_codes(coded)
         data = _framed(code_stream) + _framed(exact_values.astype("<f4").tobytes())
-        return data, tuple(chosen), decoded, len(exact_values), row_codes
+        return data, tuple(chosen), len(exact_values)
 
     def decode(self, codes_data: bytes, exact: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
         if len(choices) != len(self.plan.passes):

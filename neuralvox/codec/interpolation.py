@@ -145,9 +145,12 @@ class Canvas:
     def start(cls, plan: LevelPlan, background: float, inactive_known: bool,
               known_region: np.ndarray | None = None) -> Canvas:
         """The canvas before the first pass: inactive voxels known (``inactive_known``) everywhere, or only inside
-        ``known_region`` (bool over the box)."""
+        ``known_region`` (bool over the box; the canvas takes it over and changes it)."""
         values = np.full(plan.box_size, background, np.float32)
-        known = np.full(plan.box_size, inactive_known, bool) if known_region is None else known_region & inactive_known
+        if known_region is None:
+            known = np.full(plan.box_size, inactive_known, bool)
+        else:
+            known = np.logical_and(known_region, inactive_known, out=known_region)
         known[plan.flat] = False
         return cls(values, known)
 
