@@ -14,7 +14,8 @@ import json
 import lzma
 from typing import Any
 
-_MAX_VARINT_BYTES = 10  # 70 bits: more than any size or count here
+from neuralvox.varint import MAX_BYTES, OverlongVarint, TruncatedVarint, decode_varint, encode_varint
+
 _MAX_KEY_BYTES = 1024
 # Front coding lets a short table name long keys: their total is capped at this many bytes per table byte (a real
 # table's keys come to 2-4), so a crafted table cannot grow past what its plain form would hold.
@@ -55,18 +56,18 @@ class Toc:
 
 
 def pack_toc(toc: Toc) -> bytes:
-    """The table's bytes (before zlib)."""
+    """The table's bytes (before LZMA2)."""
     header = json.dumps(toc.header, separators=(",", ":")).encode()
-    out = bytearray(_varint(len(header)) + header + _varint(len(toc.payloads)))
+    out = bytearray(encode_varint(len(header)) + header + encode_varint(len(toc.payloads)))
     previous = b""
     for entry in toc.payloads:
         key = entry.key.encode()
         shared = _shared_prefix(previous, key)
-        out += _varint(shared) + _varint(len(key) - shared) + key[shared:] + _varint(entry.size)
+        out += encode_varint(shared) + encode_varint(len(key) - shared) + key[shared:] + encode_varint(entry.size)
         previous = key
-    out += _varint(len(toc.blocks))
+    out += encode_varint(len(toc.blocks))
     for block in toc.blocks:
-        out += _varint(block.count) + block.crc.to_bytes(4, "little")
+        out += encode_varint(block.count) + block.crc.to_bytes(4, "little")
     return bytes(out)
 
 
@@ -168,15 +169,6 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
     return length
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 class _Reader:
     """Bytes read front to back; running short or an overlong varint is a TocError naming the field."""
 
@@ -194,13 +186,10 @@ class _Reader:
         return self.data[self.position - size : self.position]
 
     def varint(self, field: str) -> int:
-        value = 0
-        for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
-            if not self.remaining:
-                raise TocError(f"{field}: the table ends inside it")
-            byte = self.data[self.position]
-            self.position += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise TocError(f"{field}: varint longer than {_MAX_VARINT_BYTES} bytes")
+        try:
+            value, self.position = decode_varint(self.data, self.position)
+        except TruncatedVarint:
+            raise TocError(f"{field}: the table ends inside it") from None
+        except OverlongVarint:
+            raise TocError(f"{field}: varint longer than {MAX_BYTES} bytes") from None
+        return value

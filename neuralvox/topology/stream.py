@@ -14,6 +14,7 @@ import numpy as np
 from neuralvox.topology.bitcoder import BitCoder
 from neuralvox.topology.kernels import compiled
 from neuralvox.topology.octree import KEY_BITS, OCTANTS, POPCOUNT, Octree, morton_keys, morton_sorted, walk
+from neuralvox.varint import OverlongVarint, TruncatedVarint, decode_varint, encode_varint
 
 _FORMAT_VERSION = 1
 _FLAG_REFERENCE = 0x80
@@ -89,24 +90,13 @@ def _reference_octree(reference, origin: np.ndarray, depth: int) -> tuple[Octree
     return _octree(coords, origin, depth, reference=True)
 
 
-def _write_varint(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for shift in range(0, 70, 7):
-        if pos >= len(data):
-            raise ValueError("topology stream is truncated (header ends early)")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-    raise ValueError("topology stream is corrupted (overlong number in header)")
+    try:
+        return decode_varint(data, pos)
+    except TruncatedVarint:
+        raise ValueError("topology stream is truncated (header ends early)") from None
+    except OverlongVarint:
+        raise ValueError("topology stream is corrupted (overlong number in header)") from None
 
 
 def _zigzag(value: int) -> int:
@@ -158,7 +148,7 @@ def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> byt
     body = bytearray()
     if len(coords) == 0:
         body.append(_FORMAT_VERSION)
-        _write_varint(body, 0)
+        body += encode_varint(0)
         return bytes(body) + _check(bytes(body), 0)
     if compiled is not None:
         origin, high = compiled.coordinate_range(coords)
@@ -175,11 +165,11 @@ def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> byt
         if len(with_reference) < len(payload):
             payload, flags, reference_crc = with_reference, _FLAG_REFERENCE, crc
     body.append(_FORMAT_VERSION | flags)
-    _write_varint(body, len(coords))
+    body += encode_varint(len(coords))
     for value in origin:
-        _write_varint(body, _zigzag(int(value)))
+        body += encode_varint(_zigzag(int(value)))
     for value in extent:
-        _write_varint(body, int(value))
+        body += encode_varint(int(value))
     body += payload
     return bytes(body) + _check(bytes(body), reference_crc)
 
