@@ -66,8 +66,9 @@ class ShortestLaws(LaplaceGeometric):
         codings = [LaplaceGeometric.compress(self, columns)]
         if all(np.asarray(column).size == 0 or int(np.abs(np.asarray(column, np.int64)).max()) <= MAX_CODE
                for column in columns):  # beyond MAX_CODE only the geometric coder's range (2**16) holds them
-            codings += [_zero_inflated(columns, per_column),
-                        _zero_inflated(columns, per_column if groups is None else groups)]
+            codings.append(_zero_inflated(columns, per_column))
+            if groups is not None and groups != per_column:  # else it would code exactly as the per-column law
+                codings.append(_zero_inflated(columns, groups))
         mode = min(range(len(codings)), key=lambda index: len(codings[index]))
         return bytes([mode]) + codings[mode]
 
