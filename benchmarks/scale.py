@@ -174,12 +174,13 @@ def cmd_bits(args: argparse.Namespace) -> None:
 
 
 def _chunked_bytes(grid: SparseGrid, chunks: Chunks, bound: float, context: ChunkContext) -> tuple[int, int]:
-    """The value bytes of a grid coded in ``chunks`` under ``context``, and those of its coarse layer."""
+    """The value bytes of a grid coded in ``chunks`` under ``context``, and those of its coarse layer (its own
+    context model's included)."""
     from neuralvox.codec.chunked import encode_chunk, encode_coarse
 
     coarse = encode_coarse(grid, bound, context)
-    return len(coarse.stream) + sum(len(encode_chunk(grid, chunks, i, bound, context, coarse.layer).stream)
-                                    for i in range(len(chunks))), len(coarse.stream)
+    return coarse.size + sum(len(encode_chunk(grid, chunks, i, bound, context, coarse.layer).stream)
+                             for i in range(len(chunks))), coarse.size
 
 
 def _bits_row(source: Path, voxels: int, chunks: int, model: str, whole: int, pieces: int, coarse: int,

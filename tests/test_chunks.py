@@ -203,3 +203,107 @@ def test_the_coarse_layer_takes_the_shorter_of_the_two_context_models(smoke: Spa
     header = dataclasses.replace(header, coarse=chosen.header)
     layer = chunked.decode_coarse(smoke.ijk, header, chosen.stream, weights)
     assert np.array_equal(layer.ijk, smoke.ijk[rows]) and np.array_equal(layer.values, chosen.layer.values)
+
+
+@pytest.fixture(scope="module")
+def chunk_model(smoke: SparseGrid):
+    """A neural context model fitted (briefly) to a chunk's codes, as compress fits the grid's."""
+    from neuralvox.codec.arm_fit import train_context, training_codes
+
+    features, codes, _ = training_codes([chunked.sample_piece(smoke, SMALL)], 1e-3)
+    return train_context(features, codes, 8, iterations=20)
+
+
+def _coarse_options(grid: SparseGrid, bound: float, weights, own):
+    """The coarse layer's codings under the counting model, the grid's model and its own, coded independently."""
+    rows = chunked.coarse_rows(grid.ijk)
+    counting = chunked.encode_coarse(grid, bound)
+    return [bounded.encode_bounded(grid.ijk[rows] >> chunked.COARSE_LEVEL, grid.values[rows], counting.header.bounds,
+                                   shrink=counting.header.shrink, context=model, max_level=counting.header.max_level,
+                                   background=grid.background)
+            for model in (None, weights, own)]
+
+
+def test_the_coarse_layer_takes_the_shortest_of_three_models_its_own_counted(
+        smoke: SparseGrid, chunk_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuralvox.codec import arm_fit
+
+    monkeypatch.setattr(arm_fit, "HIDDEN_WIDTHS", ((8, 0),))  # the smoke's layer is below the least width's voxels
+    chosen = chunked.encode_coarse(smoke, 1e-3, chunked.ChunkContext(chunk_model, 7))
+    record: list[bounded.TrainingPass] = []
+    rows = chunked.coarse_rows(smoke.ijk)
+    counting = chunked.encode_coarse(smoke, 1e-3)
+    bounded.encode_bounded(smoke.ijk[rows] >> chunked.COARSE_LEVEL, smoke.values[rows], counting.header.bounds,
+                           shrink=counting.header.shrink, max_level=counting.header.max_level, record=record,
+                           background=smoke.background)
+    own = arm_fit.layer_model(record)
+    assert own is not None
+    sizes = [len(c.stream) for c in _coarse_options(smoke, 1e-3, chunk_model, own)]
+    sizes[2] += len(own.to_bytes())
+    assert chosen.size == min(sizes)
+    expected = sizes.index(min(sizes))
+    assert (chosen.model is not None) == (expected == 2) and chosen.header.context_frame == (None if expected == 0
+                                                                                              else 7)
+    if chosen.model is not None:
+        assert chosen.model.to_bytes() == own.to_bytes()
+    # the grid's own fit is never repeated for the layer where the grid has no neural model, nor where it is not asked
+    assert chunked.encode_coarse(smoke, 1e-3).model is None
+    assert chunked.encode_coarse(smoke, 1e-3, chunked.ChunkContext(chunk_model, 7), own_model=False).model is None
+    monkeypatch.setattr(arm_fit, "HIDDEN_WIDTHS", ((8, 10**9),))
+    assert arm_fit.layer_model(record) is None
+
+
+def test_a_coarse_layer_under_its_own_model_decodes(smoke: SparseGrid, chunk_model,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuralvox.codec import arm_fit
+
+    monkeypatch.setattr(arm_fit, "HIDDEN_WIDTHS", ((8, 0),))
+    chunks = split_voxels(smoke.ijk, SMALL)
+    counting = chunked.encode_coarse(smoke, 1e-3)
+    record: list[bounded.TrainingPass] = []
+    rows = chunked.coarse_rows(smoke.ijk)
+    args = (smoke.ijk[rows] >> chunked.COARSE_LEVEL, smoke.values[rows], counting.header.bounds)
+    options = dict(shrink=counting.header.shrink, max_level=counting.header.max_level, background=smoke.background)
+    bounded.encode_bounded(*args, **options, record=record)
+    own = arm_fit.layer_model(record)
+    code = bounded.encode_bounded(*args, **options, context=own)
+    coarse = chunked.CoarseCode(dataclasses.replace(code.header, context_frame=7), code.stream,
+                                chunked.CoarseLayer(smoke.ijk[rows], code.decoded), model=own)
+    context = chunked.ChunkContext(chunk_model, 7)
+    codes = [chunked.encode_chunk(smoke, chunks, i, 1e-3, context, coarse.layer) for i in range(len(chunks))]
+    header, streams, decoded = chunked.assemble(smoke, chunks, codes, SMALL, coarse)
+    assert header.coarse_own_model and chunked.COARSE_MODEL_STREAM in streams
+    assert sorted(streams) == sorted(chunked.stream_names(header))
+    parsed = chunked.ChunkedHeader.from_dict(header.to_dict())
+    assert parsed == header and parsed.to_dict()["format"] == "neuralvox-chunked/4"
+    layer = chunked.decode_coarse(smoke.ijk, parsed, streams[chunked.COARSE_STREAM], chunk_model,
+                                  streams[chunked.COARSE_MODEL_STREAM])
+    assert np.array_equal(layer.values, code.decoded) and np.array_equal(layer.values, decoded[rows])
+    for index in range(len(chunks)):
+        values = chunked.decode_chunk(smoke.ijk, parsed, chunks, index, streams[chunked.chunk_stream(index)],
+                                      chunk_model, layer)
+        assert np.array_equal(values, decoded[chunks.rows[index]])
+    assert np.abs(decoded - smoke.values).max() <= 1e-3
+    with pytest.raises(ValueError, match="own context model"):  # the header says own, no model stream given
+        chunked.decode_coarse(smoke.ijk, parsed, streams[chunked.COARSE_STREAM], chunk_model)
+    as_dict = header.to_dict()
+    with pytest.raises(ValueError, match="coarse_own_model"):
+        chunked.ChunkedHeader.from_dict({**as_dict, "coarse_own_model": 1})
+    with pytest.raises(ValueError, match="own model but names no context frame"):
+        chunked.ChunkedHeader.from_dict({**as_dict, "coarse": {**as_dict["coarse"], "context_frame": None},
+                                         "chunks": [{**c, "context_frame": None} for c in as_dict["chunks"]]})
+
+
+def test_chunks_of_the_third_format_still_decode(smoke: SparseGrid) -> None:
+    chunks, (header, streams, decoded) = _code(smoke, SMALL, 1e-3)
+    as_dict = header.to_dict()
+    assert as_dict.pop("coarse_own_model") is False
+    third = chunked.ChunkedHeader.from_dict({**as_dict, "format": "neuralvox-chunked/3"})
+    assert not third.coarse_own_model and "coarse_own_model" not in third.to_dict()
+    assert chunked.stream_names(third) == chunked.stream_names(header)
+    layer = chunked.decode_coarse(smoke.ijk, third, streams[chunked.COARSE_STREAM], None)
+    for index in range(len(chunks)):
+        values = chunked.decode_chunk(smoke.ijk, third, chunks, index, streams[chunked.chunk_stream(index)],
+                                      coarse=layer)
+        assert np.array_equal(values, decoded[chunks.rows[index]])
+

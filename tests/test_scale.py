@@ -172,3 +172,40 @@ def test_cli_workers_and_a_missing_ray_are_clear(sequence: list[Path], tmp_path:
                  "--max-error", str(BOUND)]) == 2
     err = capsys.readouterr().err
     assert "neuralvox[ray]" in err and not (tmp_path / "r.nvox").exists()
+
+
+def test_a_third_format_archive_still_decodes_and_a_missing_own_model_is_refused(serial: Path,
+                                                                                tmp_path: Path) -> None:
+    with ArchiveReader(serial) as reader:
+        header = reader.header
+        payloads = {key: reader.get(key) for key in reader}
+    values = header["frames"][0]["grids"]["density"]["values"]
+    assert values["format"] == chunked.FORMAT and values["coarse_own_model"] is False
+
+    def rewritten(name: str) -> Path:
+        with ArchiveWriter(tmp_path / name) as writer:
+            for key, data in payloads.items():
+                writer.put(key, data)
+            writer.set_header(header)
+        return tmp_path / name
+
+    values["coarse_own_model"] = True
+    frame, values["coarse"]["context_frame"] = values["coarse"]["context_frame"], None
+    with pytest.raises(ArchiveError, match="names no context frame"):
+        open_archive(rewritten("own.nvox"))
+    if values["chunks"][0]["context_frame"] is not None:  # the grid has a neural model: the own model's stream lacks
+        values["coarse"]["context_frame"] = values["chunks"][0]["context_frame"]
+        with pytest.raises(ArchiveError, match="lacks values.coarse.context"):
+            open_archive(rewritten("stream.nvox"))
+    values["coarse"]["context_frame"] = frame
+    values["coarse_own_model"] = "no"
+    with pytest.raises(ArchiveError, match="coarse_own_model"):
+        open_archive(rewritten("flag.nvox"))
+    del values["coarse_own_model"]
+    values["format"] = "neuralvox-chunked/3"  # a /4 grid without an own model is coded as /3 coded it
+    with open_archive(serial) as archive, open_archive(rewritten("third.nvox")) as third:
+        number = archive.frames[0]
+        assert isinstance(third.entry(number).grids["density"].values, chunked.ChunkedHeader)
+        assert third.entry(number).grids["density"].values.format == "neuralvox-chunked/3"
+        expected, decoded = archive.frame(number)["density"], third.frame(number)["density"]
+        assert np.array_equal(decoded.ijk, expected.ijk) and np.array_equal(decoded.values, expected.values)

@@ -6,14 +6,17 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from neuralvox.codec.arm import FEATURES, FRACTION_BITS, MU_STEPS, SCALES, ZERO_LEVELS, ArmWeights, Layer
 from neuralvox.codec.bounded import TrainingPass
-from neuralvox.codec.chunked import SamplePiece
 from neuralvox.codec.context_coder import MAX_CODE
+
+if TYPE_CHECKING:  # chunked codes a coarse layer with ``layer_model``
+    from neuralvox.codec.chunked import SamplePiece
 
 # hidden widths tried, from this many voxels in the sequence (measured: 8 pays from about 20k voxels; 16 saves
 # 1.5-3% more than 8 at 200k)
@@ -72,11 +75,29 @@ def training_codes(samples: Sequence[SamplePiece], bound: float, seed: int = 0
     ``TRAINING_VOXELS``, a fixed-seed sample), and the bytes the counting model takes for them."""
     record: list[TrainingPass] = []
     counting_bytes = sum(len(p.encode(bound, record=record).stream) / p.share for p in samples)
+    return *recorded_rows(record, seed), counting_bytes
+
+
+def recorded_rows(record: list[TrainingPass], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The features and codes of the recorded passes (escapes left out, at most ``TRAINING_VOXELS``, a fixed-seed
+    sample)."""
     codes = np.concatenate([p.codes for p in record]) if record else np.zeros(0, np.int64)
     kept = np.flatnonzero(np.abs(codes) <= MAX_CODE)
     if len(kept) > TRAINING_VOXELS:
         kept = kept[np.sort(np.random.default_rng(seed).choice(len(kept), TRAINING_VOXELS, replace=False))]
-    return _feature_rows(record, kept), codes[kept], counting_bytes
+    return _feature_rows(record, kept), codes[kept]
+
+
+def layer_model(record: list[TrainingPass], seed: int = 0) -> ArmWeights | None:
+    """A context model of one coding's own recorded passes (a chunked grid's coarse layer), of the widest
+    ``HIDDEN_WIDTHS`` its voxels allow; None below the least. One width only: the fit runs once a grid, in the main
+    process."""
+    voxels = sum(len(p.codes) for p in record)
+    widths = [width for width, least in HIDDEN_WIDTHS if voxels >= least]
+    if not widths:
+        return None
+    features, codes = recorded_rows(record, seed)
+    return train_context(features, codes, widths[-1], seed=seed)
 
 
 def _feature_rows(record: list[TrainingPass], rows: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Bounded values of a large grid coded in spatial chunks (``neuralvox.codec.chunks``), each on its own.
 
 A grid that is one chunk is coded exactly as ``bounded.encode_grid`` codes it (its header and one ``values`` stream).
-A larger one has a ``neuralvox-chunked/3`` header listing the bounded header of its coarse layer and of each chunk,
+A larger one has a ``neuralvox-chunked/4`` header listing the bounded header of its coarse layer and of each chunk,
 a ``values.coarse`` stream and one stream a chunk, ``values.<k>``; the decoder splits the decoded topology the same way
 and checks every chunk against the header. The coarse layer (the voxels whose every coordinate is a multiple of
 ``2**COARSE_LEVEL``, 1/64 of a dense grid) is coded once for the whole grid, on a grid of those voxels alone, as the
@@ -13,7 +13,10 @@ Each chunk is made of whole blocks (``chunks.BLOCK_SHIFT``), so a fog volume's c
 its own blocks (they hold the background) and only those outside them are unknown (a neighbouring chunk may hold
 them); ``neuralvox-chunked/1`` (still read) left every inactive voxel of a chunk unknown, 2-7% more bits.
 Every chunk of a grid is coded under the grid's one context model (fitted in the main process before any chunk is
-sent), so each chunk header names the same ``context_frame``.
+sent), so each chunk header names the same ``context_frame``. The coarse layer takes the shortest of the counting
+model, the grid's model and, with ``neuralvox-chunked/4`` (``/3`` is still read), a neural model of its own fitted to
+its passes and sent in ``values.coarse.context`` (the grid's model is fitted to a chunk's finer voxels: on a 10M-voxel
+frame it took 181 kB for the layer, the counting model 99 kB, the layer's own model 95 kB with its 1.2 kB).
 """
 
 from __future__ import annotations
@@ -27,15 +30,18 @@ import numpy as np
 
 from neuralvox.codec import bounded
 from neuralvox.codec.arm import ArmWeights
+from neuralvox.codec.arm_fit import layer_model
 from neuralvox.codec.chunks import DEFAULT_LIMITS, ChunkLimits, Chunks, split_voxels
 from neuralvox.codec.interpolation import MAX_LEVEL
 from neuralvox.codec.temporal import TimeReference
 from neuralvox.grid import SparseGrid
 
-FORMAT = "neuralvox-chunked/3"
-FORMATS = ("neuralvox-chunked/1", "neuralvox-chunked/2", FORMAT)
+FORMAT = "neuralvox-chunked/4"
+FORMATS = ("neuralvox-chunked/1", "neuralvox-chunked/2", "neuralvox-chunked/3", FORMAT)
+COARSE_FORMATS = FORMATS[2:]  # those with a coarse layer
 STREAM = "values"
 COARSE_STREAM = "values.coarse"
+COARSE_MODEL_STREAM = "values.coarse.context"  # the coarse layer's own context model (``neuralvox-chunked/4``)
 COARSE_LEVEL = 2  # every 4th voxel along each axis (every 8th or every 2nd measured more bits: benchmarks/RESULTS.md)
 _SEED_MARGIN = 5 << (MAX_LEVEL - 1)  # a chunk's dense box reaches this far past its voxels (anchor alignment + margin)
 _ROWS = 1 << 20  # voxels tested at a time
@@ -70,9 +76,12 @@ class ChunkedHeader:
     chunks: tuple[bounded.BoundedHeader, ...]
     coarse: bounded.BoundedHeader | None  # the coarse layer's (None before ``neuralvox-chunked/3``)
     format: str = FORMAT
+    coarse_own_model: bool = False  # the coarse layer is coded under its own model (``COARSE_MODEL_STREAM``)
 
     def to_dict(self) -> dict[str, Any]:
         coarse = {} if self.coarse is None else {"coarse": self.coarse.to_dict()}
+        if self.format == FORMAT:
+            coarse["coarse_own_model"] = self.coarse_own_model
         return {"format": self.format, "voxels": self.voxels, "max_voxels": self.limits.max_voxels,
                 "max_box": self.limits.max_box, "block_shift": self.limits.block_shift,
                 "chunks": [c.to_dict() for c in self.chunks], **coarse}
@@ -103,8 +112,8 @@ class ChunkedHeader:
             raise ValueError("chunked value header: a chunk is never predicted from another frame")
         if len({c.context_frame for c in parsed}) != 1:
             raise ValueError("chunked value header: the chunks name different context frames")
-        coarse = None
-        if header["format"] == FORMAT:
+        coarse, own_model = None, False
+        if header["format"] in COARSE_FORMATS:
             if not isinstance(header.get("coarse"), dict):
                 raise ValueError("chunked value header: no coarse layer")
             coarse = bounded.BoundedHeader.from_dict(header["coarse"])
@@ -112,7 +121,13 @@ class ChunkedHeader:
                 raise ValueError("chunked value header: the coarse layer names another context frame, or a time frame")
             if coarse.channels != parsed[0].channels:
                 raise ValueError("chunked value header: the coarse layer has other channels than the chunks")
-        return cls(_positive(header, "voxels"), limits, parsed, coarse, header["format"])
+        if header["format"] == FORMAT:
+            own_model = header.get("coarse_own_model")
+            if not isinstance(own_model, bool):
+                raise ValueError(f"chunked value header field 'coarse_own_model' is {own_model!r}, not true or false")
+            if own_model and coarse is not None and coarse.context_frame is None:
+                raise ValueError("chunked value header: the coarse layer has its own model but names no context frame")
+        return cls(_positive(header, "voxels"), limits, parsed, coarse, header["format"], own_model)
 
 
 def _positive(header: dict[str, Any], field: str) -> int:
@@ -149,12 +164,19 @@ class CoarseLayer:
 
 @dataclasses.dataclass(frozen=True)
 class CoarseCode:
-    """The coding of a grid's coarse layer: its bounded header and stream, the layer as decoded, the seconds taken."""
+    """The coding of a grid's coarse layer: its bounded header and stream, its own context model (None: it is coded
+    under the counting model or the grid's), the layer as decoded, the seconds taken (its model's fit included)."""
 
     header: bounded.BoundedHeader
     stream: bytes
     layer: CoarseLayer
     seconds: float = 0.0
+    model: ArmWeights | None = None
+
+    @property
+    def size(self) -> int:
+        """The bytes the layer takes in the archive: its stream and its own model's."""
+        return len(self.stream) + (0 if self.model is None else len(self.model.to_bytes()))
 
 
 def coarse_rows(ijk: np.ndarray) -> np.ndarray:
@@ -173,31 +195,50 @@ def _coarse_coding(bound: float | tuple[float, ...]) -> tuple[tuple[float, ...],
     return tuple(float(b) / factor for b in np.atleast_1d(np.asarray(bound, np.float64))), (alpha, beta / factor)
 
 
-def encode_coarse(grid: SparseGrid, bound: float | tuple[float, ...], context: ChunkContext = COUNTING) -> CoarseCode:
-    """The coarse layer of ``grid`` (voxels in canonical order) coded under the counting model or the grid's neural
-    context model, whichever is shorter: the neural one is fitted to a chunk's finer voxels (on a 10M-voxel frame it
-    took 181 kB for the layer, the counting model 99 kB)."""
+def encode_coarse(grid: SparseGrid, bound: float | tuple[float, ...], context: ChunkContext = COUNTING, *,
+                  own_model: bool = True) -> CoarseCode:
+    """The coarse layer of ``grid`` (voxels in canonical order) coded under the counting model, the grid's neural
+    context model or (``own_model``, where the grid has a neural one and the layer is large enough) a model fitted
+    to the layer's own passes, whichever takes the fewest bytes, an own model's counted (ties: the first of these)."""
     start = time.perf_counter()
     rows = coarse_rows(grid.ijk)
     ijk, values = grid.ijk[rows], grid.values[rows]
     bounds, shrink = _coarse_coding(bound)
-    codes = [bounded.encode_bounded(ijk >> COARSE_LEVEL, values, bounds, background=grid.background,
-                                    inactive_known=grid.grid_class != "level set", shrink=shrink, context=weights,
-                                    max_level=MAX_LEVEL - COARSE_LEVEL)
-             for weights in ([None] if context.weights is None else [None, context.weights])]
-    code = min(codes, key=lambda c: len(c.stream))  # the counting model's on a tie
-    header = dataclasses.replace(code.header, context_frame=None if code is codes[0] else context.frame)
-    return CoarseCode(header, code.stream, CoarseLayer(ijk, code.decoded), time.perf_counter() - start)
+
+    def code(weights: ArmWeights | None, record: list[bounded.TrainingPass] | None = None) -> bounded.BoundedCode:
+        return bounded.encode_bounded(ijk >> COARSE_LEVEL, values, bounds, background=grid.background,
+                                      inactive_known=grid.grid_class != "level set", shrink=shrink, context=weights,
+                                      record=record, max_level=MAX_LEVEL - COARSE_LEVEL)
+
+    record: list[bounded.TrainingPass] | None = [] if own_model and context.weights is not None else None
+    counting = code(None, record)
+    options = [(counting, None, None)]  # (coding, context frame, own model)
+    if context.weights is not None:
+        options.append((code(context.weights), context.frame, None))
+        model = None if record is None else layer_model(record)
+        del record
+        if model is not None:
+            options.append((code(model), context.frame, model))
+    chosen, frame, model = min(options, key=lambda o: len(o[0].stream) + (0 if o[2] is None else len(o[2].to_bytes())))
+    header = dataclasses.replace(chosen.header, context_frame=frame)
+    return CoarseCode(header, chosen.stream, CoarseLayer(ijk, chosen.decoded), time.perf_counter() - start, model)
 
 
-def decode_coarse(ijk: np.ndarray, header: ChunkedValues, stream: bytes, context: ArmWeights | None) -> CoarseLayer:
-    """The decoded coarse layer of a ``neuralvox-chunked/3`` grid whose decoded voxels are ``ijk`` (``context``: the
-    grid's neural context model, used where the layer's header names it)."""
+def decode_coarse(ijk: np.ndarray, header: ChunkedValues, stream: bytes, context: ArmWeights | None,
+                  own_model: bytes | None = None) -> CoarseLayer:
+    """The decoded coarse layer of a grid coded in chunks whose decoded voxels are ``ijk`` (``context``: the grid's
+    neural context model, used where the layer's header names it; ``own_model``: the ``COARSE_MODEL_STREAM``, where
+    the header says the layer has its own)."""
     if not isinstance(header, ChunkedHeader) or header.coarse is None:
         raise ValueError("the value header has no coarse layer")
+    if header.coarse_own_model != (own_model is not None):
+        raise ValueError("the value header and the streams given disagree on whether the coarse layer has its own "
+                         "context model")
     rows = coarse_rows(ijk)
     coarse = ijk[rows]
     weights = None if header.coarse.context_frame is None else context
+    if own_model is not None:
+        weights = ArmWeights.from_bytes(own_model)
     return CoarseLayer(coarse, bounded.decode_bounded(coarse >> COARSE_LEVEL, header.coarse, stream, weights))
 
 
@@ -253,7 +294,7 @@ class SamplePiece:
         if self.block_shift is None or self.coarse is None:
             return bounded.encode_grid(self.grid, bound, context, record)
         grid = self.grid
-        layer = encode_coarse(self.coarse, bound, ChunkContext(context)).layer
+        layer = encode_coarse(self.coarse, bound, ChunkContext(context), own_model=False).layer  # for its values
         seed = layer.seed((tuple(grid.ijk.min(axis=0).tolist()), tuple(grid.ijk.max(axis=0).tolist())))
         return bounded.encode_bounded(grid.ijk, grid.values, bound, background=grid.background,
                                       inactive_known=grid.grid_class != "level set", context=context, record=record,
@@ -290,9 +331,11 @@ def assemble(grid: SparseGrid, chunks: Chunks, codes: Iterable[ChunkCode], limit
     for index, rows in enumerate(chunks.rows):
         decoded[rows] = by_index[index].decoded
     header = ChunkedHeader(grid.voxel_count, limits, tuple(by_index[i].header for i in range(len(chunks))),
-                           coarse.header)
+                           coarse.header, coarse_own_model=coarse.model is not None)
     streams = {chunk_stream(i): by_index[i].stream for i in range(len(chunks))}
     streams[COARSE_STREAM] = coarse.stream
+    if coarse.model is not None:
+        streams[COARSE_MODEL_STREAM] = coarse.model.to_bytes()
     return header, streams, decoded
 
 
@@ -317,7 +360,9 @@ def stream_names(header: ChunkedValues) -> list[str]:
     """The streams a grid's bounded values are coded in."""
     if not isinstance(header, ChunkedHeader):
         return [STREAM]
-    return [chunk_stream(i) for i in range(len(header.chunks))] + ([] if header.coarse is None else [COARSE_STREAM])
+    coarse = [] if header.coarse is None else [COARSE_STREAM]
+    own_model = [COARSE_MODEL_STREAM] if header.coarse_own_model else []
+    return [chunk_stream(i) for i in range(len(header.chunks))] + coarse + own_model
 
 
 def known_blocks(header: ChunkedValues) -> int | None:

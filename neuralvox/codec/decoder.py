@@ -528,7 +528,9 @@ class NvoxArchive:
             return None
         if (number, grid) not in self._coarse_cache:
             stream = self.reader.get(payload_key(number, grid, chunked.COARSE_STREAM))
-            self._coarse_cache[(number, grid)] = chunked.decode_coarse(ijk, header, stream, context)
+            own_model = (self.reader.get(payload_key(number, grid, chunked.COARSE_MODEL_STREAM))
+                         if header.coarse_own_model else None)
+            self._coarse_cache[(number, grid)] = chunked.decode_coarse(ijk, header, stream, context, own_model)
             while len(self._coarse_cache) > COARSE_LAYERS_KEPT:
                 self._coarse_cache.popitem(last=False)
         return self._coarse_cache[(number, grid)]

@@ -209,8 +209,9 @@ def check_bounded_v3(check: _Checker, header: dict[str, Any], grid: dict[str, An
 
 
 def check_chunked(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-chunked/1``, ``/2`` and ``/3`` (/2 codes a chunk knowing its inactive voxels inside its own
-    blocks; /3 adds the ``coarse`` layer's bounded header and its ``values.coarse`` stream): bounded values in spatial
+    """``neuralvox-chunked/1`` to ``/4`` (/2 codes a chunk knowing its inactive voxels inside its own blocks; /3 adds
+    the ``coarse`` layer's bounded header and its ``values.coarse`` stream; /4 adds ``coarse_own_model``, true where
+    the layer is coded under its own context model, sent in ``values.coarse.context``): bounded values in spatial
     chunks, each a header of the bounded format and one ``values.<k>`` stream; the chunks' voxels add up to the
     grid's, and all (and the coarse layer) name the same context frame."""
     if check.integer(header, "voxels", 0, MAX_VOXELS) != grid["voxels"]:
@@ -237,17 +238,23 @@ def check_chunked(check: _Checker, header: dict[str, Any], grid: dict[str, Any])
         total += voxels
     if total != grid["voxels"]:
         raise check.fail("chunks", f"the chunks hold {total} voxels, the grid {grid['voxels']}")
-    if header["format"] == chunked.FORMAT:
-        _check_coarse(check, check.get(header, "coarse", dict), chunks[0]["context_frame"], grid)
+    coarse_streams = []
+    if header["format"] in chunked.COARSE_FORMATS:
+        coarse = check.get(header, "coarse", dict)
+        _check_coarse(check, coarse, chunks[0]["context_frame"], grid)
+        coarse_streams.append(chunked.COARSE_STREAM)
+        if header["format"] == chunked.FORMAT and check.get(header, "coarse_own_model", bool):
+            if coarse["context_frame"] is None:
+                raise check.fail("coarse_own_model", "true, but the coarse layer names no context frame")
+            coarse_streams.append(chunked.COARSE_MODEL_STREAM)
     missing = [chunked.chunk_stream(i) for i in range(len(chunks)) if chunked.chunk_stream(i) not in grid["streams"]]
-    if header["format"] == chunked.FORMAT and chunked.COARSE_STREAM not in grid["streams"]:
-        missing.insert(0, chunked.COARSE_STREAM)
+    missing[:0] = [stream for stream in coarse_streams if stream not in grid["streams"]]
     if missing:
         raise check.fail("streams", f"lacks {', '.join(missing[:3])}")
 
 
 def _check_coarse(check: _Checker, coarse: dict[str, Any], context_frame: Any, grid: dict[str, Any]) -> None:
-    """The coarse layer of a ``neuralvox-chunked/3`` grid: a bounded header of at most the grid's voxels."""
+    """The coarse layer of a ``neuralvox-chunked/3`` or ``/4`` grid: a bounded header of at most the grid's voxels."""
     try:
         if coarse.get("format") != BOUNDED_FORMATS[2]:
             raise check.fail("format", f"not {BOUNDED_FORMATS[2]}")

@@ -118,6 +118,7 @@ class ValueJobs:
             return PendingValues(grid, chunks, [self.engine.submit(code_chunk, ChunkVoxels(grid, None), 0, bound,
                                                                    context, None)])
         coarse = encode_coarse(grid, bound, context)
+        release_free_memory()  # the coarse layer's passes and its model's fit, before the chunks are sent
         if self.on_ray:
             batches = np.array_split(np.arange(len(chunks)), min(len(chunks), self.engine.workers))
             where = str(Path(path).resolve())
