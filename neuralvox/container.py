@@ -4,24 +4,25 @@ The container knows nothing of models: the codec names its payloads with slash p
 ``frames/3/density/latents`` or ``groups/0/density/weights`` and keeps in the header whatever index it needs to
 decode one frame alone. Layout of the HDF5 file (container version 3):
 
-- root attribute ``format`` = ``"neuralvox"``;
-- ``archive``: one contiguous uint8 dataset stored without HDF5 filters, attributes or times (its object header
-  made no larger than it needs, where the HDF5 library h5py loaded offers that): the container version (one byte,
-  3), the table of contents' stored length (varint) and CRC-32 (4 bytes, little-endian), the stored table of contents
-  (``neuralvox.toc``: the header in its packed binary form with the payload keys, each payload's size, and a CRC-32
-  per checked block of consecutive payloads, a block being at most ``BLOCK_BYTES`` unless one payload is larger;
-  compressed by whichever of LZMA2 and deflate, or neither, is shortest), then every payload's bytes end to end in
-  the order they were put.
+- ``neuralvox`` (the name is the format mark): one contiguous uint8 dataset stored without HDF5 filters,
+  attributes or times, in the root group and nothing else (both object headers made no larger than they need, where
+  the HDF5 library h5py loaded offers that): the container version (one byte, 3), the table of contents' stored
+  length (varint) and CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header
+  in its packed binary form with the payload keys, each payload's size, and a CRC-32 per checked block of
+  consecutive payloads, a block being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever
+  of LZMA2 and deflate, or neither, is shortest), then every payload's bytes end to end in the order they were put.
 
-Version 2 (still read): the same dataset with attributes ``format_version`` = 2, ``toc_bytes`` and ``toc_crc32``,
-holding the LZMA2-compressed table (the header as JSON text, the keys front coded) then the payloads.
+Version 2 (still read): root attribute ``format`` = ``"neuralvox"``; the dataset ``archive`` with attributes
+``format_version`` = 2, ``toc_bytes`` and ``toc_crc32``, holding the LZMA2-compressed table (the header as JSON text,
+the keys front coded) then the payloads. A neuralvox that reads only versions 1 and 2 refuses a version 3 archive as
+"without the neuralvox format mark" (the root attribute).
 
 Version 1 (still read): root attributes ``format`` and ``format_version`` = 1, a ``toc`` dataset of zlib JSON
 ``{"header": {...}, "payloads": [[key, size, crc32], ...]}`` with a ``crc32`` attribute, and a ``payloads`` dataset.
 
-Version 3 costs about 280 bytes of HDF5 (about 370 without the smaller object header; a version attribute would cost
-47 more), version 2 about 450, version 1 about 850; one HDF5 dataset per payload would cost 320-560 bytes each.
-Reading one payload reads only its checked block.
+Version 3 costs about 215 bytes of HDF5 (about 370 without the smaller object headers; a ``format`` attribute would
+cost about 90 more, a version attribute 47), version 2 about 450, version 1 about 850; one HDF5 dataset per payload
+would cost 320-560 bytes each. Reading one payload reads only its checked block.
 """
 
 from __future__ import annotations
@@ -62,10 +63,9 @@ _CRC_BYTES = 4
 _MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3's version byte, table length (a varint) and checksum
 BLOCK_BYTES = 4096  # payloads are checked in blocks of at most this many bytes (or one larger payload)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# HDF5 1.8 file format, readable by every h5py; small metadata blocks keep the file overhead low.
-_FILE_OPTIONS: dict[str, Any] = {"libver": ("v108", "v108"), "meta_block_size": 64}
 _COPY_BLOCK_BYTES = 16 << 20
-_DATASET = "archive"
+_DATASET = "archive"  # version 2's data
+_MARKED_DATASET = FORMAT  # version 3 on: the data, its name the format mark
 # The table of contents inflates to at most this many bytes per compressed byte, and never past _MAX_TOC_BYTES:
 # a real one compresses about 10:1, a zlib or LZMA bomb 1000:1 and more.
 _TOC_INFLATION = 64
@@ -171,8 +171,7 @@ class ArchiveWriter:
         toc = (bytes([FORMAT_VERSION]) + encode_varint(len(table)) + zlib.crc32(table).to_bytes(_CRC_BYTES, "little")
                + table)
         total = sum(self._payloads.values())
-        with h5py.File(self._temporary, "w", **_FILE_OPTIONS) as file:
-            file.attrs["format"] = np.bytes_(FORMAT)  # fixed-length: a variable-length string costs a 4 kB heap
+        with _create_file(self._temporary) as file:
             dataset = _create_bare_dataset(file, len(toc) + total)
             dataset[: len(toc)] = np.frombuffer(toc, np.uint8)
             self._spool.seek(0)
@@ -212,7 +211,7 @@ class ArchiveReader:
                 self._data, self._base = self._dataset("payloads"), 0
                 self.header, self._table, self._blocks = self._read_json_toc()
             else:
-                self._data = self._dataset(_DATASET)
+                self._data = self._dataset(_DATASET if self.version == 2 else _MARKED_DATASET)
                 self.header, self._table, self._blocks = self._read_binary_toc(self.version)
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5 errors name no file
             self._file.close()
@@ -398,22 +397,38 @@ class ArchiveReader:
         return payloads, blocks
 
 
+def _create_file(path: Path) -> h5py.File:
+    """An empty HDF5 file in the 1.8 format (readable by every h5py), with small metadata blocks, no times, and a
+    root group whose object header has room for one link named like the data and no more, where the library
+    offers that."""
+    creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    creation.set_obj_track_times(False)
+    estimate = _hdf5_function("H5Pset_est_link_info", ctypes.c_uint, ctypes.c_uint)
+    if estimate is not None:
+        estimate(creation.id, 1, len(_MARKED_DATASET))
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_libver_bounds(h5py.h5f.LIBVER_V18, h5py.h5f.LIBVER_V18)
+    access.set_meta_block_size(64)
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=creation, fapl=access))
+
+
 def _create_bare_dataset(file: h5py.File, size: int) -> h5py.Dataset:
-    """The contiguous (``file_offset``) uint8 dataset of ``size`` bytes, its object header without the room HDF5
-    otherwise keeps for attributes (about 90 bytes), where the library offers that."""
+    """The contiguous (``file_offset``) uint8 dataset of ``size`` bytes, without times, its object header without
+    the room HDF5 otherwise keeps for attributes (about 90 bytes), where the library offers that."""
     properties = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     properties.set_obj_track_times(False)  # 16 bytes, and the same input makes the same file
-    minimize = _no_attributes_hint()
+    minimize = _hdf5_function("H5Pset_dset_no_attrs_hint", ctypes.c_bool)
     if minimize is not None:
         minimize(properties.id, True)
     space = h5py.h5s.create_simple((size,))
-    return h5py.Dataset(h5py.h5d.create(file.id, _DATASET.encode(), h5py.h5t.STD_U8LE, space, dcpl=properties))
+    return h5py.Dataset(h5py.h5d.create(file.id, _MARKED_DATASET.encode(), h5py.h5t.STD_U8LE, space,
+                                        dcpl=properties))
 
 
 @functools.cache
-def _no_attributes_hint() -> Any:
-    """HDF5's ``H5Pset_dset_no_attrs_hint`` (1.10.5 and later; h5py does not wrap it) from the library h5py loaded,
-    found among the process's mapped files; None where it cannot be found."""
+def _hdf5_function(name: str, *arguments: Any) -> Any:
+    """A property-list setter h5py does not wrap (``name``, taking a property list and ``arguments``), from the HDF5
+    library h5py loaded, found among the process's mapped files; None where it cannot be found."""
     try:
         maps = Path("/proc/self/maps").read_text().split()
     except OSError:
@@ -422,10 +437,10 @@ def _no_attributes_hint() -> Any:
     if len(libraries) != 1:
         return None
     try:
-        function = ctypes.CDLL(libraries[0]).H5Pset_dset_no_attrs_hint
+        function = getattr(ctypes.CDLL(libraries[0]), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes, function.restype = [ctypes.c_int64, ctypes.c_bool], ctypes.c_int
+    function.argtypes, function.restype = [ctypes.c_int64, *arguments], ctypes.c_int  # hid_t: 64 bits since 1.10
     return function
 
 
@@ -434,8 +449,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
-    """The open file and its container version (1: marks on the root; 2: on the ``archive`` dataset; 3 and later:
-    the dataset's first byte)."""
+    """The open file and its container version (1: on the root; 2: on the ``archive`` dataset; 3 and later: the first
+    byte of the ``neuralvox`` dataset)."""
     if not path.is_file():
         raise ArchiveError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     with path.open("rb") as stream:
@@ -446,12 +461,14 @@ def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
     except OSError as error:
         raise ArchiveError(f"{path}: damaged or truncated archive ({error})") from error
     try:
-        format_name = file.attrs.get("format")
-        version, dataset = file.attrs.get("format_version"), file.get(_DATASET)
-        if version is None and isinstance(dataset, h5py.Dataset):
+        format_name, version = file.attrs.get("format"), file.attrs.get("format_version")
+        marked, dataset = file.get(_MARKED_DATASET), file.get(_DATASET)
+        if format_name is None and isinstance(marked, h5py.Dataset):
+            format_name = FORMAT.encode()
+            if marked.dtype == np.uint8 and marked.ndim == 1 and marked.size:
+                version = marked[0]
+        elif version is None and isinstance(dataset, h5py.Dataset):
             version = dataset.attrs.get("format_version")
-            if version is None and dataset.dtype == np.uint8 and dataset.ndim == 1 and dataset.size:
-                version = dataset[0]
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5's message names no file
         file.close()
         raise ArchiveError(f"{path}: damaged archive ({error})") from None
@@ -460,7 +477,8 @@ def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
         raise ArchiveError(f"{path}: not a neuralvox archive (HDF5 file without the neuralvox format mark)")
     if not isinstance(version, np.integer):
         file.close()
-        raise ArchiveError(f"{path}: damaged archive: dataset '{_DATASET}' missing or without its format_version")
+        raise ArchiveError(f"{path}: damaged archive: dataset '{_DATASET}' or '{_MARKED_DATASET}' missing or without "
+                           f"its format version")
     if version > FORMAT_VERSION:
         file.close()
         raise ArchiveError(f"{path}: format version {version} is newer than this neuralvox reads ({FORMAT_VERSION})")

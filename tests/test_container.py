@@ -83,12 +83,12 @@ def test_stream_sizes_sum_over_frames_and_grids(archive_path):
 
 def test_layout_is_hdf5_with_format_mark_and_one_unfiltered_dataset(archive_path):
     with h5py.File(archive_path, "r") as file:
-        assert dict(file.attrs) == {"format": b"neuralvox"}
-        assert list(file) == ["archive"]
-        assert not file["archive"].attrs
-        assert file["archive"][0] == FORMAT_VERSION == 3  # the version is the data's first byte
-        assert file["archive"].compression is None
-        assert file["archive"].chunks is None
+        assert not file.attrs
+        assert list(file) == ["neuralvox"]  # the name is the format mark
+        assert not file["neuralvox"].attrs
+        assert file["neuralvox"][0] == FORMAT_VERSION == 3  # the version is the data's first byte
+        assert file["neuralvox"].compression is None
+        assert file["neuralvox"].chunks is None
 
 
 def test_the_same_archive_twice_is_the_same_file(tmp_path):
@@ -98,12 +98,12 @@ def test_the_same_archive_twice_is_the_same_file(tmp_path):
     assert (tmp_path / "a.nvox").read_bytes() == (tmp_path / "b.nvox").read_bytes()
 
 
-def test_hdf5_costs_under_300_bytes(tmp_path):
-    """The HDF5 structure around the data: superblock, root group with its format mark, one bare dataset."""
+def test_hdf5_costs_under_230_bytes(tmp_path):
+    """The HDF5 structure around the data: superblock, root group, one bare dataset named as the format mark."""
     write_archive(tmp_path / "a.nvox", {"frames/1/x/y": bytes(1000)}, header={})
     with h5py.File(tmp_path / "a.nvox", "r") as file:
-        data_bytes = file["archive"].size
-    assert os.path.getsize(tmp_path / "a.nvox") - data_bytes < 300
+        data_bytes = file["neuralvox"].size
+    assert os.path.getsize(tmp_path / "a.nvox") - data_bytes < 230
 
 
 def test_overhead_per_payload_is_small(tmp_path):
@@ -117,7 +117,7 @@ def test_overhead_per_payload_is_small(tmp_path):
 def test_file_offset_points_at_the_payload_bytes(archive_path):
     raw = archive_path.read_bytes()
     with ArchiveReader(archive_path) as archive, h5py.File(archive_path, "r") as file:
-        start = file["archive"].id.get_offset()
+        start = file["neuralvox"].id.get_offset()
         toc_bytes, after = decode_varint(raw, start + 1)  # after the version byte: the table's length, CRC, table
         base = after + 4 + toc_bytes
         for key in archive:
@@ -187,7 +187,7 @@ def test_checksum_message_spells_out_frame_and_stream(tmp_path):
 
 def test_damaged_header_detected(tmp_path, archive_path):
     with h5py.File(archive_path, "r") as file:
-        offset = file["archive"].id.get_offset() + 3
+        offset = file["neuralvox"].id.get_offset() + 3
     flip_byte(archive_path, archive_path, offset)
     with pytest.raises(ArchiveError, match="checksum mismatch in the header"):
         ArchiveReader(archive_path)
@@ -222,23 +222,40 @@ def test_foreign_hdf5_file_refused(tmp_path):
 
 def test_newer_format_version_refused(archive_path):
     with h5py.File(archive_path, "r+") as file:
-        file["archive"][0] = FORMAT_VERSION + 1
+        file["neuralvox"][0] = FORMAT_VERSION + 1
     with pytest.raises(ArchiveError, match=f"format version {FORMAT_VERSION + 1} is newer"):
         ArchiveReader(archive_path)
 
 
-def test_newer_format_version_in_an_attribute_refused(archive_path):
-    with h5py.File(archive_path, "r+") as file:
+def test_newer_format_version_in_a_version_2_attribute_refused(tmp_path):
+    write_raw_v2(tmp_path / "a.nvox", table_bytes(PAYLOADS), b"abcdefgh")
+    with h5py.File(tmp_path / "a.nvox", "r+") as file:
         file["archive"].attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
     with pytest.raises(ArchiveError, match=f"format version {FORMAT_VERSION + 1} is newer"):
-        ArchiveReader(archive_path)
+        ArchiveReader(tmp_path / "a.nvox")
 
 
-def test_missing_archive_dataset_named(archive_path):
+def test_missing_dataset_is_no_archive(archive_path):
     with h5py.File(archive_path, "r+") as file:
-        del file["archive"]
-    with pytest.raises(ArchiveError, match="dataset 'archive' missing"):
+        del file["neuralvox"]
+    with pytest.raises(ArchiveError, match="not a neuralvox archive .*without the neuralvox format mark"):
         ArchiveReader(archive_path)
+
+
+def test_missing_version_2_dataset_named(tmp_path):
+    write_raw_v2(tmp_path / "a.nvox", table_bytes(PAYLOADS), b"abcdefgh")
+    with h5py.File(tmp_path / "a.nvox", "r+") as file:
+        del file["archive"]
+    with pytest.raises(ArchiveError, match="dataset 'archive' or 'neuralvox' missing"):
+        ArchiveReader(tmp_path / "a.nvox")
+
+
+@pytest.mark.parametrize("data", [np.zeros(0, np.uint8), np.full(4, 3.0), np.full((2, 2), 3, np.uint8)])
+def test_a_marked_dataset_that_cannot_hold_an_archive_is_refused(tmp_path, data):
+    with h5py.File(tmp_path / "a.nvox", "w") as file:
+        file["neuralvox"] = data
+    with pytest.raises(ArchiveError, match="without its format version"):
+        ArchiveReader(tmp_path / "a.nvox")
 
 
 def test_missing_file_and_folder_refused(tmp_path):
@@ -478,8 +495,7 @@ def write_raw_v3(path, stored: bytes, payloads: bytes, *, version=3, toc_bytes=N
     prefix = bytes([version]) + encode_varint(len(stored) if toc_bytes is None else toc_bytes)
     prefix += (zlib.crc32(stored) if toc_crc is None else toc_crc).to_bytes(4, "little")
     with h5py.File(path, "w") as file:
-        file.attrs["format"] = np.bytes_("neuralvox")
-        file.create_dataset("archive", data=np.frombuffer(prefix + stored + payloads, np.uint8))
+        file.create_dataset("neuralvox", data=np.frombuffer(prefix + stored + payloads, np.uint8))
 
 
 def table_v3(payloads: dict[str, bytes], header=HEADER, keys=None) -> bytes:
