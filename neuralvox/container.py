@@ -20,8 +20,8 @@ the keys front coded) then the payloads. A neuralvox that reads only versions 1 
 Version 1 (still read): root attributes ``format`` and ``format_version`` = 1, a ``toc`` dataset of zlib JSON
 ``{"header": {...}, "payloads": [[key, size, crc32], ...]}`` with a ``crc32`` attribute, and a ``payloads`` dataset.
 
-Version 3 costs about 215 bytes of HDF5 (about 370 without the smaller object headers; a ``format`` attribute would
-cost about 90 more, a version attribute 47), version 2 about 450, version 1 about 850; one HDF5 dataset per payload
+Version 3 costs about 215 bytes of HDF5 (447 without the smaller object headers; a ``format`` attribute would cost
+about 90 more, a version attribute 47), version 2 about 450, version 1 about 850; one HDF5 dataset per payload
 would cost 320-560 bytes each. Reading one payload reads only its checked block.
 """
 

@@ -15,6 +15,7 @@ from conftest import write_v1_archive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from neuralvox import container
 from neuralvox.atomic import OutputExistsError
 from neuralvox.container import (
     BLOCK_BYTES,
@@ -638,3 +639,11 @@ def test_committed_version_1_and_2_archives_read_and_rewrite_smaller(tmp_path):
     write_archive(tmp_path / "now.nvox", old[2], header=old[1])
     assert contents(tmp_path / "now.nvox") == (FORMAT_VERSION, *old[1:])
     assert os.path.getsize(tmp_path / "now.nvox") < os.path.getsize(FIXTURES / "blob_base_only_v2.nvox") - 400
+
+
+def test_without_the_hdf5_setters_h5py_lacks_the_archive_is_larger_and_reads(tmp_path, monkeypatch):
+    write_archive(tmp_path / "small.nvox", random_payloads())
+    monkeypatch.setattr(container, "_hdf5_function", lambda *_: None)
+    write_archive(tmp_path / "plain.nvox", random_payloads())
+    assert os.path.getsize(tmp_path / "plain.nvox") > os.path.getsize(tmp_path / "small.nvox") + 100
+    assert contents(tmp_path / "plain.nvox") == contents(tmp_path / "small.nvox")
