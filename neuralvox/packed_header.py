@@ -194,7 +194,7 @@ class _Packer:
     def value(self, value: Any, ref: Any, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise ValueError(f"header nested deeper than {MAX_DEPTH}")
-        if ref is not None and identical(value, ref):
+        if ref is not None and value == ref and identical(value, ref):  # == first: C speed, and rarely true
             self.out.append(SAME)
         elif value is None:
             self.out.append(NULL)
@@ -284,6 +284,8 @@ class _Packer:
                     trial.out += bytes([BACK]) + encode_varint(back)
                 trial.value(item, value[index - back], depth + 1)
                 trials.append(trial)
+                if len(trial.out) == 1:  # the item before it, unchanged: nothing codes shorter
+                    break
             best = min(trials, key=lambda trial: len(trial.out))
             self.out += best.out
             self.strings = best.strings
