@@ -4,7 +4,8 @@ Every value is coded against a reference: an object's member against the member 
 object, a list's item against the reference list's item at the same index, or, where there is none, against the
 list's previous item (so each frame of the header is coded against the frame before it). One tag byte says how:
 
-- ``SAME``: identical to the reference (same JSON types, same float bits);
+- ``SAME``: identical to the reference (same JSON types, same float bits); ``LIKE_NAMESAKE``: a member identical
+  to the last member of the same name (a value header's ``voxels`` after its grid's);
 - small integers in the tag itself (``0..63``), or as the difference from an integer reference (``-32..31``);
   other integers as zigzag varints, absolute or as that difference;
 - floats as their float32 bits where they are a float32, else their float64 bits (little-endian);
@@ -41,7 +42,7 @@ NULL, FALSE, TRUE, SAME = 0, 1, 2, 3
 INT, INT_DELTA, FLOAT32, FLOAT64 = 4, 5, 6, 7
 STRING, STRING_STEP, STRING_MIDDLE = 8, 9, 10
 LIST, OBJECT, OBJECT_LIKE_REF = 11, 12, 13
-KNOWN_STRING, BACK, DECIMAL, DATETIME, LIST_LIKE_REF = 14, 15, 16, 17, 18
+KNOWN_STRING, BACK, DECIMAL, DATETIME, LIST_LIKE_REF, LIKE_NAMESAKE = 14, 15, 16, 17, 18, 19
 SMALL_INT = 0x80  # 0x80 + n for an integer n in 0..63
 SMALL_DELTA = 0xC0  # 0xC0 + d + 32 for an integer that is its reference plus d, d in -32..31
 
@@ -87,7 +88,7 @@ class PackedHeaderError(ValueError):
 
 def pack_header(value: Any) -> bytes:
     """The packed form of a JSON value (an object, for a header); ValueError for what JSON cannot hold."""
-    packer = _Packer({text: index for index, text in enumerate(VOCABULARY)})
+    packer = _Packer({text: index for index, text in enumerate(VOCABULARY)}, {})
     packer.value(value, None, 0)
     return bytes(packer.out)
 
@@ -179,12 +180,13 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
 
 
 class _Packer:
-    def __init__(self, strings: dict[str, int]) -> None:
+    def __init__(self, strings: dict[str, int], namesakes: dict[str, Any]) -> None:
         self.out = bytearray()
         self.strings = strings  # string -> its index in the table: the vocabulary, then each literal given
+        self.namesakes = namesakes  # member name -> the last value coded under it
 
     def fork(self) -> _Packer:
-        return _Packer(dict(self.strings))
+        return _Packer(dict(self.strings), dict(self.namesakes))
 
     def literal(self, text: str) -> bytes:
         data = text.encode()
@@ -288,13 +290,13 @@ class _Packer:
                     break
             best = min(trials, key=lambda trial: len(trial.out))
             self.out += best.out
-            self.strings = best.strings
+            self.strings, self.namesakes = best.strings, best.namesakes
 
     def object(self, value: dict[str, Any], ref: Any, depth: int) -> None:
         if isinstance(ref, dict) and list(ref) == list(value):
             self.out.append(OBJECT_LIKE_REF)
             for name, item in value.items():
-                self.value(item, ref[name], depth + 1)
+                self.member(name, item, ref[name], depth)
             return
         self.out += bytes([OBJECT]) + encode_varint(len(value))
         for name, item in value.items():
@@ -304,13 +306,23 @@ class _Packer:
                 self.out += encode_varint(self.strings[name] + 1)
             else:
                 self.out += encode_varint(0) + self.literal(name)
-            self.value(item, ref.get(name) if isinstance(ref, dict) else None, depth + 1)
+            self.member(name, item, ref.get(name) if isinstance(ref, dict) else None, depth)
+
+    def member(self, name: str, item: Any, ref: Any, depth: int) -> None:
+        namesake = self.namesakes.get(name)
+        if (namesake is not None and item == namesake and identical(item, namesake)
+                and not (ref is not None and item == ref and identical(item, ref))):
+            self.out.append(LIKE_NAMESAKE)
+        else:
+            self.value(item, ref, depth + 1)
+        self.namesakes[name] = item
 
 
 class _Unpacker:
     def __init__(self, data: bytes) -> None:
         self.data, self.position = data, 0
         self.strings: list[str] = list(VOCABULARY)
+        self.namesakes: dict[str, Any] = {}
         self.budget = _MIN_BUDGET + _BUDGET_PER_BYTE * len(data)
 
     def spend(self, count: int, where: str) -> None:
@@ -467,7 +479,7 @@ class _Unpacker:
         if tag == OBJECT_LIKE_REF:
             if not isinstance(ref, dict):
                 raise PackedHeaderError(f"{where}: an object like {_short(ref)}, which is not an object")
-            return {name: self.value(item, depth + 1, f"{where}.{name}") for name, item in ref.items()}
+            return {name: self.member(name, item, depth, f"{where}.{name}") for name, item in ref.items()}
         count = self.varint(where)
         if count > len(self.data) - self.position:
             raise PackedHeaderError(f"{where}: {count} members in {len(self.data) - self.position} bytes")
@@ -478,8 +490,20 @@ class _Unpacker:
             name = self.literal(at) if index == 0 else self.known(index - 1, at)
             if name in out:
                 raise PackedHeaderError(f"{where}: member {_short(name)} repeated")
-            out[name] = self.value(ref.get(name) if isinstance(ref, dict) else None, depth + 1, f"{where}.{name}")
+            out[name] = self.member(name, ref.get(name) if isinstance(ref, dict) else None, depth, f"{where}.{name}")
         return out
+
+    def member(self, name: str, ref: Any, depth: int, where: str) -> Any:
+        if self.position < len(self.data) and self.data[self.position] == LIKE_NAMESAKE:
+            self.position += 1
+            self.spend(1, where)
+            if self.namesakes.get(name) is None:
+                raise PackedHeaderError(f"{where}: like an earlier {name!r}, where there is none")
+            value = self.copy(self.namesakes[name], where)
+        else:
+            value = self.value(ref, depth + 1, where)
+        self.namesakes[name] = value
+        return value
 
 
 def _short(value: Any) -> str:

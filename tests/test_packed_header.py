@@ -20,6 +20,7 @@ from neuralvox.packed_header import (
     INT,
     INT_DELTA,
     KNOWN_STRING,
+    LIKE_NAMESAKE,
     LIST,
     LIST_LIKE_REF,
     OBJECT,
@@ -111,6 +112,9 @@ def test_alternating_frames_are_coded_against_the_one_of_their_kind():
     ([[1, 2], [1, 3]], bytes([LIST, 2, LIST, 2, SMALL_INT + 1, SMALL_INT + 2, LIST_LIKE_REF, SAME, SMALL_INT + 3])),
     ({"voxels": 3, "zz": 4}, bytes([OBJECT, 2, VOCABULARY.index("voxels") + 1, SMALL_INT + 3, 0, 2]) + b"zz"
      + bytes([SMALL_INT + 4])),
+    ({"voxels": 700, "values": {"voxels": 700}}, bytes([OBJECT, 2, VOCABULARY.index("voxels") + 1, INT])
+     + encode_varint(1400) + bytes([VOCABULARY.index("values") + 1, OBJECT, 1, VOCABULARY.index("voxels") + 1,
+                                    LIKE_NAMESAKE])),
 ])
 def test_each_coding(value, packed):
     assert pack_header(value) == packed
@@ -145,6 +149,8 @@ def deep(levels: int) -> bytes:
     (bytes([LIST, 100, SMALL_INT]), "100 items in 1 bytes"),
     (bytes([OBJECT, 9]), "9 members in 0 bytes"),
     (bytes([LIST_LIKE_REF]), "a list as long as None"),
+    (bytes([OBJECT, 1, VOCABULARY.index("low") + 1, LIKE_NAMESAKE]), "like an earlier 'low', where there is none"),
+    (bytes([LIKE_NAMESAKE]), "unknown tag 19"),
     (bytes([OBJECT_LIKE_REF]), "an object like None"),
     (bytes([LIST, 3, SMALL_INT, SMALL_INT, BACK, 3, SMALL_INT]), "[2]: coded against the item 3 before it"),
     (bytes([LIST, 3, LIST, 0, LIST, 0, BACK, 1, SAME]), "[2]: coded against the item 1 before it"),
