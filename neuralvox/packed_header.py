@@ -1,24 +1,28 @@
-"""The archive header (a JSON value) in a compact binary form, each value coded against the one before it.
+"""The archive header (a JSON value) in a compact binary form, each value coded against one before it.
 
 Every value is coded against a reference: an object's member against the member of the same name in the reference
 object, a list's item against the reference list's item at the same index, or, where there is none, against the
-list's previous item (so each frame of the header is coded against the frame before it). One tag byte says how:
+list's previous item (so each frame of the header is coded against the frame before it); an object in such a list
+may instead name one of the 4 items before it (``BACK``: a key frame against the last key frame), the packer keeping
+whichever codes shortest. One tag byte says how:
 
 - ``SAME``: identical to the reference (same JSON types, same float bits); ``LIKE_NAMESAKE``: a member identical
   to the last member of the same name (a value header's ``voxels`` after its grid's);
 - small integers in the tag itself (``0..63``), or as the difference from an integer reference (``-32..31``);
   other integers as zigzag varints, absolute or as that difference;
-- floats as their float32 bits where they are a float32, else their float64 bits (little-endian);
-- strings whole (length and UTF-8 bytes), as the reference with the number in its last run of digits moved by a
-  difference (``plume.0002.vdb`` after ``plume.0001.vdb``, same width), or as the bytes between a prefix and a
-  suffix shared with the reference;
-- lists (count, then the items); objects with the reference's member names in its order (the values only), or
-  with their own (count, then per member a name, given once per header and then by its index, and the value).
+- floats as their float32 bits where they are a float32, float64 bits, or the mantissa and exponent of their
+  shortest decimal form, whichever is shortest; ISO dates (``created``) as microseconds since 2000;
+- strings by index among ``VOCABULARY`` and the strings given before, whole (length and UTF-8 bytes), as the
+  reference with the number in its last run of digits moved (``plume.0002.vdb`` after ``plume.0001.vdb``, same
+  width), or as the bytes between a prefix and a suffix shared with the reference;
+- lists with their count or as long as the reference, then the items; objects with the reference's member names in
+  its order (the values only), or with their own (count, then per member a name, by index where known, and the
+  value).
 
 ``unpack_header`` checks everything (tags, lengths, UTF-8, references, depth) and bounds the work a crafted table
-can cause: ``SAME`` copies the reference, and the values copied and decoded may not pass a budget set by the
-table's length. JSON round-trips exactly: ``unpack_header(pack_header(value))`` equals ``value`` with its types, float
-bits and member order.
+can cause: ``SAME`` and ``LIKE_NAMESAKE`` copy an earlier value, and the values and string characters decoded and
+copied may not pass a budget set by the header's length. JSON round-trips exactly: ``unpack_header(pack_header(v))``
+is ``v`` with its types, float bits and member order.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
-import re
 import struct
 from typing import Any
 
@@ -46,7 +49,8 @@ KNOWN_STRING, BACK, DECIMAL, DATETIME, LIST_LIKE_REF, LIKE_NAMESAKE = 14, 15, 16
 SMALL_INT = 0x80  # 0x80 + n for an integer n in 0..63
 SMALL_DELTA = 0xC0  # 0xC0 + d + 32 for an integer that is its reference plus d, d in -32..31
 
-_LAST_NUMBER = re.compile(r"(\d+)(\D*)\Z")
+_DIGITS = frozenset("0123456789")
+_MAX_DIGITS = 18  # a string's number moves only when it has at most this many digits
 _EPOCH = datetime.datetime(2000, 1, 1)
 _MAX_EXPONENT = 400  # a float's decimal exponent: beyond it, a decimal is no float
 _BACK_LIMIT = 4  # an object in a list is coded against one of the 4 items before it, whichever packs shortest
@@ -134,17 +138,29 @@ def _item_ref(ref: Any, items: list[Any], index: int) -> tuple[Any, bool]:
     return (items[index - 1], True) if index else (None, False)
 
 
+def _last_number(text: str) -> tuple[int, int] | None:
+    """Where the last run of ASCII digits in ``text`` starts and ends; None where there is none, or a longer one
+    than ``_MAX_DIGITS``."""
+    end = len(text)
+    while end and text[end - 1] not in _DIGITS:
+        end -= 1
+    start = end
+    while start and text[start - 1] in _DIGITS:
+        start -= 1
+    return (start, end) if 0 < end - start <= _MAX_DIGITS else None
+
+
 def _step_string(ref: str, delta: int) -> str | None:
     """``ref`` with the number in its last run of digits moved by ``delta``, same width; None where it has none or
     the number would leave the width."""
-    match = _LAST_NUMBER.search(ref)
-    if match is None:
+    place = _last_number(ref)
+    if place is None:
         return None
-    digits = match.group(1)
-    number = int(digits) + delta
-    if not 0 <= number < 10 ** len(digits):
+    start, end = place
+    number = int(ref[start:end]) + delta
+    if not 0 <= number < 10 ** (end - start):
         return None
-    return f"{ref[: match.start()]}{number:0{len(digits)}d}{match.group(2)}"
+    return f"{ref[:start]}{number:0{end - start}d}{ref[end:]}"
 
 
 def _decimal(value: float) -> tuple[int, int] | None:
@@ -244,9 +260,9 @@ class _Packer:
         if value in self.strings:
             candidates.append(bytes([KNOWN_STRING]) + encode_varint(self.strings[value]))
         if isinstance(ref, str):
-            match, ref_match = _LAST_NUMBER.search(value), _LAST_NUMBER.search(ref)
-            if match and ref_match:
-                delta = int(match.group(1)) - int(ref_match.group(1))
+            place, ref_place = _last_number(value), _last_number(ref)
+            if place and ref_place:
+                delta = int(value[slice(*place)]) - int(ref[slice(*ref_place)])
                 if _step_string(ref, delta) == value:
                     candidates.append(bytes([STRING_STEP]) + encode_varint(_zigzag(delta)))
             data, ref_data = value.encode(), ref.encode()

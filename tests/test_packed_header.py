@@ -193,3 +193,13 @@ def test_edited_packed_headers_unpack_or_fail_cleanly(edits):
         data[position % len(data)] = value
     with contextlib.suppress(PackedHeaderError):
         json.dumps(unpack_header(bytes(data)))
+
+
+def test_long_runs_of_digits_are_coded_whole_and_never_stepped():
+    """A number moves only with at most 18 digits: a crafted run of 100,000 digits costs linear time, not more."""
+    long_number = "1" * 100_000 + "x"
+    value = [long_number, "1" * 99_999 + "2x"]
+    assert unpack_header(pack_header(value)) == value
+    data = bytes([LIST, 2, STRING]) + encode_varint(len(long_number)) + long_number.encode() + bytes([STRING_STEP, 2])
+    with pytest.raises(PackedHeaderError, match="has no number that moves so"):
+        unpack_header(data)
