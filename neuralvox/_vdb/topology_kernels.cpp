@@ -43,6 +43,11 @@ constexpr int kFirstChunk = 16;
 constexpr uint16_t kOccupied = 0x100;
 constexpr double kIntraWeights[4] = {2.0, 2.0, 4.0, 8.0};
 constexpr double kReferenceWeights[5] = {2.0, 2.0, 2.0, 4.0, 8.0};
+// Format 2 (bitcoder.SequentialBitCoder): the same weights as integers, probabilities in 1/2**16.
+constexpr int64_t kIntraWeightsInt[4] = {2, 2, 4, 8};
+constexpr int64_t kReferenceWeightsInt[5] = {2, 2, 2, 4, 8};
+constexpr int kProbabilityBits = 16;
+constexpr int64_t kOne = int64_t(1) << kProbabilityBits, kLowest = 32;
 
 struct PassCell {
     int parent;
@@ -148,13 +153,57 @@ class CountTable {
     int shift_ = 64;
 };
 
+// ---- bitcoder.SequentialBitCoder's carry-less binary arithmetic coder on 32-bit integers ----
+class ArithmeticCoder {
+  public:
+    ArithmeticCoder() = default;
+    ArithmeticCoder(const uint8_t* data, size_t size) : data_(data), size_(size), decoding_(true) {
+        for (int i = 0; i < 4; ++i) value_ = (value_ << 8) | next();
+    }
+    // Encodes ``bit`` (encoder) or returns the decoded bit, with ``probability`` of a one in 1/2**16.
+    int code(int bit, int64_t probability) {
+        const uint32_t middle = low_ + uint32_t((uint64_t(high_ - low_) * uint64_t(probability)) >> kProbabilityBits);
+        if (decoding_) bit = value_ <= middle;
+        if (bit)
+            high_ = middle;
+        else
+            low_ = middle + 1;
+        while (((low_ ^ high_) & 0xFF000000u) == 0) {
+            if (decoding_)
+                value_ = (value_ << 8) | next();
+            else
+                out_.push_back(uint8_t(high_ >> 24));
+            low_ <<= 8;
+            high_ = (high_ << 8) | 0xFF;
+        }
+        return bit;
+    }
+    // The coded bytes and the final one that puts any continuation (zeros) inside the last interval.
+    std::vector<uint8_t> finish() {
+        out_.push_back(uint8_t((uint64_t(low_) + 0xFFFFFF) >> 24));
+        return std::move(out_);
+    }
+    // Bytes read, the zeros past the end included.
+    size_t position() const { return pos_; }
+
+  private:
+    uint32_t next() { return pos_ < size_ ? data_[pos_++] : (++pos_, 0u); }
+
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0, pos_ = 0;
+    bool decoding_ = false;
+    uint32_t low_ = 0, high_ = 0xFFFFFFFFu, value_ = 0;
+    std::vector<uint8_t> out_;
+};
+
 // ---- the walk of octree.walk ----
 class Walk {
   public:
     Walk(int depth, const int64_t* limits, const std::vector<In<uint8_t>>* truth, const std::vector<In<uint8_t>>* ref_masks,
-         const std::vector<In<int64_t>>* ref_first, int64_t count, nb::callable coder, size_t max_finest_table)
+         const std::vector<In<int64_t>>* ref_first, int64_t count, nb::object coder, size_t max_finest_table,
+         std::optional<ArithmeticCoder> sequential)
         : depth_(depth), max_finest_table_(max_finest_table), truth_(truth), ref_masks_(ref_masks), ref_first_(ref_first), count_(count),
-          coder_(std::move(coder)), with_reference_(ref_masks != nullptr) {
+          coder_(std::move(coder)), with_reference_(ref_masks != nullptr), sequential_(std::move(sequential)) {
         for (int a = 0; a < 3; ++a) limits_[a] = limits[a];
         // Ids below these are counted in arrays (octree._contexts: level group < 4, reference group < 32, score
         // <= 41, face < 729); the finest context (x 729 neighbour counts) goes through the map.
@@ -165,6 +214,7 @@ class Walk {
         coarse_probability_.assign(size_t(scored), 0.0);
         coarse_chunk_.assign(size_t(scored), -1);
         weights_ = with_reference_ ? kReferenceWeights : kIntraWeights;
+        int_weights_ = with_reference_ ? kReferenceWeightsInt : kIntraWeightsInt;
     }
 
     nb::tuple run();
@@ -172,6 +222,7 @@ class Walk {
   private:
     void codeLevel(int level);
     void codeBits(std::vector<uint8_t>& bits);
+    void codeBitsSequentially(std::vector<uint8_t>& bits);
     void flush();
     int64_t neighbour(int64_t node, int cell) const {
         if (!table_.empty()) return table_[size_t(node) * 27 + cell];
@@ -187,8 +238,10 @@ class Walk {
     const std::vector<In<uint8_t>>* ref_masks_;
     const std::vector<In<int64_t>>* ref_first_;
     int64_t count_;
-    nb::callable coder_;
+    nb::object coder_;
     bool with_reference_;
+    std::optional<ArithmeticCoder> sequential_;  // format 2: counts after every bit, coded here
+    const int64_t* int_weights_;
     std::vector<CountTable> tables_;
     size_t scored_position_;  // the chain's scored context (it determines every coarser one)
     std::vector<double> coarse_probability_;  // per scored context: the chain's estimate up to it, this chunk
@@ -226,8 +279,28 @@ void Walk::flush() {
     coder_(probabilities, bits);
 }
 
+// bitcoder.SequentialBitCoder.code: counts change after every bit.
+void Walk::codeBitsSequentially(std::vector<uint8_t>& bits) {
+    const size_t count = picked_.size(), chain = tables_.size();
+    for (size_t k = 0; k < count; ++k) {
+        int64_t p = kOne / 2;
+        for (size_t c = 0; c < chain; ++c) {
+            const Count& n = tables_[c][slots_[c * count + k]];
+            p = (n.ones * kOne + int_weights_[c] * p) / (n.total + int_weights_[c]);
+        }
+        const int bit = sequential_->code(bits[k], std::clamp(p, kLowest, kOne - kLowest));
+        bits[k] = uint8_t(bit);
+        for (size_t c = 0; c < chain; ++c) {
+            Count& n = tables_[c][slots_[c * count + k]];
+            n.ones += bit;
+            n.total += 1;
+        }
+    }
+}
+
 // bitcoder.BitCoder.code: counts change only between chunks (16 symbols, then doubling).
 void Walk::codeBits(std::vector<uint8_t>& bits) {
+    if (sequential_) return codeBitsSequentially(bits);
     const int64_t count = int64_t(picked_.size());
     const size_t chain = tables_.size();
     std::vector<double> probabilities;
@@ -388,7 +461,12 @@ nb::tuple Walk::run() {
             flush();
             std::vector<uint8_t> masks(m);
             for (size_t i = 0; i < m; ++i) masks[i] = uint8_t(state_[i]);
-            return nb::make_tuple(owned<int64_t>(std::move(coords_), {m, 3}), owned<uint8_t>(std::move(masks), {m}));
+            auto coords = owned<int64_t>(std::move(coords_), {m, 3});
+            auto leaves = owned<uint8_t>(std::move(masks), {m});
+            if (!sequential_) return nb::make_tuple(coords, leaves);
+            if (truth_ == nullptr) return nb::make_tuple(coords, leaves, sequential_->position());
+            const std::vector<uint8_t> coded = sequential_->finish();
+            return nb::make_tuple(coords, leaves, nb::bytes(reinterpret_cast<const char*>(coded.data()), coded.size()));
         }
         // The next level's nodes: children of the coded set's and the reference's nodes, in Morton order.
         std::vector<int32_t> parent;
@@ -462,14 +540,21 @@ nb::tuple Walk::run() {
 
 nb::tuple walk(int depth, In<int64_t> limits, std::optional<std::vector<In<uint8_t>>> truth,
                std::optional<std::vector<In<uint8_t>>> ref_masks, std::optional<std::vector<In<int64_t>>> ref_first,
-               int64_t count, nb::callable coder, size_t max_finest_table) {
+               int64_t count, nb::object coder, size_t max_finest_table, bool sequential,
+               std::optional<nb::bytes> payload) {
     if (depth < 1 || limits.shape(0) != 3) throw nb::value_error("walk needs depth >= 1 and 3 limits");
     if (truth && truth->size() != size_t(depth) + 1) throw nb::value_error("truth needs depth + 1 mask levels");
     if (ref_masks.has_value() != ref_first.has_value() ||
         (ref_masks && (ref_masks->size() != size_t(depth) + 1 || ref_first->size() != size_t(depth) + 1)))
         throw nb::value_error("a reference needs depth + 1 mask and first-child levels");
+    if (!sequential && coder.is_none()) throw nb::value_error("format 1 needs a range coder callback");
+    if (sequential && !truth && !payload) throw nb::value_error("decoding format 2 needs the payload");
+    std::optional<ArithmeticCoder> arithmetic;
+    if (sequential)
+        arithmetic = truth ? ArithmeticCoder()
+                           : ArithmeticCoder(reinterpret_cast<const uint8_t*>(payload->c_str()), payload->size());
     Walk run(depth, limits.data(), truth ? &*truth : nullptr, ref_masks ? &*ref_masks : nullptr,
-             ref_first ? &*ref_first : nullptr, count, std::move(coder), max_finest_table);
+             ref_first ? &*ref_first : nullptr, count, std::move(coder), max_finest_table, std::move(arithmetic));
     return run.run();
 }
 
@@ -631,11 +716,14 @@ nb::tuple coordinateRange(Coords coords) {
 NB_MODULE(_topology, m) {
     m.doc() = "Compiled loops of neuralvox.topology (same bytes as the numpy reference).";
     m.def("walk", &walk, "depth"_a, "limits"_a, "truth"_a.none(), "reference_masks"_a.none(),
-          "reference_first_child"_a.none(), "count"_a, "coder"_a, "max_finest_table"_a = size_t(1) << 20,
-          "octree.walk: code the levels of ``truth`` (masks per level) or decode them; ``coder(probabilities, bits)`` "
-          "encodes, ``coder(probabilities)`` returns decoded bits. Up to ``max_finest_table`` nodes the finest level gets a "
-          "neighbour table (108 bytes a node); above, neighbours are computed from the level above as the walk goes. "
-          "Returns (coords (M, 3) int64, masks (M,) uint8).");
+          "reference_first_child"_a.none(), "count"_a, "coder"_a.none(), "max_finest_table"_a = size_t(1) << 20,
+          "sequential"_a = false, "payload"_a.none() = nb::none(),
+          "octree.walk: code the levels of ``truth`` (masks per level) or decode them. Format 1: ``coder(probabilities, "
+          "bits)`` encodes, ``coder(probabilities)`` returns decoded bits. Format 2 (``sequential``): counts after every "
+          "bit and the arithmetic coder here; decoding reads ``payload``. Up to ``max_finest_table`` nodes the finest level "
+          "gets a neighbour table (108 bytes a node); above, neighbours are computed from the level above as the walk goes. "
+          "Returns (coords (M, 3) int64, masks (M,) uint8), and for format 2 the coded bytes (encoding) or how many bytes "
+          "decoding read, the zeros past the end included.");
     m.def("morton_octree", &mortonOctree, "coords"_a, "origin"_a, "depth"_a, "children"_a, "order"_a,
           "(masks per level, first child per level, stable Morton order or None, has duplicates).");
     m.def("coordinate_range", &coordinateRange, "coords"_a, "(low, high) per axis of (N, 3) int32 voxels, int64.");

@@ -1,7 +1,9 @@
-"""Binary range coding with adaptive context counts, vectorized: probabilities change only between chunks.
+"""Binary coding of bits with adaptive context counts: format 1 (``BitCoder``, vectorized, probabilities change only
+between chunks, constriction's range coder) and format 2 (``SequentialBitCoder``, counts after every bit, integer
+arithmetic coder).
 
-Probabilities are rational functions of integer counts computed with IEEE operations only (no exp/log), so every
-machine derives the same ones and a stream decodes identically everywhere.
+Format 1's probabilities are rational functions of integer counts computed with IEEE operations only (no exp/log);
+format 2's are integers throughout. Either way every machine derives the same ones and a stream decodes identically.
 """
 
 from __future__ import annotations
@@ -104,3 +106,101 @@ class BitCoder:
     def exhausted(self) -> bool:
         """Whether decoding used up the words (a stream with words left over is corrupted)."""
         return self._decoder.maybe_exhausted()
+
+
+PROBABILITY_BITS = 16
+_ONE = 1 << PROBABILITY_BITS
+_LOWEST = 32  # probabilities are kept in [_LOWEST, _ONE - _LOWEST] / _ONE: no bit costs more than 11 bits
+_TOP = 0xFF000000
+_MASK = 0xFFFFFFFF
+
+
+def chain_probability(counts: list[tuple[int, int]], weights: tuple[int, ...]) -> int:
+    """The probability of a one (in 1/2**16) of a chain of (ones, total) counts, coarse to fine: integers only."""
+    p = _ONE // 2
+    for (ones, total), weight in zip(counts, weights, strict=True):
+        p = (ones * _ONE + weight * p) // (total + weight)
+    return min(max(p, _LOWEST), _ONE - _LOWEST)
+
+
+class SequentialBitCoder:
+    """Format 2: the chain of BitCoder with counts updated after every bit, and a carry-less binary arithmetic coder
+    on 32-bit integers (the one of neuralvox/_vdb/topology_kernels.cpp). Encoding when ``data`` is None.
+
+    One bit at a time in Python: the numpy walk's oracle of the compiled loops, for small sets. The compiled walk
+    codes on its own and hands its result over (``adopt``).
+    """
+
+    def __init__(self, data: bytes | None = None) -> None:
+        self.payload = data
+        self._finished: bytes | None = None
+        self._chain: list[dict[int, list[int]]] = []
+        self._low, self._high = 0, _MASK
+        self._out = bytearray()
+        self._data = data
+        self._pos = 4
+        self._value = 0 if data is None else int.from_bytes(bytes(data[:4]).ljust(4, b"\0"), "big")
+
+    def code(self, contexts: list[np.ndarray], weights: tuple[int, ...], bits: np.ndarray | None) -> np.ndarray:
+        """Encode ``bits``, or decode as many bits as there are contexts; returns the bits (uint8)."""
+        self._chain += [{} for _ in range(len(contexts) - len(self._chain))]
+        columns = [ids.tolist() for ids in contexts]
+        out = np.zeros(len(columns[0]), np.uint8) if bits is None else bits.astype(np.uint8)
+        wanted = None if bits is None else out.tolist()
+        weights = tuple(int(weight) for weight in weights)
+        for k in range(len(out)):
+            counts = [table.setdefault(ids[k], [0, 0]) for table, ids in zip(self._chain, columns, strict=False)]
+            probability = chain_probability([(c[0], c[1]) for c in counts], weights)
+            bit = self._decode(probability) if wanted is None else self._encode(wanted[k], probability)
+            out[k] = bit
+            for count in counts:
+                count[0] += bit
+                count[1] += 1
+        return out
+
+    def _split(self, probability: int) -> int:
+        return self._low + ((self._high - self._low) * probability >> PROBABILITY_BITS)
+
+    def _encode(self, bit: int, probability: int) -> int:
+        middle = self._split(probability)
+        if bit:
+            self._high = middle
+        else:
+            self._low = middle + 1
+        while not (self._low ^ self._high) & _TOP:
+            self._out.append(self._high >> 24)
+            self._low = (self._low << 8) & _MASK
+            self._high = ((self._high << 8) & _MASK) | 0xFF
+        return bit
+
+    def _decode(self, probability: int) -> int:
+        middle = self._split(probability)
+        bit = int(self._value <= middle)
+        if bit:
+            self._high = middle
+        else:
+            self._low = middle + 1
+        while not (self._low ^ self._high) & _TOP:
+            self._low = (self._low << 8) & _MASK
+            self._high = ((self._high << 8) & _MASK) | 0xFF
+            byte = self._data[self._pos] if self._pos < len(self._data) else 0
+            self._value = ((self._value << 8) & _MASK) | byte
+            self._pos += 1
+        return bit
+
+    def adopt(self, coded: bytes | int) -> None:
+        """Take over what the compiled walk coded: its bytes (encoding) or how many bytes it read (decoding)."""
+        if isinstance(coded, bytes):
+            self._finished = coded
+        else:
+            self._pos = coded
+
+    def compressed(self) -> bytes:
+        """The coded bytes, ended by the one byte that puts any continuation (zeros) inside the final interval."""
+        if self._finished is not None:
+            return self._finished
+        return bytes(self._out) + bytes([(self._low + 0xFFFFFF) >> 24])
+
+    def exhausted(self) -> bool:
+        """Whether decoding read exactly the coded bytes (3 of the zeros past their end belong to the final value)."""
+        return self._pos == len(self._data) + 3

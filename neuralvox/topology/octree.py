@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from neuralvox.topology.bitcoder import BitCoder
+from neuralvox.topology.bitcoder import BitCoder, SequentialBitCoder
 from neuralvox.topology.kernels import compiled
 
 # The 27 cells of a 3x3x3 neighbourhood, index (dx+1)*9 + (dy+1)*3 + (dz+1); 13 is the cell itself.
@@ -230,8 +230,21 @@ def _child_rows(table: np.ndarray, parent: np.ndarray, octant: np.ndarray, child
     return lambda offset: child_index[table[_PARENT_OF[octant, offset], parent], _OCTANT_OF[octant, offset]]
 
 
+def _compiled_walk(bitcoder, depth, limits, reference, truth, count) -> tuple[np.ndarray, np.ndarray]:
+    """``walk`` in the compiled loops: format 1 calls back ``bitcoder``'s range coder, format 2 codes there."""
+    first_child = None if reference is None else [np.asarray(f, np.int64) for f in reference.first_child]
+    arguments = (depth, np.asarray(limits, np.int64), None if truth is None else truth.masks,
+                 None if reference is None else reference.masks, first_child, count)
+    if isinstance(bitcoder, BitCoder):
+        return compiled.walk(*arguments, bitcoder.range_code)
+    coords, masks, coded = compiled.walk(*arguments, None, sequential=True, payload=bitcoder.payload)
+    bitcoder.adopt(coded)
+    return coords, masks
+
+
 def walk(
-    bitcoder: BitCoder, depth: int, limits: np.ndarray, reference: Octree | None, truth: Octree | None, count: int
+    bitcoder: BitCoder | SequentialBitCoder, depth: int, limits: np.ndarray, reference: Octree | None,
+    truth: Octree | None, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Code the octree of ``truth`` (encoding) or decode one (``truth`` None) of at most ``count`` voxels, top-down.
 
@@ -244,9 +257,7 @@ def walk(
     sentinel), except the finest level's, computed a row at a time from the level above.
     """
     if compiled is not None:
-        first_child = None if reference is None else [np.asarray(f, np.int64) for f in reference.first_child]
-        return compiled.walk(depth, np.asarray(limits, np.int64), None if truth is None else truth.masks,
-                             None if reference is None else reference.masks, first_child, count, bitcoder.range_code)
+        return _compiled_walk(bitcoder, depth, limits, reference, truth, count)
     coords = np.zeros((1, 3), np.int64)
     nbr = np.full((27, 2), 1, np.int32)
     nbr[_SELF, 0] = 0
