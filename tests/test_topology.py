@@ -260,9 +260,23 @@ def test_sequential_coder_round_trips_long_runs_at_the_clamped_probabilities() -
     rng = np.random.default_rng(2)
     bits = (rng.random(3000) < 0.999).astype(np.uint8)
     bits[1500:] = 0
-    contexts = [np.zeros(len(bits), np.int64)]
+    contexts = [np.zeros(len(bits), np.int64), np.arange(len(bits)) % 2]
+    patterns = [np.zeros(len(bits), np.int64)]
     encoder = SequentialBitCoder()
-    encoder.code(contexts, (1,), bits)
-    decoder = SequentialBitCoder(encoder.compressed())
-    np.testing.assert_array_equal(decoder.code(contexts, (1,), None), bits)
+    encoder.code(contexts, (2, 2), bits, patterns, 0)
+    data = encoder.compressed()
+    assert len(data) < 40  # a sure run costs little: the mixer learns to trust the counts
+    decoder = SequentialBitCoder(data)
+    np.testing.assert_array_equal(decoder.code(contexts, (2, 2), None, patterns, 0), bits)
     assert decoder.exhausted()
+
+
+def test_stretch_is_the_smallest_logit_that_squashes_to_at_least_each_probability():
+    from neuralvox.topology.mixing import LOGIT_LIMIT, STRETCH, squash
+
+    assert [squash(x) for x in range(-LOGIT_LIMIT, LOGIT_LIMIT)] == sorted(squash(x) for x in range(-LOGIT_LIMIT,
+                                                                                                   LOGIT_LIMIT))
+    for p in range(1, 4095):
+        assert squash(STRETCH[p]) >= p
+        assert STRETCH[p] == -LOGIT_LIMIT or squash(STRETCH[p] - 1) < p
+    assert STRETCH[2048] in (0, 1) and squash(0) == 2047

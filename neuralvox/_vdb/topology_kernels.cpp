@@ -48,6 +48,28 @@ constexpr int64_t kIntraWeightsInt[4] = {2, 2, 4, 8};
 constexpr int64_t kReferenceWeightsInt[5] = {2, 2, 2, 4, 8};
 constexpr int kProbabilityBits = 16;
 constexpr int64_t kOne = int64_t(1) << kProbabilityBits, kLowest = 32;
+// mixing.py: logits in 1/256, probabilities in 1/4096, mixer weights in 1/65536.
+constexpr int kSquashKnots[33] = {1,    2,    3,    6,    10,   16,   27,   45,   73,   120,  194,
+                                  310,  488,  747,  1101, 1546, 2047, 2549, 2994, 3348, 3607, 3785,
+                                  3901, 3975, 4024, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094};
+constexpr int kLogitLimit = 2047, kBias = 256, kLearningRate = 20, kCountBuckets[5] = {1, 3, 8, 20, 60};
+constexpr int64_t kInitialWeight = 13107;
+constexpr int kWeightSets = 2 * 4 * 6;
+constexpr int64_t kPatternGroup = 2541865828329;  // 3**26
+constexpr uint64_t kHash0 = 0x9E3779B97F4A7C15ull, kHash1 = 0xBF58476D1CE4E5B9ull;
+
+int squash(int logit) {
+    if (logit > kLogitLimit) return 4095;
+    if (logit < -kLogitLimit) return 0;
+    const int step = logit & 127, knot = (logit >> 7) + 16;
+    return (kSquashKnots[knot] * (128 - step) + kSquashKnots[knot + 1] * step + 64) >> 7;
+}
+
+int bucket(int64_t total) {
+    int b = 0;
+    for (int edge : kCountBuckets) b += total >= edge;
+    return b;
+}
 
 struct PassCell {
     int parent;
@@ -64,8 +86,15 @@ struct Tables {
     FaceCell face[8][6];
     uint8_t popcount[256];
     int8_t highest_bit[256];
+    int16_t stretch[4096];  // mixing.STRETCH
 
     Tables() {
+        for (int p = 0; p < 4096; ++p) stretch[p] = kLogitLimit;
+        for (int logit = -kLogitLimit, low = 0; logit <= kLogitLimit; ++logit) {
+            const int high = squash(logit);
+            for (int p = low; p <= high; ++p) stretch[p] = int16_t(logit);
+            low = std::max(low, high + 1);
+        }
         for (int v = 0; v < 256; ++v) {
             popcount[v] = uint8_t(__builtin_popcount(v));
             highest_bit[v] = int8_t(v ? 31 - __builtin_clz(v) : -1);
@@ -215,6 +244,10 @@ class Walk {
         coarse_chunk_.assign(size_t(scored), -1);
         weights_ = with_reference_ ? kReferenceWeights : kIntraWeights;
         int_weights_ = with_reference_ ? kReferenceWeightsInt : kIntraWeightsInt;
+        patterns_ = with_reference_ ? 2 : 1;
+        for (size_t i = 0; i < patterns_; ++i) pattern_tables_.emplace_back(0);
+        mixer_inputs_ = tables_.size() + patterns_ + 1;
+        mixer_.assign(size_t(kWeightSets) * mixer_inputs_, kInitialWeight);
     }
 
     nb::tuple run();
@@ -223,6 +256,7 @@ class Walk {
     void codeLevel(int level);
     void codeBits(std::vector<uint8_t>& bits);
     void codeBitsSequentially(std::vector<uint8_t>& bits);
+    void patternSlots(int octant, const uint16_t* states, const int64_t* rows, size_t k, size_t picks);
     void flush();
     int64_t neighbour(int64_t node, int cell) const {
         if (!table_.empty()) return table_[size_t(node) * 27 + cell];
@@ -242,6 +276,12 @@ class Walk {
     bool with_reference_;
     std::optional<ArithmeticCoder> sequential_;  // format 2: counts after every bit, coded here
     const int64_t* int_weights_;
+    // Format 2's pattern contexts (octree._patterns) and the mixer's weight sets (mixing.Mixer).
+    size_t patterns_ = 0, mixer_inputs_ = 0;
+    std::vector<CountTable> pattern_tables_;
+    std::vector<int32_t> pattern_slots_;  // patterns x symbols
+    std::vector<int64_t> mixer_;
+    int64_t group_ = 0;
     std::vector<CountTable> tables_;
     size_t scored_position_;  // the chain's scored context (it determines every coarser one)
     std::vector<double> coarse_probability_;  // per scored context: the chain's estimate up to it, this chunk
@@ -279,23 +319,70 @@ void Walk::flush() {
     coder_(probabilities, bits);
 }
 
-// bitcoder.SequentialBitCoder.code: counts change after every bit.
+int countLogit(const Count& n) {
+    return kT.stretch[std::clamp<int64_t>((2 * n.ones + 1) * 4096 / (2 * n.total + 2), 1, 4095)];
+}
+
+// bitcoder.SequentialBitCoder.code: counts change after every bit; the chain, its finer contexts alone and the
+// pattern contexts mixed.
 void Walk::codeBitsSequentially(std::vector<uint8_t>& bits) {
-    const size_t count = picked_.size(), chain = tables_.size();
+    const size_t count = picked_.size(), chain = tables_.size(), inputs = mixer_inputs_;
+    int logits[16];
+    Count* seen[16];
     for (size_t k = 0; k < count; ++k) {
         int64_t p = kOne / 2;
         for (size_t c = 0; c < chain; ++c) {
-            const Count& n = tables_[c][slots_[c * count + k]];
+            Count& n = tables_[c][slots_[c * count + k]];
+            seen[c] = &n;
             p = (n.ones * kOne + int_weights_[c] * p) / (n.total + int_weights_[c]);
         }
-        const int bit = sequential_->code(bits[k], std::clamp(p, kLowest, kOne - kLowest));
+        for (size_t c = 0; c < patterns_; ++c) seen[chain + c] = &pattern_tables_[c][pattern_slots_[c * count + k]];
+        logits[0] = kT.stretch[std::clamp<int64_t>(std::clamp(p, kLowest, kOne - kLowest) >> 4, 1, 4095)];
+        for (size_t c = 1; c < chain + patterns_; ++c) logits[c] = countLogit(*seen[c]);
+        logits[inputs - 1] = kBias;
+        const size_t sets[2] = {size_t(group_ * 6 + bucket(seen[chain - 1]->total)),
+                                size_t((4 + group_) * 6 + bucket(seen[chain]->total))};
+        int own[2];
+        for (int s = 0; s < 2; ++s) {
+            const int64_t* w = &mixer_[sets[s] * inputs];
+            int64_t dot = 0;
+            for (size_t i = 0; i < inputs; ++i) dot += w[i] * logits[i];
+            own[s] = int(std::clamp<int64_t>(dot >> 16, -kLogitLimit, kLogitLimit));
+        }
+        const int64_t mixed = int64_t(squash((own[0] + own[1]) >> 1)) << 4;
+        const int bit = sequential_->code(bits[k], std::clamp(mixed, kLowest, kOne - kLowest));
         bits[k] = uint8_t(bit);
-        for (size_t c = 0; c < chain; ++c) {
-            Count& n = tables_[c][slots_[c * count + k]];
-            n.ones += bit;
-            n.total += 1;
+        for (int s = 0; s < 2; ++s) {
+            const int64_t error = int64_t(bit << 12) - squash(own[s]);
+            int64_t* w = &mixer_[sets[s] * inputs];
+            for (size_t i = 0; i < inputs; ++i) w[i] += (int64_t(logits[i]) * error * kLearningRate) >> 14;
+        }
+        for (size_t c = 0; c < chain + patterns_; ++c) {
+            seen[c]->ones += bit;
+            seen[c]->total += 1;
         }
     }
+}
+
+// octree._patterns for symbol k of a pass: the level group with the 26 neighbours' states, and with the reference's
+// 27 cells, hashed.
+void Walk::patternSlots(int octant, const uint16_t* states, const int64_t* rows, size_t k, size_t picks) {
+    int64_t full = 0;
+    uint64_t reference = 0;
+    for (int d = 0; d < 27; ++d) {
+        const int parent = kT.parent_of[octant][d], child = kT.octant_of[octant][d];
+        if (d != kSelf) {
+            const uint16_t here = states[parent];
+            int64_t state = (here >> child) & 1;
+            if (child >= octant && (here & kOccupied)) state = 2;
+            full = full * 3 + state;
+        }
+        if (with_reference_) reference = (reference << 1) | ((refmask_[size_t(rows[parent])] >> child) & 1);
+    }
+    full += group_ * kPatternGroup;
+    pattern_slots_[k] = pattern_tables_[0].slot(full);
+    if (with_reference_)
+        pattern_slots_[picks + k] = pattern_tables_[1].slot(int64_t(((uint64_t(full) * kHash0 ^ reference) * kHash1) >> 2));
 }
 
 // bitcoder.BitCoder.code: counts change only between chunks (16 symbols, then doubling).
@@ -372,6 +459,7 @@ void Walk::codeLevel(int level) {
     }
     const In<uint8_t>* truth = truth_ != nullptr ? &(*truth_)[size_t(level) + 1] : nullptr;
     const int64_t base_group = std::min(level, 3);
+    group_ = base_group;
     const size_t chain = tables_.size();
     std::vector<uint8_t> bits;
     for (int octant = 0; octant < 8; ++octant) {
@@ -383,16 +471,19 @@ void Walk::codeLevel(int level) {
         }
         const size_t picks = picked_.size();
         slots_.resize(chain * picks);
+        pattern_slots_.resize(patterns_ * picks);
         bits.assign(picks, 0);
         for (size_t k = 0; k < picks; ++k) {
             const size_t j = size_t(picked_[k]);
             const int64_t node = nodes_[j];
             uint16_t states[27];
+            int64_t rows[27];
             int32_t k1 = 0, k0 = 0, ref_count = 0;
             for (const PassCell& cell : kT.pass[octant]) {
                 const int64_t row = neighbour(node, cell.parent);
                 const uint16_t here = state_[size_t(row)];
                 states[cell.parent] = here;
+                rows[cell.parent] = row;
                 const uint8_t mask = uint8_t(here);
                 k1 += kT.popcount[mask & cell.known];
                 k0 += (here & kOccupied) ? kT.popcount[uint8_t(~mask) & cell.known] : kT.popcount[cell.every];
@@ -424,6 +515,7 @@ void Walk::codeLevel(int level) {
             slot[(c + 2) * picks] = tables_[c + 2].slot(scored * 729 + face);
             slot[(c + 3) * picks] = tables_[c + 3].slot((group * 729 + face) * 729 + neighbours);
             if (truth != nullptr) bits[k] = (truth->data()[j] >> octant) & 1;
+            if (sequential_) patternSlots(octant, states, rows, k, picks);
         }
         codeBits(bits);
         const uint8_t bit = uint8_t(1 << octant);

@@ -11,6 +11,8 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
+from neuralvox.topology.mixing import BIAS, STRETCH, Mixer, count_logit, weight_sets
+
 _FIRST_CHUNK = 16
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 
@@ -124,8 +126,9 @@ def chain_probability(counts: list[tuple[int, int]], weights: tuple[int, ...]) -
 
 
 class SequentialBitCoder:
-    """Format 2: the chain of BitCoder with counts updated after every bit, and a carry-less binary arithmetic coder
-    on 32-bit integers (the one of neuralvox/_vdb/topology_kernels.cpp). Encoding when ``data`` is None.
+    """Format 2: counts updated after every bit; the chain of BitCoder, each of its finer contexts alone and the
+    pattern contexts (whole neighbourhoods) are mixed (``mixing.Mixer``), and a carry-less binary arithmetic coder on
+    32-bit integers codes the bit (the one of neuralvox/_vdb/topology_kernels.cpp). Encoding when ``data`` is None.
 
     One bit at a time in Python: the numpy walk's oracle of the compiled loops, for small sets. The compiled walk
     codes on its own and hands its result over (``adopt``).
@@ -135,25 +138,42 @@ class SequentialBitCoder:
         self.payload = data
         self._finished: bytes | None = None
         self._chain: list[dict[int, list[int]]] = []
+        self._patterns: list[dict[int, list[int]]] = []
+        self._mixer: Mixer | None = None
         self._low, self._high = 0, _MASK
         self._out = bytearray()
         self._data = data
         self._pos = 4
         self._value = 0 if data is None else int.from_bytes(bytes(data[:4]).ljust(4, b"\0"), "big")
 
-    def code(self, contexts: list[np.ndarray], weights: tuple[int, ...], bits: np.ndarray | None) -> np.ndarray:
-        """Encode ``bits``, or decode as many bits as there are contexts; returns the bits (uint8)."""
+    def code(self, contexts: list[np.ndarray], weights: tuple[int, ...], bits: np.ndarray | None,
+             patterns: list[np.ndarray], group: int) -> np.ndarray:
+        """Encode ``bits``, or decode as many bits as there are contexts; returns the bits (uint8). ``contexts``: the
+        chain's ids, coarse to fine; ``patterns``: ids of whole-neighbourhood contexts; ``group``: the level's."""
         self._chain += [{} for _ in range(len(contexts) - len(self._chain))]
+        self._patterns += [{} for _ in range(len(patterns) - len(self._patterns))]
+        if self._mixer is None:
+            self._mixer = Mixer(len(contexts) + len(patterns) + 1)
         columns = [ids.tolist() for ids in contexts]
+        pattern_columns = [ids.tolist() for ids in patterns]
         out = np.zeros(len(columns[0]), np.uint8) if bits is None else bits.astype(np.uint8)
         wanted = None if bits is None else out.tolist()
         weights = tuple(int(weight) for weight in weights)
         for k in range(len(out)):
             counts = [table.setdefault(ids[k], [0, 0]) for table, ids in zip(self._chain, columns, strict=False)]
-            probability = chain_probability([(c[0], c[1]) for c in counts], weights)
+            seen = [table.setdefault(ids[k], [0, 0]) for table, ids in zip(self._patterns, pattern_columns,
+                                                                           strict=False)]
+            chained = chain_probability([(c[0], c[1]) for c in counts], weights)
+            logits = [STRETCH[min(max(chained >> 4, 1), 4095)]]
+            logits += [count_logit(c[0], c[1]) for c in counts[1:] + seen]
+            logits.append(BIAS)
+            sets = weight_sets(group, counts[-1][1], seen[0][1])
+            mixed, own = self._mixer.predict(logits, sets)
+            probability = min(max(mixed << 4, _LOWEST), _ONE - _LOWEST)
             bit = self._decode(probability) if wanted is None else self._encode(wanted[k], probability)
             out[k] = bit
-            for count in counts:
+            self._mixer.update(logits, sets, own, bit)
+            for count in counts + seen:
                 count[0] += bit
                 count[1] += 1
         return out
