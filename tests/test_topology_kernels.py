@@ -50,7 +50,7 @@ def test_reference_with_duplicate_rows_and_a_cube_beyond_morton_keys(monkeypatch
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31), box=st.integers(1, 40), fill=st.floats(0.01, 1.0), with_reference=st.booleans())
+@given(seed=st.integers(0, 2**31), box=st.integers(1, 24), fill=st.floats(0.01, 1.0), with_reference=st.booleans())
 def test_random_sets_give_the_same_bytes(monkeypatch: pytest.MonkeyPatch, seed: int, box: int, fill: float,
                                          with_reference: bool) -> None:
     rng = np.random.default_rng(seed)

@@ -1,6 +1,7 @@
 // Loops of the topology coder (neuralvox/topology): the Morton octree of a voxel set, the coarse-to-fine walk with its
 // contexts and adaptive counts, and the lexicographic expansion of the decoded leaves. The same integer and float64
-// arithmetic as the numpy reference in octree.py / bitcoder.py / stream.py, one node at a time; the range coder stays
+// arithmetic as the numpy reference in octree.py / bitcoder.py / mixing.py / stream.py, one node at a time. Format 2
+// (written): counts after every bit, the integer mixer and arithmetic coder here. Format 1 (read): the range coder stays
 // constriction, called back from the walk with each chunk's probabilities. Built with -ffp-contract=off and without
 // -ffast-math, so the probabilities (and hence the bytes) are the reference's on every machine. No OpenVDB here.
 #include <nanobind/nanobind.h>
