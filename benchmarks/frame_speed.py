@@ -4,11 +4,11 @@
 
 The frame is ``bounded_speed.turbulent_frame`` (about 1.7M active voxels at size 128), written as a .vdb with OpenVDB.
 Times, best of ``--repeat`` in wall and in process CPU seconds (each minimum taken on its own): reading the .vdb; the
-topology coder (``encode_topology`` / ``decode_topology``) with its compiled loops and with the numpy reference; the
-bounded values (counting context model, ``--bound`` times the value range); both together, as a frame is coded and
-decoded; and constriction's raw decode floor: the topology's bits decoded in one call from their recorded
-probabilities, and as many value codes as the frame has voxels decoded in one call under one static Categorical
-(the frame's code histogram). Prints one Markdown table.
+topology coder (``encode_topology`` / ``decode_topology``, compiled loops; its numpy reference codes a bit at a time
+since topology format 2 and serves as the tests' oracle only); the bounded values (counting context model, ``--bound``
+times the value range); both together, as a frame is coded and decoded; and constriction's raw decode floor: as many
+value codes as the frame has voxels decoded in one call under one static Categorical (the frame's code histogram).
+Prints one Markdown table.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from bounded_speed import turbulent_frame
 
 from neuralvox.codec.bounded import TrainingPass, decode_bounded, encode_grid
-from neuralvox.topology import bitcoder, decode_topology, encode_topology, octree, stream
+from neuralvox.topology import decode_topology, encode_topology
 from neuralvox.vdb import read_vdb, write_vdb
 
 
@@ -47,48 +47,6 @@ def best_of(repeat: int, run: Callable[[], object]) -> tuple[Timing, object]:
         wall = min(wall, time.perf_counter() - start_wall)
         cpu = min(cpu, time.process_time() - start_cpu)
     return Timing(wall, cpu), result
-
-
-def numpy_reference(run: Callable[[], object]) -> Callable[[], object]:
-    """``run`` with the topology coder's compiled loops switched off."""
-    def switched() -> object:
-        saved = octree.compiled, stream.compiled
-        octree.compiled = stream.compiled = None
-        try:
-            return run()
-        finally:
-            octree.compiled, stream.compiled = saved
-    return switched
-
-
-def topology_probabilities(data: bytes) -> np.ndarray:
-    """The probabilities the topology decoder hands constriction while decoding ``data``, in order."""
-    seen: list[np.ndarray] = []
-    original = bitcoder.BitCoder.range_code
-
-    def recording(self, probabilities, bits=None):
-        seen.append(np.array(probabilities))
-        return original(self, probabilities, bits)
-
-    bitcoder.BitCoder.range_code = recording
-    try:
-        decode_topology(data)
-    finally:
-        bitcoder.BitCoder.range_code = original
-    return np.concatenate(seen)
-
-
-def bernoulli_floor(probabilities: np.ndarray, repeat: int) -> Timing:
-    """Constriction decoding these many bits in one call (drawn at their probabilities)."""
-    model = constriction.stream.model.Bernoulli(perfect=False)
-    bits = (np.random.default_rng(0).random(len(probabilities)) < probabilities).astype(np.int32)
-    encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(bits, model, probabilities)
-    words = encoder.get_compressed()
-    timing, decoded = best_of(repeat, lambda: constriction.stream.queue.RangeDecoder(words).decode(model,
-                                                                                                   probabilities))
-    assert np.array_equal(decoded, bits)
-    return timing
 
 
 def categorical_floor(codes: np.ndarray, repeat: int) -> Timing:
@@ -123,9 +81,6 @@ def main() -> None:
     topology_encode, topology = best_of(args.repeat, lambda: encode_topology(grid.ijk))
     topology_decode, ijk = best_of(args.repeat, lambda: decode_topology(topology))
     assert np.array_equal(ijk, grid.ijk)
-    numpy_encode, numpy_bytes = best_of(args.repeat, numpy_reference(lambda: encode_topology(grid.ijk)))
-    numpy_decode, _ = best_of(args.repeat, numpy_reference(lambda: decode_topology(topology)))
-    assert numpy_bytes == topology
     values_encode, code = best_of(args.repeat, lambda: encode_grid(grid, bound))
     header = dataclasses.replace(code.header, context_frame=None)
     values_decode, values = best_of(args.repeat, lambda: decode_bounded(grid.ijk, header, code.stream))
@@ -136,8 +91,6 @@ def main() -> None:
         return decode_bounded(decode_topology(topology), header, code.stream)
 
     frame_decode, _ = best_of(args.repeat, decode_frame)
-    probabilities = topology_probabilities(topology)
-    bits_floor = bernoulli_floor(probabilities, args.repeat)
     record: list[TrainingPass] = []
     encode_grid(grid, bound, record=record)
     codes_floor = categorical_floor(np.concatenate([visit.codes for visit in record]), args.repeat)
@@ -154,15 +107,12 @@ def main() -> None:
               f"{voxels / timing.cpu / 1e6:.2f} | {read_time.wall / timing.wall:.2f}x |")
 
     row("OpenVDB read of the .vdb", read_time, vdb_bytes)
-    row("topology encode (numpy reference)", numpy_encode, len(topology))
-    row("topology decode (numpy reference)", numpy_decode, len(topology))
     row("topology encode (compiled)", topology_encode, len(topology))
     row("topology decode (compiled)", topology_decode, len(topology))
     row("values encode (counting)", values_encode, len(code.stream))
     row("values decode (counting)", values_decode, len(code.stream))
     row("frame encode (topology + values)", frame_encode, len(topology) + len(code.stream))
     row("frame decode (topology + values)", frame_decode, len(topology) + len(code.stream))
-    row(f"constriction floor: {len(probabilities):,} topology bits, one call", bits_floor)
     row(f"constriction floor: {voxels:,} codes, one static Categorical", codes_floor)
 
 

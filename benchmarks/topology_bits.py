@@ -3,6 +3,8 @@
     PYTHONPATH=. python benchmarks/topology_bits.py                      # Blender smoke frames 1-10 (needs the binding)
     PYTHONPATH=. python benchmarks/topology_bits.py --per-frame --repeat 3
     PYTHONPATH=. python benchmarks/topology_bits.py --synthetic          # a moving fuzzy blob, no OpenVDB needed
+    PYTHONPATH=. python benchmarks/topology_bits.py --data data/generated/liquid_64x12 \
+        --pattern liquid.{frame:04d}.vdb --frames 1-12 --grids surface --cross ''
 
 intra: every frame coded alone; inter: each frame coded against the previous frame's set (frame 1 has none, so it is
 coded alone, as a key frame would be); cross: a grid coded against another grid of the same frame (--cross).
@@ -51,12 +53,12 @@ def canonical(ijk: np.ndarray) -> np.ndarray:
     return ijk[np.lexsort((ijk[:, 2], ijk[:, 1], ijk[:, 0]))]
 
 
-def read_frames(data: Path, frames: list[int], grids: list[str]) -> dict[str, list[np.ndarray]]:
+def read_frames(data: Path, pattern: str, frames: list[int], grids: list[str]) -> dict[str, list[np.ndarray]]:
     from neuralvox.vdb import read_vdb
 
     sets: dict[str, list[np.ndarray]] = {grid: [] for grid in grids}
     for frame in frames:
-        vdb = read_vdb(data / f"fluid_data_{frame:04d}.vdb", grids=grids)
+        vdb = read_vdb(data / pattern.format(frame=frame), grids=grids)
         for grid in grids:
             sets[grid].append(canonical(vdb.grids[grid].ijk))
     return sets
@@ -91,6 +93,7 @@ def measure(current: np.ndarray, reference: np.ndarray | None, repeat: int) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of fluid_data_####.vdb frames")
+    parser.add_argument("--pattern", default="fluid_data_{frame:04d}.vdb", help="file name of a frame in --data")
     parser.add_argument("--frames", default="1-10", help="first-last frame numbers")
     parser.add_argument("--grids", default=",".join(DEFAULT_GRIDS))
     parser.add_argument(
@@ -105,7 +108,7 @@ def main() -> None:
     first, last = (int(v) for v in args.frames.split("-"))
     frames = list(range(first, last + 1))
     grids = [g for g in args.grids.split(",") if g]
-    sets = synthetic_frames(frames) if args.synthetic else read_frames(args.data, frames, grids)
+    sets = synthetic_frames(frames) if args.synthetic else read_frames(args.data, args.pattern, frames, grids)
     pairs = [] if args.synthetic else [tuple(p.split(":")) for p in args.cross.split(",") if p]
 
     print(f"# Topology coder, {'synthetic blob' if args.synthetic else args.data.name} frames {args.frames}\n")

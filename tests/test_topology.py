@@ -1,10 +1,13 @@
 """Tests of the lossless topology coder: exact round trips, references, edge cases, corruption and rate."""
 
+import zlib
+
 import numpy as np
 import pytest
-from conftest import ball_cells
+from conftest import FIXTURES, ball_cells
 
 from neuralvox.topology import decode_topology, encode_topology
+from neuralvox.topology.bitcoder import SequentialBitCoder
 from neuralvox.topology.octree import Octree, morton_keys, morton_sorted
 
 
@@ -105,6 +108,43 @@ def test_unrelated_or_empty_reference_costs_no_more_than_intra():
     assert len(assert_round_trip(current, np.zeros((0, 3), np.int32))) <= len(intra)
 
 
+FORMAT_1 = FIXTURES / "topology_v1.npz"  # streams the format 1 encoder wrote (commit 75504f4)
+
+
+def format_1_streams() -> dict[str, tuple[bytes, np.ndarray, np.ndarray | None]]:
+    """Each committed format 1 stream, the voxels it holds and the reference it was coded against."""
+    streams = np.load(FORMAT_1)
+    sphere = noisy_sphere(radius=8)
+    return {
+        "noisy_sphere_intra": (streams["noisy_sphere_intra"].tobytes(), sphere, None),
+        "noisy_sphere_against_every_third": (
+            streams["noisy_sphere_against_every_third"].tobytes(), sphere, sphere[::3]),
+        "thin_shell_intra": (streams["thin_shell_intra"].tobytes(), thin_shell(radius=10), None),
+    }
+
+
+@pytest.mark.parametrize("name", ["noisy_sphere_intra", "noisy_sphere_against_every_third", "thin_shell_intra"])
+def test_format_1_streams_still_decode(name):
+    data, voxels, reference = format_1_streams()[name]
+    assert data[0] & 0x7F == 1 and bool(data[0] & 0x80) == (reference is not None)
+    np.testing.assert_array_equal(decode_topology(data, reference), canonical(voxels))
+
+
+def test_format_2_is_written_and_codes_the_format_1_sets_in_fewer_bytes():
+    for data, voxels, reference in format_1_streams().values():
+        coded = assert_round_trip(voxels, reference)
+        assert coded[0] & 0x7F == 2
+        assert len(coded) < len(data)
+
+
+def test_format_2_payload_read_past_its_end_or_short_of_it_raises():
+    data = encode_topology(noisy_sphere(radius=8))
+    for body in (data[:-2] + b"\0", data[:-3]):  # one byte too many, one too few, checksum made valid
+        forged = body + (zlib.crc32(body) & 0xFFFF).to_bytes(2, "little")
+        with pytest.raises(ValueError, match="corrupted"):
+            decode_topology(forged)
+
+
 def test_intra_stream_decodes_whatever_reference_is_given():
     current = noisy_sphere()
     data = encode_topology(current)
@@ -167,8 +207,6 @@ def test_corrupted_bytes_raise():
 
 
 def test_garbage_with_a_valid_checksum_never_hangs():
-    import zlib
-
     data = encode_topology(noisy_sphere(radius=8))
     rng = np.random.default_rng(6)
     for _ in range(20):
@@ -215,3 +253,30 @@ def test_octree_from_morton_keys_matches_the_coordinate_octree():
         assert np.array_equal(by_keys.masks[level], by_coordinates.masks[level])
         if level > 1:  # the walk looks up children from level 2 up
             assert np.array_equal(by_keys.first_child[level], by_coordinates.first_child[level])
+
+
+def test_sequential_coder_round_trips_long_runs_at_the_clamped_probabilities() -> None:
+    """The interval shrinks fastest at the extreme probabilities: a long run of them still decodes exactly."""
+    rng = np.random.default_rng(2)
+    bits = (rng.random(3000) < 0.999).astype(np.uint8)
+    bits[1500:] = 0
+    contexts = [np.zeros(len(bits), np.int64), np.arange(len(bits)) % 2]
+    patterns = [np.zeros(len(bits), np.int64)]
+    encoder = SequentialBitCoder()
+    encoder.code(contexts, (2, 2), bits, patterns, 0)
+    data = encoder.compressed()
+    assert len(data) < 40  # a sure run costs little: the mixer learns to trust the counts
+    decoder = SequentialBitCoder(data)
+    np.testing.assert_array_equal(decoder.code(contexts, (2, 2), None, patterns, 0), bits)
+    assert decoder.exhausted()
+
+
+def test_stretch_is_the_smallest_logit_that_squashes_to_at_least_each_probability():
+    from neuralvox.topology.mixing import LOGIT_LIMIT, STRETCH, squash
+
+    assert [squash(x) for x in range(-LOGIT_LIMIT, LOGIT_LIMIT)] == sorted(squash(x) for x in range(-LOGIT_LIMIT,
+                                                                                                   LOGIT_LIMIT))
+    for p in range(1, 4095):
+        assert squash(STRETCH[p]) >= p
+        assert STRETCH[p] == -LOGIT_LIMIT or squash(STRETCH[p] - 1) < p
+    assert STRETCH[2048] in (0, 1) and squash(0) == 2047

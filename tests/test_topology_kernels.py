@@ -9,7 +9,7 @@ import pytest
 from conftest import without_compiled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_topology import SHAPES, noisy_sphere
+from test_topology import SHAPES, format_1_streams, noisy_sphere
 
 from neuralvox.topology import decode_topology, encode_topology, kernels, octree, stream
 from neuralvox.topology.bitcoder import BitCoder
@@ -50,7 +50,7 @@ def test_reference_with_duplicate_rows_and_a_cube_beyond_morton_keys(monkeypatch
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31), box=st.integers(1, 40), fill=st.floats(0.01, 1.0), with_reference=st.booleans())
+@given(seed=st.integers(0, 2**31), box=st.integers(1, 24), fill=st.floats(0.01, 1.0), with_reference=st.booleans())
 def test_random_sets_give_the_same_bytes(monkeypatch: pytest.MonkeyPatch, seed: int, box: int, fill: float,
                                          with_reference: bool) -> None:
     rng = np.random.default_rng(seed)
@@ -97,3 +97,31 @@ def test_finest_level_without_a_neighbour_table_codes_the_same(with_reference: b
     decoder = BitCoder(np.frombuffer(on_the_fly, "<u4").astype(np.uint32))
     _, leaves = kernels.compiled.walk(depth, extent, None, masks, first, len(ijk), decoder.range_code, 0)
     np.testing.assert_array_equal(leaves[leaves != 0], truth.masks[1])  # nodes of the reference alone hold none
+
+
+@pytest.mark.parametrize("name", ["noisy_sphere_intra", "noisy_sphere_against_every_third", "thin_shell_intra"])
+def test_format_1_streams_decode_the_same_on_both_paths(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    data, _, ref = format_1_streams()[name]
+    numpy_voxels = reference(monkeypatch, lambda: decode_topology(data, ref))
+    np.testing.assert_array_equal(decode_topology(data, ref), numpy_voxels)
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_format_2_finest_level_without_a_neighbour_table_codes_the_same(with_reference: bool) -> None:
+    ijk = noisy_sphere(radius=20)
+    origin = ijk.min(axis=0).astype(np.int64)
+    extent = ijk.max(axis=0).astype(np.int64) - origin
+    depth = max(int(e).bit_length() for e in extent)
+    truth, _ = stream._octree(ijk, origin, depth, reference=False)
+    ref = stream._reference_octree(ijk[::2] + 1, origin, depth)[0] if with_reference else None
+    masks = None if ref is None else ref.masks
+    first = None if ref is None else ref.first_child
+    run = (depth, extent, truth.masks, masks, first, len(ijk), None)
+    table = kernels.compiled.walk(*run, 1 << 20, sequential=True)[2]
+    on_the_fly = kernels.compiled.walk(*run, 0, sequential=True)[2]
+    assert table == on_the_fly
+    _, leaves, read = kernels.compiled.walk(depth, extent, None, masks, first, len(ijk), None, 0, sequential=True,
+                                            payload=on_the_fly)
+    np.testing.assert_array_equal(leaves[leaves != 0], truth.masks[1])
+    assert read == len(on_the_fly) + 3
+

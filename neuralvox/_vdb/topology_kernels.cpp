@@ -1,6 +1,7 @@
 // Loops of the topology coder (neuralvox/topology): the Morton octree of a voxel set, the coarse-to-fine walk with its
 // contexts and adaptive counts, and the lexicographic expansion of the decoded leaves. The same integer and float64
-// arithmetic as the numpy reference in octree.py / bitcoder.py / stream.py, one node at a time; the range coder stays
+// arithmetic as the numpy reference in octree.py / bitcoder.py / mixing.py / stream.py, one node at a time. Format 2
+// (written): counts after every bit, the integer mixer and arithmetic coder here. Format 1 (read): the range coder stays
 // constriction, called back from the walk with each chunk's probabilities. Built with -ffp-contract=off and without
 // -ffast-math, so the probabilities (and hence the bytes) are the reference's on every machine. No OpenVDB here.
 #include <nanobind/nanobind.h>
@@ -43,6 +44,33 @@ constexpr int kFirstChunk = 16;
 constexpr uint16_t kOccupied = 0x100;
 constexpr double kIntraWeights[4] = {2.0, 2.0, 4.0, 8.0};
 constexpr double kReferenceWeights[5] = {2.0, 2.0, 2.0, 4.0, 8.0};
+// Format 2 (bitcoder.SequentialBitCoder): the same weights as integers, probabilities in 1/2**16.
+constexpr int64_t kIntraWeightsInt[4] = {2, 2, 4, 8};
+constexpr int64_t kReferenceWeightsInt[5] = {2, 2, 2, 4, 8};
+constexpr int kProbabilityBits = 16;
+constexpr int64_t kOne = int64_t(1) << kProbabilityBits, kLowest = 32;
+// mixing.py: logits in 1/256, probabilities in 1/4096, mixer weights in 1/65536.
+constexpr int kSquashKnots[33] = {1,    2,    3,    6,    10,   16,   27,   45,   73,   120,  194,
+                                  310,  488,  747,  1101, 1546, 2047, 2549, 2994, 3348, 3607, 3785,
+                                  3901, 3975, 4024, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094};
+constexpr int kLogitLimit = 2047, kBias = 256, kLearningRate = 20, kCountBuckets[5] = {1, 3, 8, 20, 60};
+constexpr int64_t kInitialWeight = 13107;
+constexpr int kWeightSets = 2 * 4 * 6;
+constexpr int64_t kPatternGroup = 2541865828329;  // 3**26
+constexpr uint64_t kHash0 = 0x9E3779B97F4A7C15ull, kHash1 = 0xBF58476D1CE4E5B9ull;
+
+int squash(int logit) {
+    if (logit > kLogitLimit) return 4095;
+    if (logit < -kLogitLimit) return 0;
+    const int step = logit & 127, knot = (logit >> 7) + 16;
+    return (kSquashKnots[knot] * (128 - step) + kSquashKnots[knot + 1] * step + 64) >> 7;
+}
+
+int bucket(int64_t total) {
+    int b = 0;
+    for (int edge : kCountBuckets) b += total >= edge;
+    return b;
+}
 
 struct PassCell {
     int parent;
@@ -59,8 +87,15 @@ struct Tables {
     FaceCell face[8][6];
     uint8_t popcount[256];
     int8_t highest_bit[256];
+    int16_t stretch[4096];  // mixing.STRETCH
 
     Tables() {
+        for (int p = 0; p < 4096; ++p) stretch[p] = kLogitLimit;
+        for (int logit = -kLogitLimit, low = 0; logit <= kLogitLimit; ++logit) {
+            const int high = squash(logit);
+            for (int p = low; p <= high; ++p) stretch[p] = int16_t(logit);
+            low = std::max(low, high + 1);
+        }
         for (int v = 0; v < 256; ++v) {
             popcount[v] = uint8_t(__builtin_popcount(v));
             highest_bit[v] = int8_t(v ? 31 - __builtin_clz(v) : -1);
@@ -148,13 +183,57 @@ class CountTable {
     int shift_ = 64;
 };
 
+// ---- bitcoder.SequentialBitCoder's carry-less binary arithmetic coder on 32-bit integers ----
+class ArithmeticCoder {
+  public:
+    ArithmeticCoder() = default;
+    ArithmeticCoder(const uint8_t* data, size_t size) : data_(data), size_(size), decoding_(true) {
+        for (int i = 0; i < 4; ++i) value_ = (value_ << 8) | next();
+    }
+    // Encodes ``bit`` (encoder) or returns the decoded bit, with ``probability`` of a one in 1/2**16.
+    int code(int bit, int64_t probability) {
+        const uint32_t middle = low_ + uint32_t((uint64_t(high_ - low_) * uint64_t(probability)) >> kProbabilityBits);
+        if (decoding_) bit = value_ <= middle;
+        if (bit)
+            high_ = middle;
+        else
+            low_ = middle + 1;
+        while (((low_ ^ high_) & 0xFF000000u) == 0) {
+            if (decoding_)
+                value_ = (value_ << 8) | next();
+            else
+                out_.push_back(uint8_t(high_ >> 24));
+            low_ <<= 8;
+            high_ = (high_ << 8) | 0xFF;
+        }
+        return bit;
+    }
+    // The coded bytes and the final one that puts any continuation (zeros) inside the last interval.
+    std::vector<uint8_t> finish() {
+        out_.push_back(uint8_t((uint64_t(low_) + 0xFFFFFF) >> 24));
+        return std::move(out_);
+    }
+    // Bytes read, the zeros past the end included.
+    size_t position() const { return pos_; }
+
+  private:
+    uint32_t next() { return pos_ < size_ ? data_[pos_++] : (++pos_, 0u); }
+
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0, pos_ = 0;
+    bool decoding_ = false;
+    uint32_t low_ = 0, high_ = 0xFFFFFFFFu, value_ = 0;
+    std::vector<uint8_t> out_;
+};
+
 // ---- the walk of octree.walk ----
 class Walk {
   public:
     Walk(int depth, const int64_t* limits, const std::vector<In<uint8_t>>* truth, const std::vector<In<uint8_t>>* ref_masks,
-         const std::vector<In<int64_t>>* ref_first, int64_t count, nb::callable coder, size_t max_finest_table)
+         const std::vector<In<int64_t>>* ref_first, int64_t count, nb::object coder, size_t max_finest_table,
+         std::optional<ArithmeticCoder> sequential)
         : depth_(depth), max_finest_table_(max_finest_table), truth_(truth), ref_masks_(ref_masks), ref_first_(ref_first), count_(count),
-          coder_(std::move(coder)), with_reference_(ref_masks != nullptr) {
+          coder_(std::move(coder)), with_reference_(ref_masks != nullptr), sequential_(std::move(sequential)) {
         for (int a = 0; a < 3; ++a) limits_[a] = limits[a];
         // Ids below these are counted in arrays (octree._contexts: level group < 4, reference group < 32, score
         // <= 41, face < 729); the finest context (x 729 neighbour counts) goes through the map.
@@ -165,6 +244,11 @@ class Walk {
         coarse_probability_.assign(size_t(scored), 0.0);
         coarse_chunk_.assign(size_t(scored), -1);
         weights_ = with_reference_ ? kReferenceWeights : kIntraWeights;
+        int_weights_ = with_reference_ ? kReferenceWeightsInt : kIntraWeightsInt;
+        patterns_ = with_reference_ ? 2 : 1;
+        for (size_t i = 0; i < patterns_; ++i) pattern_tables_.emplace_back(0);
+        mixer_inputs_ = tables_.size() + patterns_ + 1;
+        mixer_.assign(size_t(kWeightSets) * mixer_inputs_, kInitialWeight);
     }
 
     nb::tuple run();
@@ -172,6 +256,8 @@ class Walk {
   private:
     void codeLevel(int level);
     void codeBits(std::vector<uint8_t>& bits);
+    void codeBitsSequentially(std::vector<uint8_t>& bits);
+    void patternSlots(int octant, const uint16_t* states, const int64_t* rows, size_t k, size_t picks);
     void flush();
     int64_t neighbour(int64_t node, int cell) const {
         if (!table_.empty()) return table_[size_t(node) * 27 + cell];
@@ -187,8 +273,16 @@ class Walk {
     const std::vector<In<uint8_t>>* ref_masks_;
     const std::vector<In<int64_t>>* ref_first_;
     int64_t count_;
-    nb::callable coder_;
+    nb::object coder_;
     bool with_reference_;
+    std::optional<ArithmeticCoder> sequential_;  // format 2: counts after every bit, coded here
+    const int64_t* int_weights_;
+    // Format 2's pattern contexts (octree._patterns) and the mixer's weight sets (mixing.Mixer).
+    size_t patterns_ = 0, mixer_inputs_ = 0;
+    std::vector<CountTable> pattern_tables_;
+    std::vector<int32_t> pattern_slots_;  // patterns x symbols
+    std::vector<int64_t> mixer_;
+    int64_t group_ = 0;
     std::vector<CountTable> tables_;
     size_t scored_position_;  // the chain's scored context (it determines every coarser one)
     std::vector<double> coarse_probability_;  // per scored context: the chain's estimate up to it, this chunk
@@ -226,8 +320,75 @@ void Walk::flush() {
     coder_(probabilities, bits);
 }
 
+int countLogit(const Count& n) {
+    return kT.stretch[std::clamp<int64_t>((2 * n.ones + 1) * 4096 / (2 * n.total + 2), 1, 4095)];
+}
+
+// bitcoder.SequentialBitCoder.code: counts change after every bit; the chain, its finer contexts alone and the
+// pattern contexts mixed.
+void Walk::codeBitsSequentially(std::vector<uint8_t>& bits) {
+    const size_t count = picked_.size(), chain = tables_.size(), inputs = mixer_inputs_;
+    int logits[16];
+    Count* seen[16];
+    for (size_t k = 0; k < count; ++k) {
+        int64_t p = kOne / 2;
+        for (size_t c = 0; c < chain; ++c) {
+            Count& n = tables_[c][slots_[c * count + k]];
+            seen[c] = &n;
+            p = (n.ones * kOne + int_weights_[c] * p) / (n.total + int_weights_[c]);
+        }
+        for (size_t c = 0; c < patterns_; ++c) seen[chain + c] = &pattern_tables_[c][pattern_slots_[c * count + k]];
+        logits[0] = kT.stretch[std::clamp<int64_t>(std::clamp(p, kLowest, kOne - kLowest) >> 4, 1, 4095)];
+        for (size_t c = 1; c < chain + patterns_; ++c) logits[c] = countLogit(*seen[c]);
+        logits[inputs - 1] = kBias;
+        const size_t sets[2] = {size_t(group_ * 6 + bucket(seen[chain - 1]->total)),
+                                size_t((4 + group_) * 6 + bucket(seen[chain]->total))};
+        int own[2];
+        for (int s = 0; s < 2; ++s) {
+            const int64_t* w = &mixer_[sets[s] * inputs];
+            int64_t dot = 0;
+            for (size_t i = 0; i < inputs; ++i) dot += w[i] * logits[i];
+            own[s] = int(std::clamp<int64_t>(dot >> 16, -kLogitLimit, kLogitLimit));
+        }
+        const int64_t mixed = int64_t(squash((own[0] + own[1]) >> 1)) << 4;
+        const int bit = sequential_->code(bits[k], std::clamp(mixed, kLowest, kOne - kLowest));
+        bits[k] = uint8_t(bit);
+        for (int s = 0; s < 2; ++s) {
+            const int64_t error = int64_t(bit << 12) - squash(own[s]);
+            int64_t* w = &mixer_[sets[s] * inputs];
+            for (size_t i = 0; i < inputs; ++i) w[i] += (int64_t(logits[i]) * error * kLearningRate) >> 14;
+        }
+        for (size_t c = 0; c < chain + patterns_; ++c) {
+            seen[c]->ones += bit;
+            seen[c]->total += 1;
+        }
+    }
+}
+
+// octree._patterns for symbol k of a pass: the level group with the 26 neighbours' states, and with the reference's
+// 27 cells, hashed.
+void Walk::patternSlots(int octant, const uint16_t* states, const int64_t* rows, size_t k, size_t picks) {
+    int64_t full = 0;
+    uint64_t reference = 0;
+    for (int d = 0; d < 27; ++d) {
+        const int parent = kT.parent_of[octant][d], child = kT.octant_of[octant][d];
+        if (d != kSelf) {
+            const uint16_t here = states[parent];
+            int64_t state = (here >> child) & 1;
+            if (child >= octant && (here & kOccupied)) state = 2;
+            full = full * 3 + state;
+        }
+        if (with_reference_) reference = (reference << 1) | ((refmask_[size_t(rows[parent])] >> child) & 1);
+    }
+    full += group_ * kPatternGroup;
+    pattern_slots_[k] = pattern_tables_[0].slot(full);
+    if (with_reference_)
+        pattern_slots_[picks + k] = pattern_tables_[1].slot(int64_t(((uint64_t(full) * kHash0 ^ reference) * kHash1) >> 2));
+}
+
 // bitcoder.BitCoder.code: counts change only between chunks (16 symbols, then doubling).
 void Walk::codeBits(std::vector<uint8_t>& bits) {
+    if (sequential_) return codeBitsSequentially(bits);
     const int64_t count = int64_t(picked_.size());
     const size_t chain = tables_.size();
     std::vector<double> probabilities;
@@ -299,6 +460,7 @@ void Walk::codeLevel(int level) {
     }
     const In<uint8_t>* truth = truth_ != nullptr ? &(*truth_)[size_t(level) + 1] : nullptr;
     const int64_t base_group = std::min(level, 3);
+    group_ = base_group;
     const size_t chain = tables_.size();
     std::vector<uint8_t> bits;
     for (int octant = 0; octant < 8; ++octant) {
@@ -310,16 +472,19 @@ void Walk::codeLevel(int level) {
         }
         const size_t picks = picked_.size();
         slots_.resize(chain * picks);
+        pattern_slots_.resize(patterns_ * picks);
         bits.assign(picks, 0);
         for (size_t k = 0; k < picks; ++k) {
             const size_t j = size_t(picked_[k]);
             const int64_t node = nodes_[j];
             uint16_t states[27];
+            int64_t rows[27];
             int32_t k1 = 0, k0 = 0, ref_count = 0;
             for (const PassCell& cell : kT.pass[octant]) {
                 const int64_t row = neighbour(node, cell.parent);
                 const uint16_t here = state_[size_t(row)];
                 states[cell.parent] = here;
+                rows[cell.parent] = row;
                 const uint8_t mask = uint8_t(here);
                 k1 += kT.popcount[mask & cell.known];
                 k0 += (here & kOccupied) ? kT.popcount[uint8_t(~mask) & cell.known] : kT.popcount[cell.every];
@@ -351,6 +516,7 @@ void Walk::codeLevel(int level) {
             slot[(c + 2) * picks] = tables_[c + 2].slot(scored * 729 + face);
             slot[(c + 3) * picks] = tables_[c + 3].slot((group * 729 + face) * 729 + neighbours);
             if (truth != nullptr) bits[k] = (truth->data()[j] >> octant) & 1;
+            if (sequential_) patternSlots(octant, states, rows, k, picks);
         }
         codeBits(bits);
         const uint8_t bit = uint8_t(1 << octant);
@@ -388,7 +554,12 @@ nb::tuple Walk::run() {
             flush();
             std::vector<uint8_t> masks(m);
             for (size_t i = 0; i < m; ++i) masks[i] = uint8_t(state_[i]);
-            return nb::make_tuple(owned<int64_t>(std::move(coords_), {m, 3}), owned<uint8_t>(std::move(masks), {m}));
+            auto coords = owned<int64_t>(std::move(coords_), {m, 3});
+            auto leaves = owned<uint8_t>(std::move(masks), {m});
+            if (!sequential_) return nb::make_tuple(coords, leaves);
+            if (truth_ == nullptr) return nb::make_tuple(coords, leaves, sequential_->position());
+            const std::vector<uint8_t> coded = sequential_->finish();
+            return nb::make_tuple(coords, leaves, nb::bytes(reinterpret_cast<const char*>(coded.data()), coded.size()));
         }
         // The next level's nodes: children of the coded set's and the reference's nodes, in Morton order.
         std::vector<int32_t> parent;
@@ -462,14 +633,21 @@ nb::tuple Walk::run() {
 
 nb::tuple walk(int depth, In<int64_t> limits, std::optional<std::vector<In<uint8_t>>> truth,
                std::optional<std::vector<In<uint8_t>>> ref_masks, std::optional<std::vector<In<int64_t>>> ref_first,
-               int64_t count, nb::callable coder, size_t max_finest_table) {
+               int64_t count, nb::object coder, size_t max_finest_table, bool sequential,
+               std::optional<nb::bytes> payload) {
     if (depth < 1 || limits.shape(0) != 3) throw nb::value_error("walk needs depth >= 1 and 3 limits");
     if (truth && truth->size() != size_t(depth) + 1) throw nb::value_error("truth needs depth + 1 mask levels");
     if (ref_masks.has_value() != ref_first.has_value() ||
         (ref_masks && (ref_masks->size() != size_t(depth) + 1 || ref_first->size() != size_t(depth) + 1)))
         throw nb::value_error("a reference needs depth + 1 mask and first-child levels");
+    if (!sequential && coder.is_none()) throw nb::value_error("format 1 needs a range coder callback");
+    if (sequential && !truth && !payload) throw nb::value_error("decoding format 2 needs the payload");
+    std::optional<ArithmeticCoder> arithmetic;
+    if (sequential)
+        arithmetic = truth ? ArithmeticCoder()
+                           : ArithmeticCoder(reinterpret_cast<const uint8_t*>(payload->c_str()), payload->size());
     Walk run(depth, limits.data(), truth ? &*truth : nullptr, ref_masks ? &*ref_masks : nullptr,
-             ref_first ? &*ref_first : nullptr, count, std::move(coder), max_finest_table);
+             ref_first ? &*ref_first : nullptr, count, std::move(coder), max_finest_table, std::move(arithmetic));
     return run.run();
 }
 
@@ -631,11 +809,14 @@ nb::tuple coordinateRange(Coords coords) {
 NB_MODULE(_topology, m) {
     m.doc() = "Compiled loops of neuralvox.topology (same bytes as the numpy reference).";
     m.def("walk", &walk, "depth"_a, "limits"_a, "truth"_a.none(), "reference_masks"_a.none(),
-          "reference_first_child"_a.none(), "count"_a, "coder"_a, "max_finest_table"_a = size_t(1) << 20,
-          "octree.walk: code the levels of ``truth`` (masks per level) or decode them; ``coder(probabilities, bits)`` "
-          "encodes, ``coder(probabilities)`` returns decoded bits. Up to ``max_finest_table`` nodes the finest level gets a "
-          "neighbour table (108 bytes a node); above, neighbours are computed from the level above as the walk goes. "
-          "Returns (coords (M, 3) int64, masks (M,) uint8).");
+          "reference_first_child"_a.none(), "count"_a, "coder"_a.none(), "max_finest_table"_a = size_t(1) << 20,
+          "sequential"_a = false, "payload"_a.none() = nb::none(),
+          "octree.walk: code the levels of ``truth`` (masks per level) or decode them. Format 1: ``coder(probabilities, "
+          "bits)`` encodes, ``coder(probabilities)`` returns decoded bits. Format 2 (``sequential``): counts after every "
+          "bit and the arithmetic coder here; decoding reads ``payload``. Up to ``max_finest_table`` nodes the finest level "
+          "gets a neighbour table (108 bytes a node); above, neighbours are computed from the level above as the walk goes. "
+          "Returns (coords (M, 3) int64, masks (M,) uint8), and for format 2 the coded bytes (encoding) or how many bytes "
+          "decoding read, the zeros past the end included.");
     m.def("morton_octree", &mortonOctree, "coords"_a, "origin"_a, "depth"_a, "children"_a, "order"_a,
           "(masks per level, first child per level, stable Morton order or None, has duplicates).");
     m.def("coordinate_range", &coordinateRange, "coords"_a, "(low, high) per axis of (N, 3) int32 voxels, int64.");

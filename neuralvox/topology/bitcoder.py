@@ -1,13 +1,17 @@
-"""Binary range coding with adaptive context counts, vectorized: probabilities change only between chunks.
+"""Binary coding of bits with adaptive context counts: format 1 (``BitCoder``, vectorized, probabilities change only
+between chunks, constriction's range coder) and format 2 (``SequentialBitCoder``, counts after every bit, integer
+arithmetic coder).
 
-Probabilities are rational functions of integer counts computed with IEEE operations only (no exp/log), so every
-machine derives the same ones and a stream decodes identically everywhere.
+Format 1's probabilities are rational functions of integer counts computed with IEEE operations only (no exp/log);
+format 2's are integers throughout. Either way every machine derives the same ones and a stream decodes identically.
 """
 
 from __future__ import annotations
 
 import constriction
 import numpy as np
+
+from neuralvox.topology.mixing import BIAS, STRETCH, Mixer, count_logit, weight_sets
 
 _FIRST_CHUNK = 16
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
@@ -104,3 +108,119 @@ class BitCoder:
     def exhausted(self) -> bool:
         """Whether decoding used up the words (a stream with words left over is corrupted)."""
         return self._decoder.maybe_exhausted()
+
+
+PROBABILITY_BITS = 16
+_ONE = 1 << PROBABILITY_BITS
+_LOWEST = 32  # probabilities are kept in [_LOWEST, _ONE - _LOWEST] / _ONE: no bit costs more than 11 bits
+_TOP = 0xFF000000
+_MASK = 0xFFFFFFFF
+
+
+def chain_probability(counts: list[tuple[int, int]], weights: tuple[int, ...]) -> int:
+    """The probability of a one (in 1/2**16) of a chain of (ones, total) counts, coarse to fine: integers only."""
+    p = _ONE // 2
+    for (ones, total), weight in zip(counts, weights, strict=True):
+        p = (ones * _ONE + weight * p) // (total + weight)
+    return min(max(p, _LOWEST), _ONE - _LOWEST)
+
+
+class SequentialBitCoder:
+    """Format 2: counts updated after every bit; the chain of BitCoder, each of its finer contexts alone and the
+    pattern contexts (whole neighbourhoods) are mixed (``mixing.Mixer``), and a carry-less binary arithmetic coder on
+    32-bit integers codes the bit (the one of neuralvox/_vdb/topology_kernels.cpp). Encoding when ``data`` is None.
+
+    One bit at a time in Python: the numpy walk's oracle of the compiled loops, for small sets. The compiled walk
+    codes on its own and hands its result over (``adopt``).
+    """
+
+    def __init__(self, data: bytes | None = None) -> None:
+        self.payload = data
+        self._finished: bytes | None = None
+        self._chain: list[dict[int, list[int]]] = []
+        self._patterns: list[dict[int, list[int]]] = []
+        self._mixer: Mixer | None = None
+        self._low, self._high = 0, _MASK
+        self._out = bytearray()
+        self._data = data
+        self._pos = 4
+        self._value = 0 if data is None else int.from_bytes(bytes(data[:4]).ljust(4, b"\0"), "big")
+
+    def code(self, contexts: list[np.ndarray], weights: tuple[int, ...], bits: np.ndarray | None,
+             patterns: list[np.ndarray], group: int) -> np.ndarray:
+        """Encode ``bits``, or decode as many bits as there are contexts; returns the bits (uint8). ``contexts``: the
+        chain's ids, coarse to fine; ``patterns``: ids of whole-neighbourhood contexts; ``group``: the level's."""
+        self._chain += [{} for _ in range(len(contexts) - len(self._chain))]
+        self._patterns += [{} for _ in range(len(patterns) - len(self._patterns))]
+        if self._mixer is None:
+            self._mixer = Mixer(len(contexts) + len(patterns) + 1)
+        columns = [ids.tolist() for ids in contexts]
+        pattern_columns = [ids.tolist() for ids in patterns]
+        out = np.zeros(len(columns[0]), np.uint8) if bits is None else bits.astype(np.uint8)
+        wanted = None if bits is None else out.tolist()
+        weights = tuple(int(weight) for weight in weights)
+        for k in range(len(out)):
+            counts = [table.setdefault(ids[k], [0, 0]) for table, ids in zip(self._chain, columns, strict=False)]
+            seen = [table.setdefault(ids[k], [0, 0]) for table, ids in zip(self._patterns, pattern_columns,
+                                                                           strict=False)]
+            chained = chain_probability([(c[0], c[1]) for c in counts], weights)
+            logits = [STRETCH[min(max(chained >> 4, 1), 4095)]]
+            logits += [count_logit(c[0], c[1]) for c in counts[1:] + seen]
+            logits.append(BIAS)
+            sets = weight_sets(group, counts[-1][1], seen[0][1])
+            mixed, own = self._mixer.predict(logits, sets)
+            probability = min(max(mixed << 4, _LOWEST), _ONE - _LOWEST)
+            bit = self._decode(probability) if wanted is None else self._encode(wanted[k], probability)
+            out[k] = bit
+            self._mixer.update(logits, sets, own, bit)
+            for count in counts + seen:
+                count[0] += bit
+                count[1] += 1
+        return out
+
+    def _split(self, probability: int) -> int:
+        return self._low + ((self._high - self._low) * probability >> PROBABILITY_BITS)
+
+    def _encode(self, bit: int, probability: int) -> int:
+        middle = self._split(probability)
+        if bit:
+            self._high = middle
+        else:
+            self._low = middle + 1
+        while not (self._low ^ self._high) & _TOP:
+            self._out.append(self._high >> 24)
+            self._low = (self._low << 8) & _MASK
+            self._high = ((self._high << 8) & _MASK) | 0xFF
+        return bit
+
+    def _decode(self, probability: int) -> int:
+        middle = self._split(probability)
+        bit = int(self._value <= middle)
+        if bit:
+            self._high = middle
+        else:
+            self._low = middle + 1
+        while not (self._low ^ self._high) & _TOP:
+            self._low = (self._low << 8) & _MASK
+            self._high = ((self._high << 8) & _MASK) | 0xFF
+            byte = self._data[self._pos] if self._pos < len(self._data) else 0
+            self._value = ((self._value << 8) & _MASK) | byte
+            self._pos += 1
+        return bit
+
+    def adopt(self, coded: bytes | int) -> None:
+        """Take over what the compiled walk coded: its bytes (encoding) or how many bytes it read (decoding)."""
+        if isinstance(coded, bytes):
+            self._finished = coded
+        else:
+            self._pos = coded
+
+    def compressed(self) -> bytes:
+        """The coded bytes, ended by the one byte that puts any continuation (zeros) inside the final interval."""
+        if self._finished is not None:
+            return self._finished
+        return bytes(self._out) + bytes([(self._low + 0xFFFFFF) >> 24])
+
+    def exhausted(self) -> bool:
+        """Whether decoding read exactly the coded bytes (3 of the zeros past their end belong to the final value)."""
+        return self._pos == len(self._data) + 3

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from neuralvox.topology.bitcoder import BitCoder
+from neuralvox.topology.bitcoder import BitCoder, SequentialBitCoder
 from neuralvox.topology.kernels import compiled
 
 # The 27 cells of a 3x3x3 neighbourhood, index (dx+1)*9 + (dy+1)*3 + (dz+1); 13 is the cell itself.
@@ -26,6 +26,10 @@ _HIGHEST_BIT = np.array([v.bit_length() - 1 for v in range(256)], dtype=np.int64
 # Weight of the coarser estimate at each step of the context chains of _contexts (see BitCoder).
 _INTRA_WEIGHTS = (2.0, 2.0, 4.0, 8.0)
 _REFERENCE_WEIGHTS = (2.0, 2.0, 2.0, 4.0, 8.0)
+# Format 2's pattern contexts: the level group and the 26 neighbours' states (3^26), and that with the reference's
+# 27 cells, hashed (SplitMix64's multipliers, 64-bit wrap-around, the top 62 bits).
+_PATTERN_GROUP = 3**26
+_HASH_MULTIPLIERS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9))
 
 
 def _neighbour_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +169,27 @@ def _contexts(level: int, with_reference: bool, k1, k0, face, f1, f0, ref_self, 
     return coarse + [scored, scored * 729 + face, (group * 729 + face) * 729 + neighbours], weights
 
 
+def _patterns(level: int, octant: int, around, masks, occupied, refmask, with_reference) -> list[np.ndarray]:
+    """Format 2's pattern context ids of every node in one pass: the level group with the states of the 26
+    neighbours (empty, occupied, not yet known), and with a reference that and the reference's 27 cells, hashed."""
+    full = np.zeros(len(masks[_SELF]), np.int64)
+    seen = np.zeros(len(masks[_SELF]), np.uint64)
+    for offset in range(27):
+        parent, child = _PARENT_OF[octant, offset], _OCTANT_OF[octant, offset]
+        if offset != _SELF:
+            state = ((masks[parent] >> child) & 1).astype(np.int64)
+            if child >= octant:
+                state = np.where(occupied[parent], 2, state)
+            full = full * 3 + state
+        if with_reference:
+            seen = (seen << np.uint64(1)) | ((refmask[around[parent]] >> child) & 1).astype(np.uint64)
+    full += min(level, 3) * _PATTERN_GROUP
+    if not with_reference:
+        return [full]
+    mixed = (full.astype(np.uint64) * _HASH_MULTIPLIERS[0] ^ seen) * _HASH_MULTIPLIERS[1]
+    return [full, (mixed >> np.uint64(2)).astype(np.int64)]
+
+
 def _code_level(bitcoder, level, nodes, neighbour, cur, curmask, refmask, inside, truth, with_reference) -> None:
     """Code the child masks of ``nodes`` (occupied parents) octant by octant into ``curmask``; ``neighbour(offset)``
     gives each node's neighbour at that offset (see ``_neighbour_rows``)."""
@@ -199,6 +224,9 @@ def _code_level(bitcoder, level, nodes, neighbour, cur, curmask, refmask, inside
             face = face * 3 + state
             f1 += state == 1
             f0 += state == 0
+        patterns = None
+        if isinstance(bitcoder, SequentialBitCoder):
+            patterns = [ids[pick] for ids in _patterns(level, octant, around, masks, occupied, refmask, with_reference)]
         del around, masks, occupied
         ref_self = (refmask[nodes] >> octant) & 1 if with_reference else ref_count
         features = (k1, k0, face, f1, f0, ref_self, ref_count, parent_count)
@@ -206,8 +234,11 @@ def _code_level(bitcoder, level, nodes, neighbour, cur, curmask, refmask, inside
         del k1, k0, face, f1, f0, ref_self, ref_count, features
         wanted = None if truth is None else (truth[pick] >> octant) & 1
         bits = in_box.astype(np.uint8)
-        bits[pick] = bitcoder.code(contexts, weights, wanted)
-        del contexts
+        if patterns is None:
+            bits[pick] = bitcoder.code(contexts, weights, wanted)
+        else:
+            bits[pick] = bitcoder.code(contexts, weights, wanted, patterns, min(level, 3))
+        del contexts, patterns
         curmask[nodes] |= bits << np.uint8(octant)
         any_child |= bits.astype(bool)
 
@@ -230,8 +261,21 @@ def _child_rows(table: np.ndarray, parent: np.ndarray, octant: np.ndarray, child
     return lambda offset: child_index[table[_PARENT_OF[octant, offset], parent], _OCTANT_OF[octant, offset]]
 
 
+def _compiled_walk(bitcoder, depth, limits, reference, truth, count) -> tuple[np.ndarray, np.ndarray]:
+    """``walk`` in the compiled loops: format 1 calls back ``bitcoder``'s range coder, format 2 codes there."""
+    first_child = None if reference is None else [np.asarray(f, np.int64) for f in reference.first_child]
+    arguments = (depth, np.asarray(limits, np.int64), None if truth is None else truth.masks,
+                 None if reference is None else reference.masks, first_child, count)
+    if isinstance(bitcoder, BitCoder):
+        return compiled.walk(*arguments, bitcoder.range_code)
+    coords, masks, coded = compiled.walk(*arguments, None, sequential=True, payload=bitcoder.payload)
+    bitcoder.adopt(coded)
+    return coords, masks
+
+
 def walk(
-    bitcoder: BitCoder, depth: int, limits: np.ndarray, reference: Octree | None, truth: Octree | None, count: int
+    bitcoder: BitCoder | SequentialBitCoder, depth: int, limits: np.ndarray, reference: Octree | None,
+    truth: Octree | None, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Code the octree of ``truth`` (encoding) or decode one (``truth`` None) of at most ``count`` voxels, top-down.
 
@@ -244,9 +288,7 @@ def walk(
     sentinel), except the finest level's, computed a row at a time from the level above.
     """
     if compiled is not None:
-        first_child = None if reference is None else [np.asarray(f, np.int64) for f in reference.first_child]
-        return compiled.walk(depth, np.asarray(limits, np.int64), None if truth is None else truth.masks,
-                             None if reference is None else reference.masks, first_child, count, bitcoder.range_code)
+        return _compiled_walk(bitcoder, depth, limits, reference, truth, count)
     coords = np.zeros((1, 3), np.int64)
     nbr = np.full((27, 2), 1, np.int32)
     nbr[_SELF, 0] = 0

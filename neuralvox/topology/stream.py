@@ -1,8 +1,10 @@
 """The topology stream: header, checksum and the encode/decode entry points.
 
 Layout: 1 byte (format version, 0x80 when coded against a reference), varint voxel count, then for a non-empty set
-the box origin (3 zigzag varints) and extent - 1 (3 varints), the range coder's 32-bit words, and a 16-bit check of
-all of it (CRC-32 seeded with a CRC of the reference voxels used, so a wrong reference is caught too).
+the box origin (3 zigzag varints) and extent - 1 (3 varints), the payload, and a 16-bit check of all of it (CRC-32
+seeded with a CRC of the reference voxels used, so a wrong reference is caught too). Payload of format 2 (written):
+the arithmetic coder's bytes of ``SequentialBitCoder`` (counts after every bit); of format 1 (still read): the range
+coder's 32-bit words of ``BitCoder`` (counts between chunks). Both walk the same octree with the same contexts.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import zlib
 
 import numpy as np
 
-from neuralvox.topology.bitcoder import BitCoder
+from neuralvox.topology.bitcoder import BitCoder, SequentialBitCoder
 from neuralvox.topology.kernels import compiled
 from neuralvox.topology.octree import KEY_BITS, OCTANTS, POPCOUNT, Octree, morton_keys, morton_sorted, walk
 from neuralvox.varint import OverlongVarint, TruncatedVarint, decode_varint, encode_varint
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_CHUNKED_VERSION = 1  # format 1: counts between chunks, constriction's range coder
 _FLAG_REFERENCE = 0x80
 _CHECK_BYTES = 2
 _ROWS = 1 << 20  # rows converted at a time (bounds the temporaries of a large set)
@@ -177,9 +180,17 @@ def encode_topology(ijk: np.ndarray, reference: np.ndarray | None = None) -> byt
 def _encode_payload(truth: Octree, depth: int, extent: np.ndarray, reference: Octree | None, count: int) -> bytes:
     if depth == 0:
         return b""
-    bitcoder = BitCoder()
+    bitcoder = SequentialBitCoder()
     walk(bitcoder, depth, extent, reference, truth, count)
     return bitcoder.compressed()
+
+
+def _payload_decoder(version: int, payload: bytes) -> BitCoder | SequentialBitCoder:
+    if version == _FORMAT_VERSION:
+        return SequentialBitCoder(payload)
+    if len(payload) % 4:
+        raise ValueError("topology stream is corrupted (payload is not whole 32-bit words)")
+    return BitCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
 
 
 def decode_topology(data: bytes, reference: np.ndarray | None = None, *, expected: int | None = None) -> np.ndarray:
@@ -194,7 +205,7 @@ def decode_topology(data: bytes, reference: np.ndarray | None = None, *, expecte
         raise ValueError(f"topology stream is truncated ({len(data)} bytes)")
     body, check = data[:-_CHECK_BYTES], data[-_CHECK_BYTES:]
     version, flags = body[0] & 0x7F, body[0] & _FLAG_REFERENCE
-    if version != _FORMAT_VERSION:
+    if version not in (_FORMAT_VERSION, _CHUNKED_VERSION):
         raise ValueError(f"topology stream has unknown format version {version} (corrupted, or from a newer neuralvox)")
     count, pos = _read_varint(body, 1)
     if expected is not None and count != expected:
@@ -224,12 +235,9 @@ def decode_topology(data: bytes, reference: np.ndarray | None = None, *, expecte
             "topology stream checksum mismatch: the data is corrupted or truncated"
             + (", or the reference differs from the encoder's" if flags else "")
         )
-    payload = body[pos:]
-    if len(payload) % 4:
-        raise ValueError("topology stream is corrupted (payload is not whole 32-bit words)")
+    bitcoder = _payload_decoder(version, body[pos:])
     if depth == 0:
         return origin[None].astype(np.int32)
-    bitcoder = BitCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
     parents, masks = walk(bitcoder, depth, extent, reference_tree, None, count)
     decoded = int(POPCOUNT[masks].sum())
     if decoded != count or not bitcoder.exhausted():
