@@ -10,8 +10,9 @@
 The held-out grids are not in train/'s corpus (seeds 1-2 at 32 and 40 cells): the plume, plumes and liquid at 48 cells
 with seed 7, and frame 5 of the Blender smoke cache. A keyframe's loss is the coded result's rate-distortion cost:
 mean squared error of range-normalized values plus the preset's lambda times the value streams' bits per voxel.
-With ``--reference`` (the old tree's lines) the learned start is also fitted with every cap scaled by 1/8, 1/4 and 1/2,
-and the smallest scale whose loss is at most the old fit's gives the iterations to reach the same loss.
+With ``--reference`` (the old tree's lines) the learned start is also fitted with every cap scaled by 1/8, 3/16, 1/4,
+5/16, 3/8 and 1/2 (in turn, until one reaches it), and the fewest iterations run by a fit whose loss is at most the
+old fit's give the iterations to reach the same loss.
 Run in a tree without learned starts (the commit before them), the script fits as that tree does.
 """
 
@@ -40,7 +41,7 @@ BLENDER = ROOT.parent / "shared" / "data" / "blender_smoke_c42"
 SIMS = (("plume", ("density", "temperature", "vel")), ("plumes", ("flame",)), ("liquid", ("surface",)))
 SIM_RES, SIM_SEED, SIM_FRAME = 48, 7, 10
 BLENDER_GRIDS = ("density", "temperature", "velocity")
-SCALES = (0.125, 0.25, 0.5)
+SCALES = (0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5)
 
 
 @dataclasses.dataclass
