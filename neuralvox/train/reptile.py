@@ -29,7 +29,8 @@ class Recipe:
     ``fit_share`` of the preset's main-phase iterations and moving the start by ``outer_rate`` (the first round all
     the way) towards the mean of the fitted parameters. The last ``validation`` grids of the kind are held back to
     choose, by the loss of a short fit (every cap scaled by ``short_share``), between the learned and the untrained
-    start, each with every learning rate multiples of ``rates`` (latents, decoder)."""
+    start, each with every learning rate multiples of ``rates`` (latents, decoder); the choice must also end a
+    full fit at most ``full_fit_limit`` times the untrained start's loss (else the next best is tried)."""
 
     rounds: int = 6
     batch: int = 3
@@ -38,6 +39,7 @@ class Recipe:
     validation: int = 2
     short_share: float = 0.25
     rates: tuple[tuple[float, float], ...] = ((1.0, 1.0), (2.0, 1.0), (2.0, 2.0))
+    full_fit_limit: float = 1.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -72,9 +74,10 @@ def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe:
 
 def _validated(start: LearnedStart, untrained: LearnedStart, preset: Quality, grids: Sequence[CorpusGrid],
                recipe: Recipe, log: Callable[[str], None]) -> LearnedStart | None:
-    """The best of the learned and the untrained start, each with each of ``recipe.rates``, by the
-    coded rate-distortion loss of short fits of ``grids`` relative to the untrained start's at the preset's rates,
-    averaged; None when that untrained start is the best."""
+    """The best of the learned and the untrained start, each with each of ``recipe.rates``, by the coded
+    rate-distortion loss of short fits of ``grids`` relative to the untrained start's at the preset's rates,
+    averaged, among those whose full fits end within ``recipe.full_fit_limit`` of that start's; None when that
+    untrained start is the one."""
     short = dataclasses.replace(preset, iterations=max(1, round(recipe.short_share * preset.iterations)),
                                 finetune_iterations=max(1, round(recipe.short_share * preset.finetune_iterations)))
     candidates = {f"{name} x{latent:g}/{decoder:g}": dataclasses.replace(base, rates=FitRates(latent, decoder))
@@ -82,10 +85,20 @@ def _validated(start: LearnedStart, untrained: LearnedStart, preset: Quality, gr
     reference = _UNTRAINED_NAME.format(*recipe.rates[0])
     losses = {name: [_coded_loss(grid, short, candidate) for grid in grids] for name, candidate in candidates.items()}
     relative = {name: float(np.mean(np.divide(values, losses[reference]))) for name, values in losses.items()}
-    best = min(relative, key=relative.get)
     log(f"{start.kind} {start.architecture.hidden}: short-fit loss vs untrained "
-        + ", ".join(f"{name} {value:.3f}" for name, value in relative.items()) + f": keeping {best}")
-    return None if best == reference else candidates[best]
+        + ", ".join(f"{name} {value:.3f}" for name, value in relative.items()))
+    full_reference = [_coded_loss(grid, preset, candidates[reference]) for grid in grids]
+    for name in sorted(relative, key=relative.get):
+        if name == reference:
+            break
+        full = float(np.mean(np.divide([_coded_loss(grid, preset, candidates[name]) for grid in grids],
+                                       full_reference)))
+        log(f"{start.kind} {start.architecture.hidden}: {name} full-fit loss vs untrained {full:.3f}")
+        if full <= recipe.full_fit_limit:
+            log(f"{start.kind} {start.architecture.hidden}: keeping {name}")
+            return candidates[name]
+    log(f"{start.kind} {start.architecture.hidden}: keeping {reference}")
+    return None
 
 
 def _coded_loss(grid: CorpusGrid, preset: Quality, start: LearnedStart | None) -> float:
