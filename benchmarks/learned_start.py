@@ -6,6 +6,8 @@
     # whole archives (--base-only): bits, PSNR, fit seconds per keyframe and per predicted frame
     .venv/bin/python benchmarks/learned_start.py archives --label learned --quality low medium high
     .venv/bin/python benchmarks/learned_start.py table today.jsonl learned.jsonl
+    # the same code from another starts file (for example an earlier commit's)
+    .venv/bin/python benchmarks/learned_start.py archives --label earlier --starts earlier_starts.bin
 
 The held-out grids are not in train/'s corpus (seeds 1-2 at 32 and 40 cells): the plume, plumes and liquid at 48 cells
 with seed 7, and frame 5 of the Blender smoke cache. A keyframe's loss is the coded result's rate-distortion cost:
@@ -187,7 +189,12 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--only", nargs="+", default=["plume", "blender"], choices=["plume", "blender"],
                         help="archives: the sequences to code")
+    parser.add_argument("--starts", type=Path, help="fit from this learned-starts file instead of the package's")
     args = parser.parse_args()
+    if args.starts:
+        import neuralvox.codec.starts as starts
+
+        starts.STARTS_FILE = args.starts
     {"keyframes": keyframes, "archives": archives, "table": table}[args.mode](args)
     return 0
 
