@@ -2,26 +2,35 @@
 
 The container knows nothing of models: the codec names its payloads with slash paths such as
 ``frames/3/density/latents`` or ``groups/0/density/weights`` and keeps in the header whatever index it needs to
-decode one frame alone. Layout of the HDF5 file (container version 2):
+decode one frame alone. Layout of the HDF5 file (container version 3):
 
-- root attribute ``format`` = ``"neuralvox"``;
-- ``archive``: one contiguous uint8 dataset stored without HDF5 filters, with attributes ``format_version`` = 2,
-  ``toc_bytes`` and ``toc_crc32``: first the LZMA2-compressed table of contents (``neuralvox.toc``: the header JSON,
-  each payload's key and size, and a CRC-32 per checked block of consecutive payloads, a block being at most
-  ``BLOCK_BYTES`` unless one payload is larger), then every payload's bytes end to end in the order they were put.
+- ``neuralvox`` (the name is the format mark): one contiguous uint8 dataset stored without HDF5 filters,
+  attributes or times, in the root group and nothing else (both object headers made no larger than they need, where
+  the HDF5 library h5py loaded offers that): the container version (one byte, 3), the table of contents' stored
+  length (varint) and CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header
+  in its packed binary form with the payload keys, each payload's size, and a CRC-32 per checked block of
+  consecutive payloads, a block being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever
+  of LZMA2 and deflate, or neither, is shortest), then every payload's bytes end to end in the order they were put.
+
+Version 2 (still read): root attribute ``format`` = ``"neuralvox"``; the dataset ``archive`` with attributes
+``format_version`` = 2, ``toc_bytes`` and ``toc_crc32``, holding the LZMA2-compressed table (the header as JSON text,
+the keys front coded) then the payloads. A neuralvox that reads only versions 1 and 2 refuses a version 3 archive as
+"without the neuralvox format mark" (the root attribute).
 
 Version 1 (still read): root attributes ``format`` and ``format_version`` = 1, a ``toc`` dataset of zlib JSON
 ``{"header": {...}, "payloads": [[key, size, crc32], ...]}`` with a ``crc32`` attribute, and a ``payloads`` dataset.
 
-Version 2 costs about 450 bytes of HDF5 (one dataset whose object header holds the attributes) where version 1 cost
-about 850, and its binary table about half of version 1's JSON rows; one HDF5 dataset per payload would cost 320-560
-bytes each. Reading one payload reads only its checked block.
+Version 3 costs about 215 bytes of HDF5 (447 without the smaller object headers; a ``format`` attribute would cost
+about 90 more, a version attribute 47), version 2 about 450, version 1 about 850; one HDF5 dataset per payload
+would cost 320-560 bytes each. Reading one payload reads only its checked block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -35,6 +44,7 @@ import h5py
 import numpy as np
 
 from neuralvox.atomic import atomic_output
+from neuralvox.packed_header import pack_header
 from neuralvox.toc import (
     CheckedBlock,
     PayloadEntry,
@@ -45,15 +55,17 @@ from neuralvox.toc import (
     pack_toc,
     unpack_toc,
 )
+from neuralvox.varint import OverlongVarint, TruncatedVarint, decode_varint, encode_varint
 
 FORMAT = "neuralvox"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+_CRC_BYTES = 4
+_MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3's version byte, table length (a varint) and checksum
 BLOCK_BYTES = 4096  # payloads are checked in blocks of at most this many bytes (or one larger payload)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# HDF5 1.8 file format, readable by every h5py; small metadata blocks keep the file overhead low.
-_FILE_OPTIONS: dict[str, Any] = {"libver": ("v108", "v108"), "meta_block_size": 64}
 _COPY_BLOCK_BYTES = 16 << 20
-_DATASET = "archive"
+_DATASET = "archive"  # version 2's data
+_MARKED_DATASET = FORMAT  # version 3 on: the data, its name the format mark
 # The table of contents inflates to at most this many bytes per compressed byte, and never past _MAX_TOC_BYTES:
 # a real one compresses about 10:1, a zlib or LZMA bomb 1000:1 and more.
 _TOC_INFLATION = 64
@@ -130,8 +142,10 @@ class ArchiveWriter:
 
     def set_header(self, header: dict[str, Any]) -> None:
         """Store ``header`` (JSON-serializable) in the archive, replacing any earlier one."""
-        json.dumps(header)  # fail here, where the caller can see which header, not on exit
-        self._header = header
+        # JSON's meaning (tuples are lists), checked here, where the caller can see which header, not on exit
+        checked = json.loads(json.dumps(header))
+        pack_header(checked)
+        self._header = checked
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Store the bytes ``data`` under ``key`` (a slash path such as ``frames/0/density/latents``)."""
@@ -153,15 +167,12 @@ class ArchiveWriter:
     def _lay_out(self) -> None:
         blocks = [*self._blocks, self._open_block] if self._open_block.count else self._blocks
         entries = tuple(PayloadEntry(key, size) for key, size in self._payloads.items())
-        toc = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks))))
+        table = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks))))
+        toc = (bytes([FORMAT_VERSION]) + encode_varint(len(table)) + zlib.crc32(table).to_bytes(_CRC_BYTES, "little")
+               + table)
         total = sum(self._payloads.values())
-        with h5py.File(self._temporary, "w", **_FILE_OPTIONS) as file:
-            file.attrs["format"] = np.bytes_(FORMAT)  # fixed-length: a variable-length string costs a 4 kB heap
-            # contiguous (file_offset); its object header has room for these attributes, the root's has not
-            dataset = file.create_dataset(_DATASET, shape=(len(toc) + total,), dtype=np.uint8)
-            dataset.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            dataset.attrs["toc_bytes"] = np.int64(len(toc))
-            dataset.attrs["toc_crc32"] = np.uint32(zlib.crc32(toc))
+        with _create_file(self._temporary) as file:
+            dataset = _create_bare_dataset(file, len(toc) + total)
             dataset[: len(toc)] = np.frombuffer(toc, np.uint8)
             self._spool.seek(0)
             for start in range(len(toc), len(toc) + total, _COPY_BLOCK_BYTES):
@@ -200,8 +211,8 @@ class ArchiveReader:
                 self._data, self._base = self._dataset("payloads"), 0
                 self.header, self._table, self._blocks = self._read_json_toc()
             else:
-                self._data = self._dataset(_DATASET)
-                self.header, self._table, self._blocks = self._read_binary_toc()
+                self._data = self._dataset(_DATASET if self.version == 2 else _MARKED_DATASET)
+                self.header, self._table, self._blocks = self._read_binary_toc(self.version)
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5 errors name no file
             self._file.close()
             if isinstance(error, ArchiveError):
@@ -291,16 +302,33 @@ class ArchiveReader:
             raise ArchiveFormatError(self.path, name, f"claims {dataset.size} bytes in a file of {self.file_size}")
         return dataset
 
-    def _read_binary_toc(self) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]], list[_Block]]:
-        toc_bytes, crc = self._data.attrs.get("toc_bytes"), self._data.attrs.get("toc_crc32")
-        if not isinstance(toc_bytes, np.integer) or not 0 < toc_bytes <= self._data.size:
-            raise ArchiveFormatError(self.path, "toc_bytes", f"{toc_bytes!r} is not 1..{self._data.size}")
-        self._base = int(toc_bytes)
-        toc = self._data[: self._base].tobytes()
-        if not isinstance(crc, np.integer) or zlib.crc32(toc) != crc:
+    def _table_place(self, version: int) -> tuple[int, int, object]:
+        """Where the stored table starts in the dataset, its length and its CRC-32 (version 2: the attributes;
+        version 3: the dataset's first bytes, after the version byte)."""
+        if version == 2:
+            toc_bytes, crc = self._data.attrs.get("toc_bytes"), self._data.attrs.get("toc_crc32")
+            if not isinstance(toc_bytes, np.integer) or not 0 < toc_bytes <= self._data.size:
+                raise ArchiveFormatError(self.path, "toc_bytes", f"{toc_bytes!r} is not 1..{self._data.size}")
+            return 0, int(toc_bytes), crc
+        prefix = self._data[: min(_MAX_PREFIX_BYTES, self._data.size)].tobytes()
+        try:
+            toc_bytes, start = decode_varint(prefix, 1)
+        except (TruncatedVarint, OverlongVarint):
+            raise ArchiveFormatError(self.path, "toc_bytes", "no table length at the start of the data") from None
+        start += _CRC_BYTES
+        if not 0 < toc_bytes <= self._data.size - start:
+            raise ArchiveFormatError(self.path, "toc_bytes", f"{toc_bytes} is not 1..{self._data.size - start}")
+        return start, toc_bytes, int.from_bytes(prefix[start - _CRC_BYTES : start], "little")
+
+    def _read_binary_toc(self, version: int) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]], list[_Block]]:
+        start, toc_bytes, crc = self._table_place(version)
+        self._base = start + toc_bytes
+        toc = self._data[start : self._base].tobytes()
+        if not isinstance(crc, (int, np.integer)) or zlib.crc32(toc) != crc:
             raise ArchiveError(f"{self.path}: checksum mismatch in the header")
         try:
-            table = unpack_toc(expand_table(toc, self._toc_limit(toc)), self._data.size - self._base)
+            table = unpack_toc(expand_table(toc, self._toc_limit(toc), version), self._data.size - self._base,
+                               version)
         except TocError as error:
             raise ArchiveFormatError(self.path, "toc", str(error)) from None
         payloads, blocks, offset = {}, [], 0
@@ -369,12 +397,60 @@ class ArchiveReader:
         return payloads, blocks
 
 
+def _create_file(path: Path) -> h5py.File:
+    """An empty HDF5 file in the 1.8 format (readable by every h5py), with small metadata blocks, no times, and a
+    root group whose object header has room for one link named like the data and no more, where the library
+    offers that."""
+    creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    creation.set_obj_track_times(False)
+    estimate = _hdf5_function("H5Pset_est_link_info", ctypes.c_uint, ctypes.c_uint)
+    if estimate is not None:
+        estimate(creation.id, 1, len(_MARKED_DATASET))
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_libver_bounds(h5py.h5f.LIBVER_V18, h5py.h5f.LIBVER_V18)
+    access.set_meta_block_size(64)
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=creation, fapl=access))
+
+
+def _create_bare_dataset(file: h5py.File, size: int) -> h5py.Dataset:
+    """The contiguous (``file_offset``) uint8 dataset of ``size`` bytes, without times, its object header without
+    the room HDF5 otherwise keeps for attributes (about 90 bytes), where the library offers that."""
+    properties = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    properties.set_obj_track_times(False)  # 16 bytes, and the same input makes the same file
+    minimize = _hdf5_function("H5Pset_dset_no_attrs_hint", ctypes.c_bool)
+    if minimize is not None:
+        minimize(properties.id, True)
+    space = h5py.h5s.create_simple((size,))
+    return h5py.Dataset(h5py.h5d.create(file.id, _MARKED_DATASET.encode(), h5py.h5t.STD_U8LE, space,
+                                        dcpl=properties))
+
+
+@functools.cache
+def _hdf5_function(name: str, *arguments: Any) -> Any:
+    """A property-list setter h5py does not wrap (``name``, taking a property list and ``arguments``), from the HDF5
+    library h5py loaded, found among the process's mapped files; None where it cannot be found."""
+    try:
+        maps = Path("/proc/self/maps").read_text().split()
+    except OSError:
+        return None
+    libraries = sorted({word for word in maps if Path(word).name.startswith("libhdf5") and "_hl" not in word})
+    if len(libraries) != 1:
+        return None
+    try:
+        function = getattr(ctypes.CDLL(libraries[0]), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [ctypes.c_int64, *arguments], ctypes.c_int  # hid_t: 64 bits since 1.10
+    return function
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
-    """The open file and its container version (1: marks on the root; 2: on the ``archive`` dataset)."""
+    """The open file and its container version (1: on the root; 2: on the ``archive`` dataset; 3 and later: the first
+    byte of the ``neuralvox`` dataset)."""
     if not path.is_file():
         raise ArchiveError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     with path.open("rb") as stream:
@@ -385,10 +461,14 @@ def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
     except OSError as error:
         raise ArchiveError(f"{path}: damaged or truncated archive ({error})") from error
     try:
-        format_name = file.attrs.get("format")
-        version = file.attrs.get("format_version")
-        if version is None and isinstance(file.get(_DATASET), h5py.Dataset):
-            version = file[_DATASET].attrs.get("format_version")
+        format_name, version = file.attrs.get("format"), file.attrs.get("format_version")
+        marked, dataset = file.get(_MARKED_DATASET), file.get(_DATASET)
+        if format_name is None and isinstance(marked, h5py.Dataset):
+            format_name = FORMAT.encode()
+            if marked.dtype == np.uint8 and marked.ndim == 1 and marked.size:
+                version = marked[0]
+        elif version is None and isinstance(dataset, h5py.Dataset):
+            version = dataset.attrs.get("format_version")
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # HDF5's message names no file
         file.close()
         raise ArchiveError(f"{path}: damaged archive ({error})") from None
@@ -397,7 +477,8 @@ def _open_hdf5(path: Path) -> tuple[h5py.File, int]:
         raise ArchiveError(f"{path}: not a neuralvox archive (HDF5 file without the neuralvox format mark)")
     if not isinstance(version, np.integer):
         file.close()
-        raise ArchiveError(f"{path}: damaged archive: dataset '{_DATASET}' missing or without its format_version")
+        raise ArchiveError(f"{path}: damaged archive: dataset '{_DATASET}' or '{_MARKED_DATASET}' missing or without "
+                           f"its format version")
     if version > FORMAT_VERSION:
         file.close()
         raise ArchiveError(f"{path}: format version {version} is newer than this neuralvox reads ({FORMAT_VERSION})")

@@ -1,10 +1,15 @@
-"""The archive's table of contents in its compact binary form (container version 2), written and read back checked.
+"""The archive's table of contents in its compact binary form (container versions 2 and 3), written and read back
+checked.
 
-The table is stored LZMA2-compressed (raw stream, the fixed ``_FILTERS``: on these tables 10% smaller than zlib).
-Uncompressed, it is: the header JSON's length (varint) and its UTF-8 bytes; the payload count; per payload its
-key, front coded against the previous key (varints: bytes shared with it, bytes that follow; then those bytes), and
-its size (varint); the checked-block count; per block the number of payloads it holds (varint) and the CRC-32 of
-their bytes end to end (4 bytes, little-endian). Blocks cover the payloads in order, each at least one payload.
+Uncompressed, the table is: the header's length (varint) and its bytes (version 2: JSON text in UTF-8; version 3:
+``neuralvox.packed_header``'s binary form); the payload count; per payload its key, front coded against the previous
+key (varints: bytes shared with it, bytes that follow; then those bytes), and its size (varint); the checked-block
+count; per block the number of payloads it holds (varint) and the CRC-32 of their bytes end to end (4 bytes,
+little-endian). Blocks cover the payloads in order, each at least one payload.
+
+Stored, version 2's table is LZMA2-compressed (raw stream, the fixed ``_FILTERS``); version 3's is one byte naming
+the method (``RAW``, ``LZMA2`` with the same filters, ``DEFLATE``: raw zlib stream, level 9) and the table so
+stored, whichever method gives the fewest bytes.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import lzma
+import zlib
 from typing import Any
 
+from neuralvox.packed_header import PackedHeaderError, pack_header, unpack_header
 from neuralvox.varint import MAX_BYTES, OverlongVarint, TruncatedVarint, decode_varint, encode_varint
 
 _MAX_KEY_BYTES = 1024
@@ -24,6 +31,7 @@ _KEY_INFLATION = 16
 
 # pb=0: the table is text and bytes, not aligned words; a 1 MiB window keeps the reader's allocation small
 _FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20, "pb": 0}]
+RAW, LZMA2, DEFLATE = 0, 1, 2  # version 3: how the stored table is compressed, its first byte
 
 
 class TocError(ValueError):
@@ -55,29 +63,60 @@ class Toc:
     blocks: tuple[CheckedBlock, ...]
 
 
-def pack_toc(toc: Toc) -> bytes:
-    """The table's bytes (before LZMA2)."""
-    header = json.dumps(toc.header, separators=(",", ":")).encode()
-    out = bytearray(encode_varint(len(header)) + header + encode_varint(len(toc.payloads)))
-    previous = b""
-    for entry in toc.payloads:
-        key = entry.key.encode()
-        shared = _shared_prefix(previous, key)
-        out += encode_varint(shared) + encode_varint(len(key) - shared) + key[shared:] + encode_varint(entry.size)
-        previous = key
+def pack_toc(toc: Toc, version: int = 3) -> bytes:
+    """The table's bytes (before compression)."""
+    if version == 2:
+        header = json.dumps(toc.header, separators=(",", ":")).encode()
+        out = bytearray(encode_varint(len(header)) + header + encode_varint(len(toc.payloads)))
+        previous = b""
+        for entry in toc.payloads:
+            key = entry.key.encode()
+            shared = _shared_prefix(previous, key)
+            out += encode_varint(shared) + encode_varint(len(key) - shared) + key[shared:] + encode_varint(entry.size)
+            previous = key
+    else:
+        packed = pack_header([toc.header, [_key_parts(entry.key) for entry in toc.payloads]])
+        out = bytearray(encode_varint(len(packed)) + packed)
+        for entry in toc.payloads:
+            out += encode_varint(entry.size)
     out += encode_varint(len(toc.blocks))
     for block in toc.blocks:
         out += encode_varint(block.count) + block.crc.to_bytes(4, "little")
     return bytes(out)
 
 
-def compress_table(table: bytes) -> bytes:
+def _key_parts(key: str) -> list[str | int]:
+    """A key's slash-separated parts, the numbers as integers (``frames/12/density/latents``: 12)."""
+    return [int(part) if part.isascii() and part.isdigit() and len(part) < 19 and str(int(part)) == part else part
+            for part in key.split("/")]
+
+
+def compress_table(table: bytes, version: int = 3) -> bytes:
     """The stored form of a packed table."""
-    return lzma.compress(table, format=lzma.FORMAT_RAW, filters=_FILTERS)
+    lzma2 = lzma.compress(table, format=lzma.FORMAT_RAW, filters=_FILTERS)
+    if version == 2:
+        return lzma2
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    deflate = deflater.compress(table) + deflater.flush()
+    return min(bytes([RAW]) + table, bytes([LZMA2]) + lzma2, bytes([DEFLATE]) + deflate, key=len)
 
 
-def expand_table(data: bytes, limit: int) -> bytes:
+def expand_table(data: bytes, limit: int, version: int = 3) -> bytes:
     """The packed table from its stored form, refusing one that expands past ``limit`` bytes (a bomb)."""
+    if version == 2:
+        return _expand_lzma2(data, limit)
+    if not data or data[0] not in (RAW, LZMA2, DEFLATE):
+        raise TocError(f"compression method {data[:1].hex() or 'missing'} is none of raw (00), LZMA2 (01), "
+                       f"deflate (02)")
+    method, stored = data[0], data[1:]
+    if method == RAW:
+        if len(stored) > limit:
+            raise TocError(f"{len(stored)} bytes, more than {limit}")
+        return stored
+    return _expand_lzma2(stored, limit) if method == LZMA2 else _expand_deflate(stored, limit)
+
+
+def _expand_lzma2(data: bytes, limit: int) -> bytes:
     expander = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_FILTERS)
     try:
         table = expander.decompress(data, limit)
@@ -92,24 +131,40 @@ def expand_table(data: bytes, limit: int) -> bytes:
     return table
 
 
-def unpack_toc(data: bytes, payload_bytes: int) -> Toc:
+def _expand_deflate(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(-15)
+    try:
+        table = inflater.decompress(data, limit)
+    except zlib.error as error:
+        raise TocError(f"not a deflate stream ({error})") from None
+    if inflater.unconsumed_tail:
+        raise TocError(f"inflates past {limit} bytes from {len(data)}")
+    if not inflater.eof:
+        raise TocError("truncated")
+    if inflater.unused_data:
+        raise TocError(f"{len(inflater.unused_data)} bytes after the compressed table")
+    return table
+
+
+def unpack_toc(data: bytes, payload_bytes: int, version: int = 3) -> Toc:
     """The table from ``data``, every field checked: keys non-empty, unique, UTF-8; sizes adding up to exactly
     ``payload_bytes``; blocks of at least one payload covering every payload; nothing left over."""
     reader = _Reader(data)
     header_bytes = reader.take(reader.varint("header length"), "header")
-    try:
-        header = json.loads(header_bytes)
-    except (ValueError, RecursionError) as error:
-        raise TocError(f"header: not JSON ({error})") from None
-    if not isinstance(header, dict):
-        raise TocError("header: not a JSON object")
-    count = reader.varint("payload count")
+    if version == 2:
+        header, keys = _json_header(header_bytes), None
+    else:
+        header, keys = _packed_header(header_bytes)
+    count = reader.varint("payload count") if keys is None else len(keys)
     payloads, seen, previous, total, key_total = [], set(), b"", 0, 0
     for index in range(count):
-        shared = reader.varint(f"payload {index}: shared key length")
-        if shared > len(previous):
-            raise TocError(f"payload {index}: shares {shared} key bytes with a key of {len(previous)}")
-        key_bytes = previous[:shared] + reader.take(reader.varint(f"payload {index}: key length"), "key")
+        if keys is None:
+            shared = reader.varint(f"payload {index}: shared key length")
+            if shared > len(previous):
+                raise TocError(f"payload {index}: shares {shared} key bytes with a key of {len(previous)}")
+            key_bytes = previous[:shared] + reader.take(reader.varint(f"payload {index}: key length"), "key")
+        else:
+            key_bytes = _joined_key(keys[index], index)
         key_total += len(key_bytes)
         if len(key_bytes) > _MAX_KEY_BYTES or key_total > _KEY_INFLATION * len(data):
             raise TocError(f"payload {index}: key of {len(key_bytes)} bytes, {key_total} in all: too long")
@@ -128,6 +183,37 @@ def unpack_toc(data: bytes, payload_bytes: int) -> Toc:
     if reader.remaining:
         raise TocError(f"{reader.remaining} bytes after the last checked block")
     return Toc(header, tuple(payloads), blocks)
+
+
+def _json_header(data: bytes) -> dict[str, Any]:
+    """Version 2's header: JSON text."""
+    try:
+        header = json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise TocError(f"header: not JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise TocError("header: not a JSON object")
+    return header
+
+
+def _packed_header(data: bytes) -> tuple[dict[str, Any], list[Any]]:
+    """Version 3's header and payload keys, packed together: ``[header, [key parts, ...]]``."""
+    try:
+        value = unpack_header(data)
+    except PackedHeaderError as error:
+        raise TocError(f"header: {error}") from None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], list)):
+        raise TocError("header: not the header and the payload keys")
+    if not isinstance(value[0], dict):
+        raise TocError("header: not a JSON object")
+    return value[0], value[1]
+
+
+def _joined_key(parts: Any, index: int) -> bytes:
+    if not (isinstance(parts, list) and parts and all(
+            isinstance(part, str) or (type(part) is int and part >= 0) for part in parts)):
+        raise TocError(f"payload {index}: key parts {str(parts)[:60]} are not texts and numbers")
+    return "/".join(map(str, parts)).encode()
 
 
 def _read_blocks(reader: _Reader, payloads: int) -> tuple[CheckedBlock, ...]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import warp as wp
 
-from neuralvox.container import ArchiveReader
+from neuralvox.container import ArchiveReader, ArchiveWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 BLENDER = ROOT.parent / "shared" / "data" / "blender_smoke_c42"  # 10 real Blender smoke frames, when beside us
@@ -64,7 +64,7 @@ def ball_cells(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return cells, np.linalg.norm(cells, axis=1)
 
 
-# ------------------------------------------------------------------------- crafted archives (version 1)
+# ------------------------------------------------------------------------------------- crafted archives
 def archive_table(path: Path) -> tuple[dict[str, Any], bytes]:
     """An archive's table of contents in version 1's JSON form ``{"header", "payloads": [[key, size, crc32]]}`` and
     its payload bytes end to end, whichever version wrote it."""
@@ -84,11 +84,26 @@ def write_v1_archive(path: Path, toc: bytes, payloads: bytes) -> None:
         file.create_dataset("payloads", data=np.frombuffer(payloads, np.uint8), shape=(len(payloads),))
 
 
-def crafted(source: Path, dest: Path, mutate: Callable[[dict[str, Any]], None]) -> Path:
-    """A version 1 copy of ``source`` whose table of contents ``mutate`` changed (checksum recomputed)."""
+def write_current_archive(path: Path, table: dict[str, Any], payloads: bytes) -> None:
+    """An archive of today's container version holding ``table``'s header and its payloads (cut from ``payloads``
+    by the table's sizes, which must hold)."""
+    with ArchiveWriter(path, force=True) as archive:
+        archive.set_header(table["header"])
+        offset = 0
+        for key, size, _ in table["payloads"]:
+            archive.put(key, payloads[offset : offset + size])
+            offset += size
+
+
+def crafted(source: Path, dest: Path, mutate: Callable[[dict[str, Any]], None], version: int = 1) -> Path:
+    """A copy of ``source`` whose table of contents ``mutate`` changed (checksum recomputed): container version 1
+    (JSON: any change, payload rows included), or today's (its packed header: header changes only)."""
     table, payloads = archive_table(source)
     mutate(table)
-    write_v1_archive(dest, zlib.compress(json.dumps(table).encode()), payloads)
+    if version == 1:
+        write_v1_archive(dest, zlib.compress(json.dumps(table).encode()), payloads)
+    else:
+        write_current_archive(dest, table, payloads)
     return dest
 
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import zlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import write_v1_archive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from neuralvox import container
 from neuralvox.atomic import OutputExistsError
 from neuralvox.container import (
     BLOCK_BYTES,
@@ -24,7 +26,9 @@ from neuralvox.container import (
     ArchiveWriter,
     describe_key,
 )
-from neuralvox.toc import CheckedBlock, PayloadEntry, Toc, compress_table, pack_toc
+from neuralvox.packed_header import pack_header
+from neuralvox.toc import DEFLATE, LZMA2, RAW, CheckedBlock, PayloadEntry, Toc, compress_table, pack_toc
+from neuralvox.varint import decode_varint, encode_varint
 
 HEADER = {"frames": [{"number": 1001, "needs": ["groups/0"]}], "pattern": {"prefix": "smoke"}, "psnr": 46.5}
 
@@ -80,11 +84,27 @@ def test_stream_sizes_sum_over_frames_and_grids(archive_path):
 
 def test_layout_is_hdf5_with_format_mark_and_one_unfiltered_dataset(archive_path):
     with h5py.File(archive_path, "r") as file:
-        assert file.attrs["format"] == b"neuralvox"
-        assert list(file) == ["archive"]
-        assert file["archive"].attrs["format_version"] == FORMAT_VERSION == 2
-        assert file["archive"].compression is None
-        assert file["archive"].chunks is None
+        assert not file.attrs
+        assert list(file) == ["neuralvox"]  # the name is the format mark
+        assert not file["neuralvox"].attrs
+        assert file["neuralvox"][0] == FORMAT_VERSION == 3  # the version is the data's first byte
+        assert file["neuralvox"].compression is None
+        assert file["neuralvox"].chunks is None
+
+
+def test_the_same_archive_twice_is_the_same_file(tmp_path):
+    """No times recorded: the same header and payloads make the same bytes."""
+    write_archive(tmp_path / "a.nvox", random_payloads())
+    write_archive(tmp_path / "b.nvox", random_payloads())
+    assert (tmp_path / "a.nvox").read_bytes() == (tmp_path / "b.nvox").read_bytes()
+
+
+def test_hdf5_costs_under_230_bytes(tmp_path):
+    """The HDF5 structure around the data: superblock, root group, one bare dataset named as the format mark."""
+    write_archive(tmp_path / "a.nvox", {"frames/1/x/y": bytes(1000)}, header={})
+    with h5py.File(tmp_path / "a.nvox", "r") as file:
+        data_bytes = file["neuralvox"].size
+    assert os.path.getsize(tmp_path / "a.nvox") - data_bytes < 230
 
 
 def test_overhead_per_payload_is_small(tmp_path):
@@ -98,7 +118,9 @@ def test_overhead_per_payload_is_small(tmp_path):
 def test_file_offset_points_at_the_payload_bytes(archive_path):
     raw = archive_path.read_bytes()
     with ArchiveReader(archive_path) as archive, h5py.File(archive_path, "r") as file:
-        base = file["archive"].id.get_offset() + file["archive"].attrs["toc_bytes"]
+        start = file["neuralvox"].id.get_offset()
+        toc_bytes, after = decode_varint(raw, start + 1)  # after the version byte: the table's length, CRC, table
+        base = after + 4 + toc_bytes
         for key in archive:
             size = archive.nbytes(key)
             if size:
@@ -166,7 +188,7 @@ def test_checksum_message_spells_out_frame_and_stream(tmp_path):
 
 def test_damaged_header_detected(tmp_path, archive_path):
     with h5py.File(archive_path, "r") as file:
-        offset = file["archive"].id.get_offset() + 3
+        offset = file["neuralvox"].id.get_offset() + 3
     flip_byte(archive_path, archive_path, offset)
     with pytest.raises(ArchiveError, match="checksum mismatch in the header"):
         ArchiveReader(archive_path)
@@ -201,16 +223,40 @@ def test_foreign_hdf5_file_refused(tmp_path):
 
 def test_newer_format_version_refused(archive_path):
     with h5py.File(archive_path, "r+") as file:
-        file["archive"].attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
+        file["neuralvox"][0] = FORMAT_VERSION + 1
     with pytest.raises(ArchiveError, match=f"format version {FORMAT_VERSION + 1} is newer"):
         ArchiveReader(archive_path)
 
 
-def test_missing_archive_dataset_named(archive_path):
+def test_newer_format_version_in_a_version_2_attribute_refused(tmp_path):
+    write_raw_v2(tmp_path / "a.nvox", table_bytes(PAYLOADS), b"abcdefgh")
+    with h5py.File(tmp_path / "a.nvox", "r+") as file:
+        file["archive"].attrs["format_version"] = np.int64(FORMAT_VERSION + 1)
+    with pytest.raises(ArchiveError, match=f"format version {FORMAT_VERSION + 1} is newer"):
+        ArchiveReader(tmp_path / "a.nvox")
+
+
+def test_missing_dataset_is_no_archive(archive_path):
     with h5py.File(archive_path, "r+") as file:
-        del file["archive"]
-    with pytest.raises(ArchiveError, match="dataset 'archive' missing"):
+        del file["neuralvox"]
+    with pytest.raises(ArchiveError, match="not a neuralvox archive .*without the neuralvox format mark"):
         ArchiveReader(archive_path)
+
+
+def test_missing_version_2_dataset_named(tmp_path):
+    write_raw_v2(tmp_path / "a.nvox", table_bytes(PAYLOADS), b"abcdefgh")
+    with h5py.File(tmp_path / "a.nvox", "r+") as file:
+        del file["archive"]
+    with pytest.raises(ArchiveError, match="dataset 'archive' or 'neuralvox' missing"):
+        ArchiveReader(tmp_path / "a.nvox")
+
+
+@pytest.mark.parametrize("data", [np.zeros(0, np.uint8), np.full(4, 3.0), np.full((2, 2), 3, np.uint8)])
+def test_a_marked_dataset_that_cannot_hold_an_archive_is_refused(tmp_path, data):
+    with h5py.File(tmp_path / "a.nvox", "w") as file:
+        file["neuralvox"] = data
+    with pytest.raises(ArchiveError, match="without its format version"):
+        ArchiveReader(tmp_path / "a.nvox")
 
 
 def test_missing_file_and_folder_refused(tmp_path):
@@ -309,7 +355,7 @@ def test_describe_key(key, text):
 # ------------------------------------------------------------------------------------ container version 2
 def write_raw_v2(path, table: bytes, payloads: bytes, *, toc_bytes=None, toc_crc=None) -> None:
     """A version 2 archive around a packed binary ``table`` (compressed here), checksum recomputed unless given."""
-    toc = compress_table(table)
+    toc = compress_table(table, version=2)
     with h5py.File(path, "w") as file:
         file.attrs["format"] = np.bytes_("neuralvox")
         dataset = file.create_dataset("archive", data=np.frombuffer(toc + payloads, np.uint8))
@@ -322,7 +368,7 @@ def table_bytes(payloads: dict[str, bytes], blocks=None, header=None) -> bytes:
     entries = tuple(PayloadEntry(key, len(data)) for key, data in payloads.items())
     if blocks is None:
         blocks = [CheckedBlock(len(entries), zlib.crc32(b"".join(payloads.values())))] if entries else []
-    return pack_toc(Toc(HEADER if header is None else header, entries, tuple(blocks)))
+    return pack_toc(Toc(HEADER if header is None else header, entries, tuple(blocks)), version=2)
 
 
 def test_a_hand_built_version_2_archive_reads(tmp_path):
@@ -413,7 +459,7 @@ def test_block_checksum_is_checked_on_read(tmp_path):
 
 
 def test_bomb_binary_table_is_refused(tmp_path):
-    bomb = compress_table(b"\x80" * 9 + b"\x01" + b"\0" * (100 << 20))  # 100 MB of zeros in a few kB
+    bomb = compress_table(b"\x80" * 9 + b"\x01" + b"\0" * (100 << 20), version=2)  # 100 MB of zeros in a few kB
     assert len(bomb) < 100_000
     with h5py.File(tmp_path / "bomb.nvox", "w") as file:
         file.attrs["format"] = np.bytes_("neuralvox")
@@ -441,3 +487,163 @@ def test_edited_binary_tables_fail_cleanly(tmp_path_factory, edits):
                     assert isinstance(archive.get(key), bytes)
     except ArchiveError:
         pass
+
+
+# ------------------------------------------------------------------------------------ container version 3
+def write_raw_v3(path, stored: bytes, payloads: bytes, *, version=3, toc_bytes=None, toc_crc=None) -> None:
+    """A version 3 archive around a stored table (method byte included), its length and checksum computed unless
+    given."""
+    prefix = bytes([version]) + encode_varint(len(stored) if toc_bytes is None else toc_bytes)
+    prefix += (zlib.crc32(stored) if toc_crc is None else toc_crc).to_bytes(4, "little")
+    with h5py.File(path, "w") as file:
+        file.create_dataset("neuralvox", data=np.frombuffer(prefix + stored + payloads, np.uint8))
+
+
+def table_v3(payloads: dict[str, bytes], header=HEADER, keys=None) -> bytes:
+    """A version 3 table (uncompressed): the header and key parts packed together, sizes, one checked block."""
+    keys = [key.split("/") for key in payloads] if keys is None else keys
+    packed = pack_header([header, keys])
+    out = encode_varint(len(packed)) + packed + b"".join(encode_varint(len(data)) for data in payloads.values())
+    crc = zlib.crc32(b"".join(payloads.values())).to_bytes(4, "little")
+    return out + encode_varint(1) + encode_varint(len(payloads)) + crc
+
+
+@pytest.mark.parametrize("method", [RAW, LZMA2, DEFLATE])
+def test_each_compression_method_reads(tmp_path, method):
+    table = table_v3(PAYLOADS)
+    stored = {RAW: table, LZMA2: compress_table(table, version=2), DEFLATE: zlib.compress(table, 9)[2:-4]}[method]
+    write_raw_v3(tmp_path / "a.nvox", bytes([method]) + stored, b"abcdefgh")
+    with ArchiveReader(tmp_path / "a.nvox") as archive:
+        assert archive.header == HEADER
+        assert {key: archive.get(key) for key in archive} == PAYLOADS
+
+
+def test_the_shortest_method_is_kept():
+    tiny, large = table_v3(PAYLOADS), table_v3(random_payloads(), header={"frames": [HEADER] * 50})
+    assert compress_table(tiny)[0] == RAW and compress_table(tiny) == bytes([RAW]) + tiny
+    assert len(compress_table(large)) < len(large) and compress_table(large)[0] in (LZMA2, DEFLATE)
+
+
+def test_key_numbers_are_packed_as_integers(tmp_path):
+    payloads = {"frames/12/density/latents": b"abc", "frames/0012/x": b"", "frames/13/density/latents": b"de"}
+    path = tmp_path / "a.nvox"
+    write_archive(path, payloads)
+    with ArchiveReader(path) as archive:
+        assert archive.keys() == list(payloads)
+        assert {key: archive.get(key) for key in archive} == payloads
+
+
+GOOD_V3 = b"abcdefgh"
+
+
+@pytest.mark.parametrize(("stored", "problem"), [
+    (b"", "'toc_bytes': 0 is not 1..8"),
+    (b"\x07" + table_v3(PAYLOADS), "compression method 07 is none of raw (00), LZMA2 (01), deflate (02)"),
+    (b"\x01" + table_v3(PAYLOADS), "not an LZMA2 stream"),
+    (b"\x02" + table_v3(PAYLOADS), "not a deflate stream"),
+    (b"\x02" + zlib.compress(table_v3(PAYLOADS))[2:-10], "truncated"),
+    (b"\x02" + zlib.compress(table_v3(PAYLOADS))[2:-4] + b"xyz", "3 bytes after the compressed table"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["frames", 1, "density", "topology"]]), "sizes add up to 3 bytes"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["a"], ["a"]]), "payload 1: key 'a' repeated"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["a"], []]), "payload 1: key parts [] are not texts and numbers"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["a"], ["b", -1]]), "payload 1: key parts"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["a"], ["b", 1.5]]), "payload 1: key parts"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["a"], [""]]), "payload 1: empty key"),
+    (b"\x00" + table_v3(PAYLOADS, keys=[["a"], ["k" * 2000]]), "payload 1: key of 2000 bytes"),
+    (b"\x00" + table_v3(PAYLOADS, header=[1]), "header: not a JSON object"),
+    (b"\x00" + encode_varint(len(pack_header([HEADER]))) + pack_header([HEADER]),
+     "header: not the header and the payload keys"),
+    (b"\x00\x02" + bytes([99, 0]), "header: header: unknown tag 99"),
+    (b"\x00" + table_v3(PAYLOADS) + b"\x00", "1 bytes after the last checked block"),
+])
+def test_malformed_version_3_table_is_refused_naming_the_field(tmp_path, stored, problem):
+    write_raw_v3(tmp_path / "evil.nvox", stored, GOOD_V3)
+    with pytest.raises(ArchiveFormatError) as error:
+        ArchiveReader(tmp_path / "evil.nvox")
+    assert error.value.field in ("toc", "toc_bytes")
+    assert problem in str(error.value)
+    assert str(error.value).startswith(f"{tmp_path / 'evil.nvox'}: malformed archive: field ")
+
+
+@pytest.mark.parametrize("toc_bytes", [0, 10**9, 2**70])
+def test_version_3_table_length_outside_the_dataset_is_refused(tmp_path, toc_bytes):
+    write_raw_v3(tmp_path / "evil.nvox", b"\x00" + table_v3(PAYLOADS), GOOD_V3, toc_bytes=toc_bytes)
+    with pytest.raises(ArchiveFormatError, match="toc_bytes"):
+        ArchiveReader(tmp_path / "evil.nvox")
+
+
+def test_version_3_table_checksum_is_checked(tmp_path):
+    write_raw_v3(tmp_path / "evil.nvox", b"\x00" + table_v3(PAYLOADS), GOOD_V3, toc_crc=1234)
+    with pytest.raises(ArchiveError, match="checksum mismatch in the header"):
+        ArchiveReader(tmp_path / "evil.nvox")
+
+
+@pytest.mark.parametrize("version", [0, 4, 255])
+def test_unknown_version_byte_is_refused(tmp_path, version):
+    write_raw_v3(tmp_path / "evil.nvox", b"\x00" + table_v3(PAYLOADS), GOOD_V3, version=version)
+    with pytest.raises(ArchiveError, match=f"format version {version} is"):
+        ArchiveReader(tmp_path / "evil.nvox")
+
+
+@pytest.mark.parametrize("method", [LZMA2, DEFLATE])
+def test_version_3_bombs_are_refused(tmp_path, method):
+    zeros = b"\x80" * 9 + b"\x01" + b"\0" * (100 << 20)  # 100 MB of zeros in a few kB
+    stored = {LZMA2: compress_table(zeros, version=2), DEFLATE: zlib.compress(zeros, 9)[2:-4]}[method]
+    write_raw_v3(tmp_path / "bomb.nvox", bytes([method]) + stored, b"")
+    with pytest.raises(ArchiveFormatError, match="'toc': inflates past"):
+        ArchiveReader(tmp_path / "bomb.nvox")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+def test_edited_version_3_tables_fail_cleanly(tmp_path_factory, edits):
+    """Random byte edits of a real version 3 table (stored raw, checksum recomputed): it reads, or one ArchiveError;
+    never another error."""
+    payloads = random_payloads()
+    entries = tuple(PayloadEntry(key, len(data)) for key, data in payloads.items())
+    table = bytearray(pack_toc(Toc(HEADER, entries, (CheckedBlock(len(entries), zlib.crc32(
+        b"".join(payloads.values()))),))))
+    for position, value in edits:
+        table[position % len(table)] = value
+    path = tmp_path_factory.mktemp("edit") / "e.nvox"
+    write_raw_v3(path, b"\x00" + bytes(table), b"".join(payloads.values()))
+    try:
+        with ArchiveReader(path) as archive:
+            for key in archive:
+                with contextlib.suppress(ArchiveError):
+                    assert isinstance(archive.get(key), bytes)
+    except ArchiveError:
+        pass
+
+
+def test_writer_refuses_a_header_the_packed_form_cannot_hold(tmp_path):
+    with ArchiveWriter(tmp_path / "a.nvox") as archive, pytest.raises(ValueError, match="out of range"):
+        archive.set_header({"huge": 2**80})
+
+
+# ------------------------------------------------------------------------------------ committed old archives
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def contents(path: Path) -> tuple[int, dict, dict[str, bytes]]:
+    with ArchiveReader(path) as archive:
+        return archive.version, archive.header, {key: archive.get(key) for key in archive}
+
+
+def test_committed_version_1_and_2_archives_read_and_rewrite_smaller(tmp_path):
+    """blob_base_only.nvox (container version 1) and blob_base_only_v2.nvox (the same header and payloads, written by
+    main's container version 2 at 75504f4) read the same; rewritten today they read the same again, in fewer bytes."""
+    old, older = contents(FIXTURES / "blob_base_only_v2.nvox"), contents(FIXTURES / "blob_base_only.nvox")
+    assert (old[0], older[0]) == (2, 1)
+    assert old[1:] == older[1:]
+    write_archive(tmp_path / "now.nvox", old[2], header=old[1])
+    assert contents(tmp_path / "now.nvox") == (FORMAT_VERSION, *old[1:])
+    assert os.path.getsize(tmp_path / "now.nvox") < os.path.getsize(FIXTURES / "blob_base_only_v2.nvox") - 400
+
+
+def test_without_the_hdf5_setters_h5py_lacks_the_archive_is_larger_and_reads(tmp_path, monkeypatch):
+    write_archive(tmp_path / "small.nvox", random_payloads())
+    monkeypatch.setattr(container, "_hdf5_function", lambda *_: None)
+    write_archive(tmp_path / "plain.nvox", random_payloads())
+    assert os.path.getsize(tmp_path / "plain.nvox") > os.path.getsize(tmp_path / "small.nvox") + 100
+    assert contents(tmp_path / "plain.nvox") == contents(tmp_path / "small.nvox")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import archive_table, write_v1_archive
+from conftest import archive_table, write_current_archive, write_v1_archive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,8 +45,8 @@ class Hang(BaseException):
 def valid(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], bytes]:
     """A valid two-frame archive (error-bounded values, or the neural base's), its table of contents in container
-    version 1's JSON form (the mutants are version 1 archives: JSON is what the mutations reach into) and its
-    payload bytes."""
+    version 1's JSON form (what the mutations reach into; the mutants are version 1 archives, or today's where only
+    the header changed) and its payload bytes."""
     folder = tmp_path_factory.mktemp("fuzz")
     for t in range(2):
         ijk = np.stack(np.meshgrid(*[np.arange(6)] * 3, indexing="ij"), -1).reshape(-1, 3) + [t, 0, 0]
@@ -116,14 +116,20 @@ def mutations(draw: st.DrawFn, table: dict[str, Any]) -> tuple[dict[str, Any], l
     return table, flips
 
 
-def write_mutant(path: Path, payloads: bytes, table: dict[str, Any], flips: list[tuple[int, int]]) -> None:
+def write_mutant(path: Path, payloads: bytes, table: dict[str, Any], flips: list[tuple[int, int]],
+                 current: bool) -> None:
+    """The mutant as a container version 1 archive, or, where ``current`` and only its header changed, as one of
+    today's version (the header packed)."""
     data = bytearray(payloads)
     rows = table.get("payloads") if isinstance(table.get("payloads"), list) else []
     for position, mask in flips if data else []:
         index = position % len(data)
         data[index] ^= mask
         _fix_checksum(rows, data, index)
-    write_v1_archive(path, zlib.compress(json.dumps(table).encode()), bytes(data))
+    if current:
+        write_current_archive(path, table, bytes(data))
+    else:
+        write_v1_archive(path, zlib.compress(json.dumps(table).encode()), bytes(data))
 
 
 def _fix_checksum(rows: list[Any], payloads: bytearray, index: int) -> None:
@@ -175,10 +181,12 @@ def files_under(folder: Path) -> set[Path]:
 def test_mutated_archives_fail_cleanly(valid: tuple[Path, dict[str, Any], bytes], data: st.DataObject) -> None:
     _, table, payloads = valid
     mutant, flips = data.draw(mutations(table))
+    header_only = isinstance(mutant.get("header"), dict) and set(mutant) == {"header", "payloads"}
+    current = header_only and mutant["payloads"] == table["payloads"] and data.draw(st.booleans())
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         archive, out = root / "m.nvox", root / "out"
-        write_mutant(archive, payloads, mutant, flips)
+        write_mutant(archive, payloads, mutant, flips, current)
         before = files_under(root)
         for argv in (["info", str(archive)], ["decompress", str(archive), "-o", str(out), "--quiet", "--device",
                                                "cpu"]):

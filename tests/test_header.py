@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, archive_table, write_current_archive
 
 from neuralvox.codec.header import ArchiveHeader, UnknownFormatError, value_header_from_json, without_timing
 from neuralvox.codec.schema import check_header, check_summary
@@ -21,6 +21,7 @@ sys.path.insert(0, str(FIXTURES))
 from make_fixtures import BASE_ONLY, BASED, BOUNDED, BOUNDED_OPTIONS, blob_frames  # noqa: E402
 
 import neuralvox  # noqa: E402
+from neuralvox.cli import main  # noqa: E402
 from neuralvox.codec.encoder import compress  # noqa: E402
 
 
@@ -109,3 +110,23 @@ def test_import_neuralvox_loads_no_torch_or_warp_and_sets_no_environment() -> No
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["False", "False", "True", "PASSIVE"]  # set when the codec is imported
+
+
+@pytest.mark.parametrize("fixture", [BOUNDED, BASE_ONLY, BASED], ids=["bounded", "base_only", "based"])
+def test_the_packed_header_gives_the_same_objects_and_info(fixture: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A fixture (container version 1, its header JSON) rewritten in today's container (its header packed): the same
+    typed header and summary, and ``neuralvox info`` prints the same lines but the first (file name and size)."""
+    table, payloads = archive_table(fixture)
+    now = tmp_path / fixture.name
+    write_current_archive(now, table, payloads)
+    (old, old_sizes), (new, new_sizes) = raw_header(fixture), raw_header(now)
+    assert json.dumps(new) == json.dumps(old) and new_sizes == old_sizes
+    assert check_header(now, new, new_sizes) == check_header(fixture, old, old_sizes)
+    assert check_summary(now, new) == check_summary(fixture, old)
+    outputs = []
+    for path in (fixture, now):
+        assert main(["info", str(path)]) == 0
+        outputs.append(capsys.readouterr().out.splitlines())
+    assert outputs[0][1:] == outputs[1][1:] and len(outputs[0]) > 3
+    assert now.stat().st_size < fixture.stat().st_size
