@@ -6,12 +6,15 @@
     # whole archives (--base-only): bits, PSNR, fit seconds per keyframe and per predicted frame
     .venv/bin/python benchmarks/learned_start.py archives --label learned --quality low medium high
     .venv/bin/python benchmarks/learned_start.py table today.jsonl learned.jsonl
+    # the same code from another starts file (for example an earlier commit's)
+    .venv/bin/python benchmarks/learned_start.py archives --label earlier --starts earlier_starts.bin
 
 The held-out grids are not in train/'s corpus (seeds 1-2 at 32 and 40 cells): the plume, plumes and liquid at 48 cells
 with seed 7, and frame 5 of the Blender smoke cache. A keyframe's loss is the coded result's rate-distortion cost:
 mean squared error of range-normalized values plus the preset's lambda times the value streams' bits per voxel.
-With ``--reference`` (the old tree's lines) the learned start is also fitted with every cap scaled by 1/8, 1/4 and 1/2,
-and the smallest scale whose loss is at most the old fit's gives the iterations to reach the same loss.
+With ``--reference`` (the old tree's lines) the learned start is also fitted with every cap scaled by 1/8, 3/16, 1/4,
+5/16, 3/8 and 1/2 (in turn, until one reaches it), and the fewest iterations run by a fit whose loss is at most the
+old fit's give the iterations to reach the same loss.
 Run in a tree without learned starts (the commit before them), the script fits as that tree does.
 """
 
@@ -40,7 +43,7 @@ BLENDER = ROOT.parent / "shared" / "data" / "blender_smoke_c42"
 SIMS = (("plume", ("density", "temperature", "vel")), ("plumes", ("flame",)), ("liquid", ("surface",)))
 SIM_RES, SIM_SEED, SIM_FRAME = 48, 7, 10
 BLENDER_GRIDS = ("density", "temperature", "velocity")
-SCALES = (0.125, 0.25, 0.5)
+SCALES = (0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5)
 
 
 @dataclasses.dataclass
@@ -186,7 +189,12 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--only", nargs="+", default=["plume", "blender"], choices=["plume", "blender"],
                         help="archives: the sequences to code")
+    parser.add_argument("--starts", type=Path, help="fit from this learned-starts file instead of the package's")
     args = parser.parse_args()
+    if args.starts:
+        import neuralvox.codec.starts as starts
+
+        starts.STARTS_FILE = args.starts
     {"keyframes": keyframes, "archives": archives, "table": table}[args.mode](args)
     return 0
 

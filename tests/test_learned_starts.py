@@ -3,6 +3,8 @@ clear error naming it), changes where a fit begins, and an archive fitted from i
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -17,7 +19,7 @@ from conftest import ROOT, soft_blob
 import neuralvox.codec.starts as starts
 from neuralvox.codec.neural_model import architecture_of
 from neuralvox.codec.presets import QUALITY_PRESETS, quality_preset
-from neuralvox.codec.starts import GRID_KINDS, LearnedStart, LearnedStartError, grid_kind, load_starts
+from neuralvox.codec.starts import GRID_KINDS, FitRates, LearnedStart, LearnedStartError, grid_kind, load_starts
 from neuralvox.codec.values import encode_values
 
 
@@ -70,7 +72,7 @@ def test_changed_values_in_a_well_formed_body_fail_the_checksum(tmp_path: Path) 
 def test_another_file_is_not_taken_for_a_starts_file(tmp_path: Path) -> None:
     other = tmp_path / "other.bin"
     other.write_bytes(b"PK\x03\x04" + bytes(100))
-    with pytest.raises(LearnedStartError, match="not a neuralvox-starts/1 file"):
+    with pytest.raises(LearnedStartError, match="not a neuralvox-starts/2 file"):
         load_starts(other)
     with pytest.raises(LearnedStartError, match="cannot read"):
         load_starts(tmp_path / "missing.bin")
@@ -94,6 +96,51 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert all(np.array_equal(loaded.parameters[k], v) for k, v in start.parameters.items())
 
 
+def test_learning_rates_round_trip_and_scale_the_preset(tmp_path: Path) -> None:
+    preset = quality_preset("medium")
+    start = LearnedStart("velocity", architecture_of(preset, 3), {"latent_map.0": np.ones((4, 4), np.float32)},
+                         FitRates(latent=2.0, decoder=0.5))
+    path = tmp_path / "starts.bin"
+    starts.save_starts(path, [start], {})
+    loaded = load_starts(path)[("velocity", start.architecture)]
+    assert loaded.rates == FitRates(2.0, 0.5)
+    tuned = loaded.tuned(preset)
+    assert tuned.latent_learning_rate == 2.0 * preset.latent_learning_rate
+    assert tuned.decoder_learning_rate == 0.5 * preset.decoder_learning_rate
+    assert dataclasses.replace(tuned, latent_learning_rate=preset.latent_learning_rate,
+                               decoder_learning_rate=preset.decoder_learning_rate) == preset
+
+
+def _starts_file(path: Path, manifest: dict, payload: bytes) -> Path:
+    """A starts file with ``manifest`` and ``payload``, in the layout ``save_starts`` writes."""
+    text = json.dumps(manifest).encode()
+    body = zlib.compress(len(text).to_bytes(8, "little") + text + payload)
+    path.write_bytes(starts._MAGIC + hashlib.sha256(body).digest() + body)
+    return path
+
+
+def test_a_format_1_file_still_loads_with_the_presets_rates(tmp_path: Path) -> None:
+    architecture = architecture_of(quality_preset("low"), 1)
+    weights = np.arange(6, dtype="<f4")
+    manifest = {"format": "neuralvox-starts/1", "provenance": {}, "starts": [
+        {"kind": "density", "architecture": architecture.to_json(),
+         "tensors": {"decoder.layers.0.weight": {"offset": 0, "shape": [2, 3]}}}]}
+    loaded = load_starts(_starts_file(tmp_path / "v1.bin", manifest, weights.tobytes()))[("density", architecture)]
+    assert loaded.rates == FitRates(1.0, 1.0)
+    np.testing.assert_array_equal(loaded.parameters["decoder.layers.0.weight"], weights.reshape(2, 3))
+
+
+@pytest.mark.parametrize("rates", [{"latent": -1.0, "decoder": 1.0}, {"latent": 2.0, "decoder": float("nan")},
+                                   {"latent": 2.0}])
+def test_bad_learning_rates_are_refused(tmp_path: Path, rates: dict) -> None:
+    architecture = architecture_of(quality_preset("low"), 1)
+    manifest = {"format": "neuralvox-starts/2", "provenance": {}, "starts": [
+        {"kind": "density", "architecture": architecture.to_json(), "tensors": {}, "rates": rates}]}
+    path = _starts_file(tmp_path / "bad.bin", manifest, b"")
+    with pytest.raises(LearnedStartError, match=f"{path}: not a valid neuralvox-starts/2 file"):
+        load_starts(path)
+
+
 def test_grid_kinds() -> None:
     assert grid_kind("surface", "level set", 1) == "level set"
     assert grid_kind("vel", "unknown", 3) == "velocity"
@@ -108,6 +155,22 @@ def test_fit_from_a_damaged_file_is_one_clear_error(damaged_copy, monkeypatch: p
     ijk, values = soft_blob(np.arange(12), (6, 6, 6), 10.0, (0.2, 0.7, 0.0, 0.5))
     with pytest.raises(LearnedStartError, match=str(path)):
         encode_values(ijk, values, grid_class="fog volume", quality="low", device="cpu")
+
+
+@pytest.mark.slow
+def test_a_starts_learning_rates_are_the_keyframe_fits() -> None:
+    ijk, values = soft_blob(np.arange(12), (6, 6, 6), 10.0, (0.2, 0.7, 0.0, 0.5))
+    preset = dataclasses.replace(quality_preset("low"), iterations=60, finetune_iterations=10)
+    architecture = architecture_of(preset, 1)
+
+    def streams(rates: FitRates, quality) -> dict:
+        start = LearnedStart("density", architecture, {}, rates)
+        return encode_values(ijk, values, grid_class="fog volume", quality=quality, device="cpu", start=start).streams
+
+    faster = FitRates(latent=3.0, decoder=2.0)
+    assert streams(faster, preset) == streams(FitRates(), LearnedStart("density", architecture, {}, faster)
+                                              .tuned(preset))
+    assert streams(faster, preset) != streams(FitRates(), preset)
 
 
 DECODE_WITHOUT_STARTS = """

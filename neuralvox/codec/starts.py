@@ -1,6 +1,6 @@
-"""Learned starting points of the fit, per grid kind and model architecture: the decoder's initial weights and the
-latents' initial quantization steps and prior scales, trained offline over simulated sequences (``train/``) and
-shipped with the package as one checksummed file (``save_starts`` gives its layout).
+"""Learned starting points of the fit, per grid kind and model architecture: the decoder's initial weights, the
+latents' initial quantization steps and prior scales, and the fit's learning rates, trained offline over simulated
+sequences (``train/``) and shipped with the package as one checksummed file (``save_starts`` gives its layout).
 
 A start only sets where a keyframe's fit begins: the fitted weights and steps are stored in the archive, so decoding
 never needs this file.
@@ -22,9 +22,11 @@ import torch
 
 from neuralvox.atomic import atomic_output
 from neuralvox.codec.header import Architecture
+from neuralvox.codec.presets import Quality
 from neuralvox.model.field import LatentField
 
-FILE_FORMAT = "neuralvox-starts/1"
+FILE_FORMAT = "neuralvox-starts/2"
+_READABLE_FORMATS = ("neuralvox-starts/1", FILE_FORMAT)  # /1: no learning rates (the preset's are used)
 STARTS_FILE = Path(__file__).with_name("learned_starts.bin")
 _MAGIC = b"neuralvox-starts\n"
 _DIGEST = 32  # bytes of SHA-256
@@ -50,14 +52,34 @@ def grid_kind(name: str, grid_class: str, channels: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class FitRates:
+    """A keyframe fit's learning rates as multiples of its preset's: of the latents and of the decoder."""
+
+    latent: float = 1.0
+    decoder: float = 1.0
+
+    def to_json(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FitRates:
+        rates = cls(float(data["latent"]), float(data["decoder"]))
+        if not all(np.isfinite(value) and 0 < value <= 100 for value in (rates.latent, rates.decoder)):
+            raise ValueError(f"learning rate multiples {rates} out of range")
+        return rates
+
+
+@dataclasses.dataclass(frozen=True)
 class LearnedStart:
     """Initial values of a latent field's parameters (by ``LatentField`` parameter name, latents excluded) for grids
-    of ``kind`` coded with ``architecture``, and the latent map: per level ``l`` a matrix ``latent_map.l`` (C_l,
-    channels + 1) taking the target's local means at each lattice point (and a 1) to its initial latents."""
+    of ``kind`` coded with ``architecture``, the latent map: per level ``l`` a matrix ``latent_map.l`` (C_l,
+    channels + 1) taking the target's local means at each lattice point (and a 1) to its initial latents, and the
+    learning ``rates`` the fit runs with."""
 
     kind: str
     architecture: Architecture
     parameters: dict[str, np.ndarray]
+    rates: FitRates = FitRates()
 
     @classmethod
     def of_field(cls, kind: str, architecture: Architecture, field: LatentField) -> LearnedStart:
@@ -79,6 +101,11 @@ class LearnedStart:
                 matrix = self.parameters.get(f"{_LATENT_MAP}{number}")
                 if matrix is not None and matrix.shape == (latents.shape[1], features.shape[1]):
                     latents.copy_(features @ torch.from_numpy(matrix).to(features).T)
+
+    def tuned(self, preset: Quality) -> Quality:
+        """``preset`` with this start's learning rates."""
+        return dataclasses.replace(preset, latent_learning_rate=self.rates.latent * preset.latent_learning_rate,
+                                   decoder_learning_rate=self.rates.decoder * preset.decoder_learning_rate)
 
     def with_latent_maps(self, maps: list[np.ndarray]) -> LearnedStart:
         """This start with the latent maps ``maps`` (one (C_l, channels + 1) matrix per level)."""
@@ -148,7 +175,8 @@ def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance:
     """Write ``starts`` (and a record of how they were trained) to ``path``, checksummed, atomically.
 
     Layout: magic, SHA-256 of the rest, then zlib of (manifest length (8 bytes, little-endian), JSON manifest,
-    float32 little-endian tensors end to end); the manifest gives each tensor's offset and shape."""
+    float32 little-endian tensors end to end); the manifest gives each start's learning rates and each tensor's
+    offset and shape (a ``neuralvox-starts/1`` file is the same without the rates)."""
     entries, blobs, offset = [], [], 0
     for start in starts:
         tensors = {}
@@ -157,7 +185,8 @@ def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance:
             tensors[name] = {"offset": offset, "shape": list(np.shape(values))}
             blobs.append(blob)
             offset += len(blob)
-        entries.append({"kind": start.kind, "architecture": start.architecture.to_json(), "tensors": tensors})
+        entries.append({"kind": start.kind, "architecture": start.architecture.to_json(), "tensors": tensors,
+                        "rates": start.rates.to_json()})
     manifest = json.dumps({"format": FILE_FORMAT, "provenance": provenance, "starts": entries},
                           sort_keys=True).encode()
     body = zlib.compress(len(manifest).to_bytes(8, "little") + manifest + b"".join(blobs), 9)
@@ -167,7 +196,7 @@ def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance:
 
 
 def _parse(manifest: dict[str, Any], payload: bytes) -> dict[tuple[str, Architecture], LearnedStart]:
-    if manifest.get("format") != FILE_FORMAT:
+    if manifest.get("format") not in _READABLE_FORMATS:
         raise ValueError(f"format {manifest.get('format')!r}")
     starts = {}
     for entry in manifest["starts"]:
@@ -184,5 +213,6 @@ def _parse(manifest: dict[str, Any], payload: bytes) -> dict[tuple[str, Architec
             parameters[str(name)] = np.frombuffer(payload, "<f4", count, start).astype(np.float32).reshape(shape)
         if not all(np.isfinite(values).all() for values in parameters.values()):
             raise ValueError(f"the {kind} start holds non-finite values")
-        starts[(kind, architecture)] = LearnedStart(kind, architecture, parameters)
+        rates = FitRates.from_json(entry["rates"]) if "rates" in entry else FitRates()
+        starts[(kind, architecture)] = LearnedStart(kind, architecture, parameters, rates)
     return starts

@@ -140,6 +140,7 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
         if reference is None and start is not None:
             start.apply(field, target)
             initial_steps = [step.detach().clone() for step in field.steps()]
+            preset = start.tuned(preset)
         if reference is not None:
             predictor = guided_predictor(field, header, reference, torch_device, motion_guess)
             initial_steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in reference.steps]

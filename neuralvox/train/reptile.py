@@ -14,12 +14,12 @@ from neuralvox.codec.fit import fit_field
 from neuralvox.codec.header import NeuralValueHeader
 from neuralvox.codec.neural_model import architecture_of, build_field, normalization
 from neuralvox.codec.presets import Quality
-from neuralvox.codec.starts import LearnedStart, latent_features
+from neuralvox.codec.starts import FitRates, LearnedStart, latent_features
 from neuralvox.codec.values import encode_values
 from neuralvox.train.corpus import CorpusGrid
 
 _RIDGE = 1e-4  # relative ridge of the latent map's regression: keeps it defined when a feature is constant
-_DECODER = "decoder."
+_UNTRAINED_NAME = "untrained x{:g}/{:g}"
 _FIT_SEED = 0  # the seed encode_values fits with: the untrained start is the one the codec would use
 
 
@@ -27,14 +27,19 @@ _FIT_SEED = 0  # the seed encode_values fits with: the untrained start is the on
 class Recipe:
     """How one start is trained: ``rounds`` outer steps, each fitting ``batch`` corpus grids (in turn) for at most
     ``fit_share`` of the preset's main-phase iterations and moving the start by ``outer_rate`` (the first round all
-    the way) towards the mean of the fitted parameters; the last ``validation`` grids of the kind are held back to
-    check the result."""
+    the way) towards the mean of the fitted parameters. The last ``validation`` grids of the kind are held back to
+    choose, by the loss of a short fit (every cap scaled by ``short_share``), between the learned and the untrained
+    start, each with every learning rate multiples of ``rates`` (latents, decoder); the choice must also end a
+    full fit at most ``full_fit_limit`` times the untrained start's loss (else the next best is tried)."""
 
-    rounds: int = 5
+    rounds: int = 6
     batch: int = 3
-    fit_share: float = 0.3
+    fit_share: float = 0.25
     outer_rate: float = 0.5
     validation: int = 2
+    short_share: float = 0.25
+    rates: tuple[tuple[float, float], ...] = ((1.0, 1.0), (2.0, 1.0), (2.0, 2.0))
+    full_fit_limit: float = 1.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -43,12 +48,12 @@ class Recipe:
 def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe: Recipe,
                 log: Callable[[str], None] = print) -> LearnedStart | None:
     """The learned start of ``kind`` for ``preset``'s architecture, trained on ``grids`` (all of that kind) but the
-    last ``recipe.validation``, on which it must beat the untrained start (else without its decoder weights, else
-    None: the fit keeps its untrained start)."""
+    last ``recipe.validation``, on which it (or the untrained start with other learning rates) must beat the
+    untrained start's short fit, else None: the fit keeps its untrained start and the preset's rates."""
     grids, held_back = grids[:-recipe.validation], grids[-recipe.validation:]
     channels = 1 if grids[0].values.ndim == 1 else 3
     architecture = architecture_of(preset, channels)
-    start = _untrained(grids[0], preset)
+    untrained = start = _untrained(grids[0], preset)
     cap = max(1, int(recipe.fit_share * preset.iterations))
     cursor = 0
     for round_number in range(recipe.rounds):
@@ -64,28 +69,42 @@ def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe:
         start = start.with_latent_maps(_latent_maps(fits))
         log(f"{kind} {architecture.hidden}: round {round_number + 1}/{recipe.rounds} "
             f"({len(fits)} fits, {time.perf_counter() - began:.1f} s)")
-    return _validated(start, preset, held_back, log)
+    return _validated(start, untrained, preset, held_back, recipe, log)
 
 
-def _validated(start: LearnedStart, preset: Quality, grids: Sequence[CorpusGrid],
-               log: Callable[[str], None]) -> LearnedStart | None:
-    """The best of the learned start, the same without its decoder weights and the untrained start (None) by the
-    coded rate-distortion loss of full fits of ``grids``, relative to the untrained start's, averaged."""
-    without_decoder = dataclasses.replace(start, parameters={
-        name: values for name, values in start.parameters.items() if not name.startswith(_DECODER)})
-    candidates = {"untrained": None, "learned": start, "learned without decoder": without_decoder}
-    losses = {name: [_coded_loss(grid, preset, candidate) for grid in grids] for name, candidate in candidates.items()}
-    relative = {name: float(np.mean(np.divide(values, losses["untrained"]))) for name, values in losses.items()}
-    best = min(relative, key=relative.get)
-    log(f"{start.kind} {start.architecture.hidden}: validation loss vs untrained "
-        + ", ".join(f"{name} {value:.3f}" for name, value in relative.items()) + f": keeping {best}")
-    return candidates[best]
+def _validated(start: LearnedStart, untrained: LearnedStart, preset: Quality, grids: Sequence[CorpusGrid],
+               recipe: Recipe, log: Callable[[str], None]) -> LearnedStart | None:
+    """The best of the learned and the untrained start, each with each of ``recipe.rates``, by the coded
+    rate-distortion loss of short fits of ``grids`` relative to the untrained start's at the preset's rates,
+    averaged, among those whose full fits end within ``recipe.full_fit_limit`` of that start's; None when that
+    untrained start is the one."""
+    short = dataclasses.replace(preset, iterations=max(1, round(recipe.short_share * preset.iterations)),
+                                finetune_iterations=max(1, round(recipe.short_share * preset.finetune_iterations)))
+    candidates = {f"{name} x{latent:g}/{decoder:g}": dataclasses.replace(base, rates=FitRates(latent, decoder))
+                  for name, base in (("untrained", untrained), ("learned", start)) for latent, decoder in recipe.rates}
+    reference = _UNTRAINED_NAME.format(*recipe.rates[0])
+    losses = {name: [_coded_loss(grid, short, candidate) for grid in grids] for name, candidate in candidates.items()}
+    relative = {name: float(np.mean(np.divide(values, losses[reference]))) for name, values in losses.items()}
+    log(f"{start.kind} {start.architecture.hidden}: short-fit loss vs untrained "
+        + ", ".join(f"{name} {value:.3f}" for name, value in relative.items()))
+    full_reference = [_coded_loss(grid, preset, candidates[reference]) for grid in grids]
+    for name in sorted(relative, key=relative.get):
+        if name == reference:
+            break
+        full = float(np.mean(np.divide([_coded_loss(grid, preset, candidates[name]) for grid in grids],
+                                       full_reference)))
+        log(f"{start.kind} {start.architecture.hidden}: {name} full-fit loss vs untrained {full:.3f}")
+        if full <= recipe.full_fit_limit:
+            log(f"{start.kind} {start.architecture.hidden}: keeping {name}")
+            return candidates[name]
+    log(f"{start.kind} {start.architecture.hidden}: keeping {reference}")
+    return None
 
 
 def _coded_loss(grid: CorpusGrid, preset: Quality, start: LearnedStart | None) -> float:
     """Range-normalized mean squared error plus lambda times the value streams' bits per voxel, as coded."""
     encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=preset, device="cpu",
-                            start=start)
+                            start=start)  # a start's rates apply to the preset it is given
     columns = grid.values.reshape(len(grid.values), -1)
     peak = float(columns.max() - columns.min())
     mse = float(np.mean(((encoded.decoded.reshape(columns.shape) - columns) / peak) ** 2))
