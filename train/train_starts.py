@@ -1,6 +1,7 @@
 """Train the fit's learned starts over a corpus of simulated sequences and write them into the package.
 
     .venv/bin/python train/train_starts.py            # writes neuralvox/codec/learned_starts.bin (see README.md)
+    .venv/bin/python train/train_starts.py --drop low:density   # leaves that start out of the file (no training)
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def main() -> int:
     parser.add_argument("--quality", nargs="+", default=sorted(QUALITY_PRESETS), choices=sorted(QUALITY_PRESETS))
     parser.add_argument("--rounds", type=int, default=Recipe.rounds)
     parser.add_argument("--batch", type=int, default=Recipe.batch)
+    parser.add_argument("--drop", nargs="+", metavar="QUALITY:KIND", type=_quality_kind,
+                        help="remove these starts from the file (their fits begin untrained) and train nothing")
     args = parser.parse_args()
+    if args.drop:
+        return _drop(args.out, set(args.drop))
     recipe = Recipe(rounds=args.rounds, batch=args.batch)
     began = time.perf_counter()
     grids = corpus_grids(DEFAULT_CORPUS)
@@ -49,6 +54,28 @@ def main() -> int:
     save_starts(args.out, starts, provenance, force=True)
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, "starts": len(starts),
                       "seconds": round(seconds)}))
+    return 0
+
+
+def _quality_kind(text: str) -> tuple[str, str]:
+    quality, _, kind = text.partition(":")
+    if quality not in QUALITY_PRESETS or kind not in GRID_KINDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not QUALITY:KIND ({sorted(QUALITY_PRESETS)} : {GRID_KINDS})")
+    return quality, kind
+
+
+def _drop(path: Path, dropped: set[tuple[str, str]]) -> int:
+    """Rewrite the starts file without the ``dropped`` (quality, kind) starts, recording them as untrained."""
+    kept, provenance = _others(path, set())
+    architectures = {architecture_of(QUALITY_PRESETS[quality], channels): quality
+                     for quality in QUALITY_PRESETS for channels in (1, 3)}
+    starts = [start for start in kept if (architectures.get(start.architecture), start.kind) not in dropped]
+    for quality, kind in sorted(dropped):
+        record = provenance.setdefault(quality, {})
+        record["untrained"] = sorted({*record.get("untrained", []), kind})
+        record["dropped"] = sorted({*record.get("dropped", []), kind})
+    save_starts(path, starts, provenance, force=True)
+    print(json.dumps({"out": str(path), "bytes": path.stat().st_size, "starts": len(starts)}))
     return 0
 
 
