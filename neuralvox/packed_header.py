@@ -33,7 +33,7 @@ import math
 import struct
 from typing import Any
 
-from neuralvox.varint import MAX_BYTES, OverlongVarint, TruncatedVarint, decode_varint, encode_varint
+from neuralvox.varint import MAX_BYTES, ByteReader, encode_varint
 
 MAX_DEPTH = 64
 # Values decoded and copied: at most this many, plus this many per byte of the packed header.
@@ -334,9 +334,9 @@ class _Packer:
         self.namesakes[name] = item
 
 
-class _Unpacker:
+class _Unpacker(ByteReader):
     def __init__(self, data: bytes) -> None:
-        self.data, self.position = data, 0
+        super().__init__(data, PackedHeaderError, "header")
         self.strings: list[str] = list(VOCABULARY)
         self.namesakes: dict[str, Any] = {}
         self.budget = _MIN_BUDGET + _BUDGET_PER_BYTE * len(data)
@@ -346,21 +346,6 @@ class _Unpacker:
         if self.budget < 0:
             raise PackedHeaderError(f"{where}: the header unpacks to more values than its {len(self.data)} bytes "
                                     f"allow")
-
-    def take(self, size: int, where: str) -> bytes:
-        if size > len(self.data) - self.position:
-            raise PackedHeaderError(f"{where}: {size} bytes wanted, {len(self.data) - self.position} left")
-        self.position += size
-        return self.data[self.position - size : self.position]
-
-    def varint(self, where: str) -> int:
-        try:
-            value, self.position = decode_varint(self.data, self.position)
-        except TruncatedVarint:
-            raise PackedHeaderError(f"{where}: the header ends inside a varint") from None
-        except OverlongVarint:
-            raise PackedHeaderError(f"{where}: varint longer than {MAX_BYTES} bytes") from None
-        return value
 
     def literal(self, where: str) -> str:
         data = self.take(self.varint(where), where)
@@ -476,8 +461,8 @@ class _Unpacker:
         if tag == LIST_LIKE_REF and not isinstance(ref, list):
             raise PackedHeaderError(f"{where}: a list as long as {_short(ref)}, which is not a list")
         count = len(ref) if tag == LIST_LIKE_REF else self.varint(where)
-        if count > len(self.data) - self.position:
-            raise PackedHeaderError(f"{where}: {count} items in {len(self.data) - self.position} bytes")
+        if count > self.remaining:
+            raise PackedHeaderError(f"{where}: {count} items in {self.remaining} bytes")
         items: list[Any] = []
         for index in range(count):
             at = f"{where}[{index}]"
@@ -497,8 +482,8 @@ class _Unpacker:
                 raise PackedHeaderError(f"{where}: an object like {_short(ref)}, which is not an object")
             return {name: self.member(name, item, depth, f"{where}.{name}") for name, item in ref.items()}
         count = self.varint(where)
-        if count > len(self.data) - self.position:
-            raise PackedHeaderError(f"{where}: {count} members in {len(self.data) - self.position} bytes")
+        if count > self.remaining:
+            raise PackedHeaderError(f"{where}: {count} members in {self.remaining} bytes")
         out: dict[str, Any] = {}
         for _ in range(count):
             at = f"{where}: member name"

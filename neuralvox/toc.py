@@ -21,7 +21,7 @@ import zlib
 from typing import Any
 
 from neuralvox.packed_header import PackedHeaderError, pack_header, unpack_header
-from neuralvox.varint import MAX_BYTES, OverlongVarint, TruncatedVarint, decode_varint, encode_varint
+from neuralvox.varint import ByteReader, encode_varint
 
 _MAX_KEY_BYTES = 1024
 # Front coding lets a short table name long keys: their total is capped at this many bytes per table byte (a real
@@ -149,7 +149,7 @@ def _expand_deflate(data: bytes, limit: int) -> bytes:
 def unpack_toc(data: bytes, payload_bytes: int, version: int = 3) -> Toc:
     """The table from ``data``, every field checked: keys non-empty, unique, UTF-8; sizes adding up to exactly
     ``payload_bytes``; blocks of at least one payload covering every payload; nothing left over."""
-    reader = _Reader(data)
+    reader = ByteReader(data, TocError, "table")
     header_bytes = reader.take(reader.varint("header length"), "header")
     if version == 2:
         header, keys = _json_header(header_bytes), None
@@ -216,7 +216,7 @@ def _joined_key(parts: Any, index: int) -> bytes:
     return "/".join(map(str, parts)).encode()
 
 
-def _read_blocks(reader: _Reader, payloads: int) -> tuple[CheckedBlock, ...]:
+def _read_blocks(reader: ByteReader, payloads: int) -> tuple[CheckedBlock, ...]:
     block_count = reader.varint("block count")
     if block_count > payloads:
         raise TocError(f"{block_count} checked blocks for {payloads} payloads")
@@ -253,29 +253,3 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
             break
         length += 1
     return length
-
-
-class _Reader:
-    """Bytes read front to back; running short or an overlong varint is a TocError naming the field."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.position = data, 0
-
-    @property
-    def remaining(self) -> int:
-        return len(self.data) - self.position
-
-    def take(self, size: int, field: str) -> bytes:
-        if size > self.remaining:
-            raise TocError(f"{field}: {size} bytes wanted, {self.remaining} left")
-        self.position += size
-        return self.data[self.position - size : self.position]
-
-    def varint(self, field: str) -> int:
-        try:
-            value, self.position = decode_varint(self.data, self.position)
-        except TruncatedVarint:
-            raise TocError(f"{field}: the table ends inside it") from None
-        except OverlongVarint:
-            raise TocError(f"{field}: varint longer than {MAX_BYTES} bytes") from None
-        return value

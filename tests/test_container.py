@@ -395,7 +395,7 @@ GOOD_CRC = zlib.crc32(b"abcdefgh")
 
 
 @pytest.mark.parametrize(("table", "problem"), [
-    (b"", "header length: the table ends inside it"),
+    (b"", "header length: the table ends inside a varint"),
     (None, "not an LZMA2 stream"),
     (b"\x05{}", "header: 5 bytes wanted"),
     (b"\x02[]\x00\x00", "header: not a JSON object"),
