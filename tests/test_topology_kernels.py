@@ -75,9 +75,9 @@ def test_garbage_with_a_valid_checksum_raises_on_both_paths(monkeypatch: pytest.
     assert str(compiled_error.value) == str(numpy_error.value)
 
 
-@pytest.mark.parametrize("with_reference", [False, True])
-def test_finest_level_without_a_neighbour_table_codes_the_same(with_reference: bool) -> None:
-    """Frames above ``max_finest_table`` nodes compute the finest level's neighbours on the fly: same bits."""
+def _sphere_octrees(with_reference: bool):
+    """A noisy sphere's voxels, its octree's depth, extent and octree, and a reference's masks and first children
+    (every other voxel moved by one; None without a reference)."""
     ijk = noisy_sphere(radius=20)
     origin = ijk.min(axis=0).astype(np.int64)
     extent = ijk.max(axis=0).astype(np.int64) - origin
@@ -86,6 +86,13 @@ def test_finest_level_without_a_neighbour_table_codes_the_same(with_reference: b
     ref = stream._reference_octree(ijk[::2] + 1, origin, depth)[0] if with_reference else None
     masks = None if ref is None else ref.masks
     first = None if ref is None else ref.first_child
+    return ijk, depth, extent, truth, masks, first
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_finest_level_without_a_neighbour_table_codes_the_same(with_reference: bool) -> None:
+    """Frames above ``max_finest_table`` nodes compute the finest level's neighbours on the fly: same bits."""
+    ijk, depth, extent, truth, masks, first = _sphere_octrees(with_reference)
 
     def encoded(limit: int) -> bytes:
         coder = BitCoder()
@@ -108,14 +115,7 @@ def test_format_1_streams_decode_the_same_on_both_paths(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("with_reference", [False, True])
 def test_format_2_finest_level_without_a_neighbour_table_codes_the_same(with_reference: bool) -> None:
-    ijk = noisy_sphere(radius=20)
-    origin = ijk.min(axis=0).astype(np.int64)
-    extent = ijk.max(axis=0).astype(np.int64) - origin
-    depth = max(int(e).bit_length() for e in extent)
-    truth, _ = stream._octree(ijk, origin, depth, reference=False)
-    ref = stream._reference_octree(ijk[::2] + 1, origin, depth)[0] if with_reference else None
-    masks = None if ref is None else ref.masks
-    first = None if ref is None else ref.first_child
+    ijk, depth, extent, truth, masks, first = _sphere_octrees(with_reference)
     run = (depth, extent, truth.masks, masks, first, len(ijk), None)
     table = kernels.compiled.walk(*run, 1 << 20, sequential=True)[2]
     on_the_fly = kernels.compiled.walk(*run, 0, sequential=True)[2]
