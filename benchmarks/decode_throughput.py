@@ -26,7 +26,7 @@ import warp as wp
 
 from neuralvox.bench.timing import best_of
 from neuralvox.codec.header import NeuralValueHeader
-from neuralvox.codec.latent_codecs import compress_latents, latent_model
+from neuralvox.codec.latent_codecs import compress_latents, stream_models
 from neuralvox.codec.presets import quality_preset
 from neuralvox.codec.values import decode_values, encode_values, fused_decoder
 from neuralvox.grid import SparseGrid
@@ -62,7 +62,7 @@ def big_frame_streams(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[
     latents = [rng.laplace(0.0, 3.0, size=(len(lattice_points(voxels, stride)), channels)).round().astype(np.int32)
                for stride, channels in header.model.levels]
     return dataclasses.replace(header, voxels=len(ijk)), {**streams, "latents": compress_latents(latents, steps,
-                                                                                          latent_model(header))}
+                                                                                          stream_models(header).latents)}
 
 
 def main() -> None:

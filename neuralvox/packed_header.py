@@ -83,6 +83,8 @@ VOCABULARY = (
     "class", "file_bbox_min", "file_bbox_max", "file_compression", "file_mem_bytes", "file_voxel_count",
     "is_local_space", "is_saved_as_half_float", "resolution", "scenario", "seed", "frame", "neuralvox.sim",
     "file_base_resolution", "file_voxel_size", "fire", "fuel", "react", "smoke", "fluid", "points",
+    # formats added later
+    "neuralvox-values/3",
 )
 
 

@@ -14,10 +14,17 @@ from conftest import gaussian_pair
 from neuralvox.codec.entropy import EntropyStreamError, decode_integer_arrays, encode_integer_arrays
 from neuralvox.codec.entropy_models import LAPLACE, SHORTEST
 from neuralvox.codec.header import NeuralValueHeader
-from neuralvox.codec.latent_codecs import compress_latents
+from neuralvox.codec.latent_codecs import (
+    compress_latents,
+    compress_motion,
+    compress_weights,
+    decompress_motion,
+    stream_models,
+)
 from neuralvox.codec.presets import Quality, quality_preset
 from neuralvox.codec.values import decode_latents, decode_values, decode_weights, encode_values
 from neuralvox.model import build_lattice
+from neuralvox.model.motion import motion_lattice
 
 TINY = Quality(levels=((4, 4), (2, 2)), hidden=(8,), frequencies=1, activation="gelu", rate_lambda=2e-4,
                iterations=80, finetune_iterations=20, predicted_iterations=40, latent_learning_rate=0.03,
@@ -178,15 +185,52 @@ def test_shortest_laws_edge_cases_and_damage():
         SHORTEST.compress([np.array([1 << 16])])
 
 
-def test_new_latents_take_the_shortest_laws_and_version_1_streams_still_decode(blob, encoded):
-    """/2 codes the latents with ``SHORTEST``; a /1 header (same fields) reads its stream per column."""
+def test_new_values_take_the_shortest_laws_and_older_formats_still_decode(blob, encoded):
+    """/3 codes latents and weights with ``SHORTEST``; a /2 header (same fields) reads its weights per column, a /1
+    header its latents too."""
     ijk, _ = blob
-    assert encoded.header.format == "neuralvox-values/2" == encoded.header.to_json()["format"]
-    old = dataclasses.replace(encoded.header, format="neuralvox-values/1")
-    streams = {**encoded.streams, "latents": compress_latents(encoded.latents, encoded.state.steps, LAPLACE)}
-    assert via_json(old).format == "neuralvox-values/1"
-    assert np.array_equal(decode_values(ijk, via_json(old), streams, device="cpu"),
-                          decode_values(ijk, encoded.header, encoded.streams, device="cpu"))
+    assert encoded.header.format == "neuralvox-values/3" == encoded.header.to_json()["format"]
+    assert (stream_models(encoded.header).latents, stream_models(encoded.header).weights) == (SHORTEST, SHORTEST)
+    laplace_weights = compress_weights(encoded.decoder, LAPLACE)
+    assert encoded.streams["weights"] != laplace_weights
+    weights = decode_weights(encoded.header, encoded.streams["weights"])
+    assert weights.steps == encoded.decoder.steps
+    assert all(np.array_equal(got, want) for got, want in zip(weights.integers, encoded.decoder.integers, strict=True))
+    new = decode_values(ijk, encoded.header, encoded.streams, device="cpu")
+    v2 = dataclasses.replace(encoded.header, format="neuralvox-values/2")
+    v1 = dataclasses.replace(encoded.header, format="neuralvox-values/1")
+    for header, latents_model in ((v2, SHORTEST), (v1, LAPLACE)):
+        streams = {"latents": compress_latents(encoded.latents, encoded.state.steps, latents_model),
+                   "weights": laplace_weights}
+        assert via_json(header).format == header.format
+        assert np.array_equal(decode_values(ijk, via_json(header), streams, device="cpu"), new)
+
+
+def test_predicted_motion_takes_the_shortest_laws_and_version_2_motion_still_decodes(blob, encoded):
+    """A predicted frame's motion under /3 is ``SHORTEST`` (the three axes may share a law); /2 reads it per axis."""
+    ijk, values = blob
+    predicted = encode_values(ijk, values * 1.01, grid_class="fog volume", quality=TINY, device="cpu",
+                              shared_decoder=encoded.decoder, reference=encoded.state,
+                              motion_guess=lambda points: np.zeros((len(points), 3)))
+    assert set(predicted.streams) == {"motion", "residual"} and predicted.header.format == "neuralvox-values/3"
+    points = len(motion_lattice(torch.from_numpy(encoded.state.ijk), predicted.header.predicted.stride))
+    motion = decompress_motion(predicted.streams["motion"], points, SHORTEST)
+    laplace_motion = compress_motion(motion, LAPLACE)
+    assert len(predicted.streams["motion"]) <= 1 + len(laplace_motion)
+    v2 = via_json(dataclasses.replace(predicted.header, format="neuralvox-values/2"))
+    decoded = decode_values(ijk, v2, {**predicted.streams, "motion": laplace_motion}, device="cpu",
+                            shared_decoder=encoded.decoder, reference=encoded.state)
+    assert np.array_equal(decoded, predicted.decoded)
+    assert np.array_equal(decode_values(ijk, predicted.header, predicted.streams, device="cpu",
+                                        shared_decoder=encoded.decoder, reference=encoded.state), predicted.decoded)
+
+
+def test_sparse_motion_shares_one_law_across_axes():
+    motion = np.zeros((400, 3), np.int32)
+    motion[::37] = [1, -1, 2]
+    data = compress_motion(motion, SHORTEST)
+    assert data[0] == 2 and len(data) < len(compress_motion(motion, LAPLACE))
+    assert np.array_equal(decompress_motion(data, 400, SHORTEST), motion)
 
 
 def test_bad_arguments_are_named(blob, encoded):

@@ -13,7 +13,7 @@ import torch
 
 from neuralvox.codec.convergence import ConvergenceMonitor, Schedule
 from neuralvox.codec.header import Architecture
-from neuralvox.codec.latent_codecs import compress_weights
+from neuralvox.codec.latent_codecs import WRITTEN, compress_weights
 from neuralvox.codec.presets import Quality
 from neuralvox.codec.weights import QuantizedDecoder, quantize_decoder
 from neuralvox.model.field import LatentField
@@ -142,7 +142,7 @@ def _quantized_decoder(field: LatentField, targets: list[torch.Tensor], steps: l
             rounded = [torch.round(values / step) for values, step in zip(field.latents, steps, strict=True)]
             squared = sum(float(((field(rounded, steps, batch) - target) ** 2).sum())
                           for batch, target in enumerate(targets))
-        cost = (squared + quality.rate_lambda * 8 * len(compress_weights(candidate))) / voxel_count
+        cost = (squared + quality.rate_lambda * 8 * len(compress_weights(candidate, WRITTEN.weights))) / voxel_count
         if cost < best_cost:
             best, best_cost = candidate, cost
         field.decoder.load_state_dict(trained)

@@ -21,8 +21,9 @@ from neuralvox.metrics import ErrorStats, bits_per_voxel
 from neuralvox.sequence import NamePattern
 
 ARCHIVE_FORMAT = "neuralvox/1"
-NEURAL_FORMAT = "neuralvox-values/2"
-NEURAL_FORMATS = ("neuralvox-values/1", NEURAL_FORMAT)  # /2: latents coded under the shortest of three laws
+NEURAL_FORMAT = "neuralvox-values/3"
+# /2: latents coded under the shortest of three laws; /3: the weights and motion streams too
+NEURAL_FORMATS = ("neuralvox-values/1", "neuralvox-values/2", NEURAL_FORMAT)
 BASED_FORMAT = "neuralvox-based/1"
 
 # Stream names: the last part of a payload key.
@@ -114,10 +115,10 @@ class Architecture:
 
 @dataclasses.dataclass(frozen=True)
 class NeuralValueHeader:
-    """``neuralvox-values/2`` (or ``/1``, read as before: the same fields, latents coded per column): the neural
-    base's values of one grid: a ``constant``, or an ``architecture``, the value range ``low``..``high`` per channel,
-    whether the decoder is shared with the group's first frame, and for a predicted frame its ``predicted`` motion
-    lattice; ``format`` says how its latents stream is entropy coded (``latent_codecs``)."""
+    """``neuralvox-values/3`` (or ``/2`` and ``/1``, read as before: the same fields, streams coded otherwise): the
+    neural base's values of one grid: a ``constant``, or an ``architecture``, the value range ``low``..``high`` per
+    channel, whether the decoder is shared with the group's first frame, and for a predicted frame its ``predicted``
+    motion lattice; ``format`` says how its streams are entropy coded (``latent_codecs``)."""
 
     FORMAT: ClassVar[str] = NEURAL_FORMAT
 

@@ -124,7 +124,7 @@ ValueValidator = Callable[[_Checker, dict[str, Any], dict[str, Any]], None]
 
 
 def check_values_v1(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-values/1`` and ``/2`` (the same fields): a constant, or latent levels, a decoder MLP and the
+    """``neuralvox-values/1``, ``/2`` and ``/3`` (the same fields): a constant, or latent levels, a decoder MLP and the
     streams they are coded in."""
     channels = check.integer(header, "channels", 1, 3)
     if channels != (3 if grid["value_type"] in VECTOR_TYPES else 1):
@@ -269,7 +269,7 @@ def _check_coarse(check: _Checker, coarse: dict[str, Any], context_frame: Any, g
 
 
 def check_based(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-based/1``: the neural base (``neuralvox-values/1`` or ``/2``, a keyframe with its own decoder, in
+    """``neuralvox-based/1``: the neural base (``neuralvox-values/1``, ``/2`` or ``/3``, a keyframe with its own decoder, in
     ``latents`` and ``weights``) and a ``neuralvox-bounded/3`` residual, never in the time mode, in ``values``, coded
     to at most the grid's bound."""
     for part, expected, validator in (("base", NEURAL_FORMATS, check_values_v1),

@@ -18,7 +18,7 @@ from neuralvox.codec.latent_codecs import (
     decompress_latents,
     decompress_motion,
     decompress_weights,
-    latent_model,
+    stream_models,
 )
 from neuralvox.codec.neural_model import (
     MOTION_STEP,
@@ -147,11 +147,12 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
             iterations = (preset.predicted_iterations, preset.finetune_iterations)
         result = fit_field(field, target, preset, architecture, shared_decoder, progress,
                            predictor, initial_steps, iterations)
-        streams = {header.latent_stream: compress_latents(result.latents, result.steps, latent_model(header))}
+        models = stream_models(header)
+        streams = {header.latent_stream: compress_latents(result.latents, result.steps, models.latents)}
         if result.motion is not None:
-            streams[MOTION] = compress_motion(result.motion)
+            streams[MOTION] = compress_motion(result.motion, models.motion)
         if shared_decoder is None:
-            streams[WEIGHTS] = compress_weights(result.decoder)
+            streams[WEIGHTS] = compress_weights(result.decoder, models.weights)
         state = decode_state(ijk, header, streams, reference, device=device)
         decoded = decode_values(ijk, header, streams, device=device, shared_decoder=shared_decoder, state=state)
     return EncodedValues(header, streams, _stats(values, decoded, result), result.latents, result.decoder, decoded,
@@ -169,7 +170,7 @@ def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, 
     voxels = torch.from_numpy(ijk).to(torch_device)
     coords = [lattice_points(voxels, stride) for stride in header.model.strides]
     integers, steps = decompress_latents(_stream(streams, header.latent_stream), [len(c) for c in coords],
-                                         header.model.level_channels, latent_model(header))
+                                         header.model.level_channels, stream_models(header).latents)
     latents = [torch.from_numpy(values.astype(np.float32)).to(torch_device)
                * torch.from_numpy(step.astype(np.float32)).to(torch_device)
                for values, step in zip(integers, steps, strict=True)]
@@ -177,7 +178,7 @@ def decode_state(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str, 
         if reference is None:
             raise ValueError("this frame is predicted from the previous one: pass its decoded state as reference")
         predictor = predictor_at(coords, header, reference, torch_device)
-        motion = decompress_motion(_stream(streams, MOTION), predictor.motion.shape[0])
+        motion = decompress_motion(_stream(streams, MOTION), predictor.motion.shape[0], stream_models(header).motion)
         predictor.set_integers(torch.from_numpy(motion))
         with torch.no_grad():
             latents = [base + residual for base, residual in zip(predictor(), latents, strict=True)]
@@ -258,7 +259,7 @@ def decode_latents(ijk: np.ndarray, header: NeuralValueHeader, streams: dict[str
     voxels = torch.from_numpy(np.ascontiguousarray(ijk, dtype=np.int32))
     return decompress_latents(_stream(streams, header.latent_stream),
                               [len(lattice_points(voxels, stride)) for stride in header.model.strides],
-                              header.model.level_channels, latent_model(header))
+                              header.model.level_channels, stream_models(header).latents)
 
 
 def decode_weights(header: NeuralValueHeader, data: bytes) -> QuantizedDecoder:
@@ -266,7 +267,7 @@ def decode_weights(header: NeuralValueHeader, data: bytes) -> QuantizedDecoder:
     needed): what later frames coded with ``shared_decoder`` need."""
     if not isinstance(header, NeuralValueHeader) or header.constant is not None:
         raise ValueError("weights can only be read with the header of a frame coded with its own decoder")
-    return decompress_weights(data, decoder_module(header.model), header.model)
+    return decompress_weights(data, decoder_module(header.model), header.model, stream_models(header).weights)
 
 
 def motion_compensated_voxels(header: NeuralValueHeader, streams: dict[str, bytes],
@@ -276,7 +277,7 @@ def motion_compensated_voxels(header: NeuralValueHeader, streams: dict[str, byte
     motion = motion_spec(header)
     coords = motion_lattice(torch.from_numpy(np.ascontiguousarray(reference_ijk, dtype=np.int32)),
                             motion.stride).numpy()
-    moves = decompress_motion(_stream(streams, MOTION), len(coords)) * motion.step
+    moves = decompress_motion(_stream(streams, MOTION), len(coords), stream_models(header).motion) * motion.step
     return compensate_voxels(reference_ijk, coords, moves, motion.stride)
 
 
@@ -284,7 +285,7 @@ def _decoder_weights(header: NeuralValueHeader, streams: dict[str, bytes], decod
                      shared_decoder: QuantizedDecoder | None) -> QuantizedDecoder:
     architecture = header.model
     if not header.shared_decoder:
-        return decompress_weights(_stream(streams, WEIGHTS), decoder, architecture)
+        return decompress_weights(_stream(streams, WEIGHTS), decoder, architecture, stream_models(header).weights)
     if shared_decoder is None:
         raise ValueError("these values were coded with a shared decoder: pass it as shared_decoder")
     if shared_decoder.architecture != architecture:
