@@ -269,9 +269,9 @@ def _check_coarse(check: _Checker, coarse: dict[str, Any], context_frame: Any, g
 
 
 def check_based(check: _Checker, header: dict[str, Any], grid: dict[str, Any]) -> None:
-    """``neuralvox-based/1``: the neural base (``neuralvox-values/1``, ``/2`` or ``/3``, a keyframe with its own decoder, in
-    ``latents`` and ``weights``) and a ``neuralvox-bounded/3`` residual, never in the time mode, in ``values``, coded
-    to at most the grid's bound."""
+    """``neuralvox-based/1``: the neural base (``neuralvox-values/1``, ``/2`` or ``/3``, a keyframe with its own
+    decoder, in ``latents`` and ``weights``) and a ``neuralvox-bounded/3`` residual, never in the time mode, in
+    ``values``, coded to at most the grid's bound."""
     for part, expected, validator in (("base", NEURAL_FORMATS, check_values_v1),
                                       ("residual", (BOUNDED_FORMATS[2],), check_bounded_v3)):
         value = check.get(header, part, dict)
