@@ -188,7 +188,8 @@ def _datetime_text(microseconds: int) -> str:
     return (_EPOCH + datetime.timedelta(microseconds=microseconds)).isoformat()
 
 
-def _shared_prefix(a: bytes, b: bytes) -> int:
+def shared_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes ``a`` and ``b`` share."""
     length = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -268,8 +269,8 @@ class _Packer:
                 if _step_string(ref, delta) == value:
                     candidates.append(bytes([STRING_STEP]) + encode_varint(_zigzag(delta)))
             data, ref_data = value.encode(), ref.encode()
-            prefix = _shared_prefix(ref_data, data)
-            suffix = _shared_prefix(ref_data[prefix:][::-1], data[prefix:][::-1])
+            prefix = shared_prefix(ref_data, data)
+            suffix = shared_prefix(ref_data[prefix:][::-1], data[prefix:][::-1])
             middle = data[prefix : len(data) - suffix]
             if prefix + suffix > 2:
                 candidates.append(bytes([STRING_MIDDLE]) + encode_varint(prefix) + encode_varint(suffix)

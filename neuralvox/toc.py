@@ -20,7 +20,7 @@ import lzma
 import zlib
 from typing import Any
 
-from neuralvox.packed_header import PackedHeaderError, pack_header, unpack_header
+from neuralvox.packed_header import PackedHeaderError, pack_header, shared_prefix, unpack_header
 from neuralvox.varint import ByteReader, encode_varint
 
 _MAX_KEY_BYTES = 1024
@@ -71,7 +71,7 @@ def pack_toc(toc: Toc, version: int = 3) -> bytes:
         previous = b""
         for entry in toc.payloads:
             key = entry.key.encode()
-            shared = _shared_prefix(previous, key)
+            shared = shared_prefix(previous, key)
             out += encode_varint(shared) + encode_varint(len(key) - shared) + key[shared:] + encode_varint(entry.size)
             previous = key
     else:
@@ -244,12 +244,3 @@ def _decode_key(key: bytes, index: int) -> str:
 
 def _short(key: str) -> str:
     return repr(key) if len(key) <= 60 else repr(key[:57] + "...")
-
-
-def _shared_prefix(a: bytes, b: bytes) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
