@@ -51,6 +51,15 @@ def assert_same_archive(first: Path, second: Path) -> None:
         assert without_timing(a.header) == without_timing(b.header)
 
 
+def _rewritten(folder: Path, payloads: dict[str, bytes], header: dict, name: str) -> Path:
+    """An archive ``folder / name`` holding ``payloads`` under ``header`` (as the test has edited it)."""
+    with ArchiveWriter(folder / name) as writer:
+        for key, data in payloads.items():
+            writer.put(key, data)
+        writer.set_header(header)
+    return folder / name
+
+
 def test_a_large_grid_is_stored_in_chunks_within_the_bound(serial: Path, sequence: list[Path]) -> None:
     with open_archive(serial) as archive:
         for number, path in zip(archive.frames, sequence, strict=True):
@@ -142,23 +151,16 @@ def test_a_chunk_table_that_disagrees_with_the_topology_is_refused(serial: Path,
     values["chunks"][0]["voxels"] += 1
     values["chunks"][1]["voxels"] -= 1  # the sum still agrees: only the split can tell
 
-    def rewritten(name: str) -> Path:
-        """The archive's payloads under the header as now edited."""
-        with ArchiveWriter(tmp_path / name) as writer:
-            for key, data in payloads.items():
-                writer.put(key, data)
-            writer.set_header(header)
-        return tmp_path / name
 
-    tampered = rewritten("tampered.nvox")
+    tampered = _rewritten(tmp_path, payloads, header, "tampered.nvox")
     with open_archive(tampered) as archive, pytest.raises(ArchiveError, match="voxels"):
         archive.frame(archive.frames[0])["density"]
     values["chunks"][1]["voxels"] -= 5
     with pytest.raises(ArchiveError, match="the chunks hold"):
-        open_archive(rewritten("sum.nvox"))
+        open_archive(_rewritten(tmp_path, payloads, header, "sum.nvox"))
     values["chunks"][1]["voxels"] += 5
     values["chunks"][1]["context_frame"] = None if values["chunks"][0]["context_frame"] is not None else 1
-    rewritten("context.nvox")
+    _rewritten(tmp_path, payloads, header, "context.nvox")
     with pytest.raises(ArchiveError, match="context_frame"):
         open_archive(tmp_path / "context.nvox")
 
@@ -182,28 +184,22 @@ def test_a_third_format_archive_still_decodes_and_a_missing_own_model_is_refused
     values = header["frames"][0]["grids"]["density"]["values"]
     assert values["format"] == chunked.FORMAT and values["coarse_own_model"] is False
 
-    def rewritten(name: str) -> Path:
-        with ArchiveWriter(tmp_path / name) as writer:
-            for key, data in payloads.items():
-                writer.put(key, data)
-            writer.set_header(header)
-        return tmp_path / name
 
     values["coarse_own_model"] = True
     frame, values["coarse"]["context_frame"] = values["coarse"]["context_frame"], None
     with pytest.raises(ArchiveError, match="names no context frame"):
-        open_archive(rewritten("own.nvox"))
+        open_archive(_rewritten(tmp_path, payloads, header, "own.nvox"))
     if values["chunks"][0]["context_frame"] is not None:  # the grid has a neural model: the own model's stream lacks
         values["coarse"]["context_frame"] = values["chunks"][0]["context_frame"]
         with pytest.raises(ArchiveError, match="lacks values.coarse.context"):
-            open_archive(rewritten("stream.nvox"))
+            open_archive(_rewritten(tmp_path, payloads, header, "stream.nvox"))
     values["coarse"]["context_frame"] = frame
     values["coarse_own_model"] = "no"
     with pytest.raises(ArchiveError, match="coarse_own_model"):
-        open_archive(rewritten("flag.nvox"))
+        open_archive(_rewritten(tmp_path, payloads, header, "flag.nvox"))
     del values["coarse_own_model"]
     values["format"] = "neuralvox-chunked/3"  # a /4 grid without an own model is coded as /3 coded it
-    with open_archive(serial) as archive, open_archive(rewritten("third.nvox")) as third:
+    with open_archive(serial) as archive, open_archive(_rewritten(tmp_path, payloads, header, "third.nvox")) as third:
         number = archive.frames[0]
         assert isinstance(third.entry(number).grids["density"].values, chunked.ChunkedHeader)
         assert third.entry(number).grids["density"].values.format == "neuralvox-chunked/3"
