@@ -1,12 +1,13 @@
 """Whole-archive bits and PSNR of `compress --base-only` on the four reference sequences, one JSON line a run.
 
     .venv/bin/python benchmarks/base_rd.py [--only default smoke128 liquid64 blender] [--qualities low medium]
-        [--lambda-scale 1.0] [--weight-steps F ...] [--frames N] [--out FILE.jsonl]
+        [--lambda-scale 1.0] [--weight-steps F ...] [--predicted-rate-scale F] [--frames N] [--out FILE.jsonl]
 
 Runs whatever `neuralvox` the interpreter imports (run it from another checkout's root with that checkout's venv to
 measure that commit). ``--lambda-scale`` multiplies each preset's rate weight (more points on one curve without a
 PSNR target); ``--weight-steps`` sets every preset's candidate decoder weight steps (fractions such as 1/31; needs a
-checkout that searches them); ``--frames`` keeps the first N frames while iterating. bpv = 8 x the whole .nvox file /
+checkout that searches them); ``--predicted-rate-scale`` sets every preset's rate factor of predicted frames;
+``--frames`` keeps the first N frames while iterating. bpv = 8 x the whole .nvox file /
 active voxels.
 """
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--lambda-scale", type=float, default=1.0)
     parser.add_argument("--weight-steps", nargs="+", type=lambda text: 1 / float(text.split("/")[1])
                         if "/" in text else float(text))
+    parser.add_argument("--predicted-rate-scale", type=float)
     parser.add_argument("--frames", type=int)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -59,6 +61,8 @@ def main() -> None:
         changes = {"rate_lambda": preset.rate_lambda * args.lambda_scale}
         if args.weight_steps:
             changes["weight_steps"] = tuple(args.weight_steps)
+        if args.predicted_rate_scale is not None:
+            changes["predicted_rate_scale"] = args.predicted_rate_scale
         presets.QUALITY_PRESETS[name] = dataclasses.replace(preset, **changes)
     commit = code_commit()
     for name in args.only:
@@ -73,6 +77,7 @@ def main() -> None:
             (row,) = report.grids
             line = {"sequence": name, "grid": grid, "quality": quality, "lambda_scale": args.lambda_scale,
                     "weight_steps": list(getattr(presets.QUALITY_PRESETS[quality], "weight_steps", ())),
+                    "predicted_rate_scale": getattr(presets.QUALITY_PRESETS[quality], "predicted_rate_scale", 1.0),
                     "frames": row.frames, "voxels": row.voxels, "archive_bytes": report.archive_bytes,
                     "bpv": 8 * report.archive_bytes / row.voxels, "psnr": row.psnr,
                     "streams": row.stream_bytes, "seconds": round(seconds, 1), "commit": commit,

@@ -44,7 +44,9 @@ from neuralvox.codec.header import (
     TopologyRef,
     payload_key,
 )
+from neuralvox.codec.lattice_choice import fit_keyframe, preset_of
 from neuralvox.codec.motion_guess import VELOCITY_NAMES, block_matching_guess, find_velocity, velocity_guess
+from neuralvox.codec.presets import Quality
 from neuralvox.codec.quality import QualityTarget, quality_target
 from neuralvox.codec.report import CompressReport, GridTracker, ProgressBar
 from neuralvox.codec.temporal import TimeReference
@@ -405,10 +407,16 @@ class _SequenceCoder:
         aim = None
         if options.coherence and tracker is not None and tracker.previous is not None:
             aim = coherent_aim(grid, tracker.previous, options.coherence)
-        return encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=options.quality,
-                             device=options.device, shared_decoder=owner[1].decoder if owner else None,
-                             reference=None if previous is None else previous.state, motion_guess=guess, aim=aim,
-                             grid_name=grid.name)
+
+        def fit(preset: Quality) -> EncodedValues:
+            return encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=preset,
+                                 device=options.device, shared_decoder=owner[1].decoder if owner else None,
+                                 reference=None if previous is None else previous.state, motion_guess=guess, aim=aim,
+                                 grid_name=grid.name)
+
+        if owner is None or owner[1].decoder is None:
+            return fit_keyframe(options.quality, fit)
+        return fit(preset_of(options.quality, owner[1].decoder.architecture, grid.channels))
 
     @staticmethod
     def _candidates(grid: SparseGrid, encoded: EncodedValues, this_frame: list[tuple[TopologyRef, np.ndarray]],

@@ -145,6 +145,7 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
             predictor = guided_predictor(field, header, reference, torch_device, motion_guess)
             initial_steps = [torch.from_numpy(step.astype(np.float32)).to(torch_device) for step in reference.steps]
             iterations = (preset.predicted_iterations, preset.finetune_iterations)
+            preset = dataclasses.replace(preset, rate_lambda=preset.rate_lambda * preset.predicted_rate_scale)
         result = fit_field(field, target, preset, architecture, shared_decoder, progress,
                            predictor, initial_steps, iterations)
         models = stream_models(header)
