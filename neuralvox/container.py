@@ -63,6 +63,7 @@ _CRC_BYTES = 4
 _MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3's version byte, table length (a varint) and checksum
 BLOCK_BYTES = 4096  # payloads are checked in blocks of at most this many bytes (or one larger payload)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_HDF5_METADATA_BYTES = 1024  # more than the file's HDF5 metadata takes, setters or not (136-450 bytes)
 _COPY_BLOCK_BYTES = 16 << 20
 _DATASET = "archive"  # version 2's data
 _MARKED_DATASET = FORMAT  # version 3 on: the data, its name the format mark
@@ -171,7 +172,7 @@ class ArchiveWriter:
         toc = (bytes([FORMAT_VERSION]) + encode_varint(len(table)) + zlib.crc32(table).to_bytes(_CRC_BYTES, "little")
                + table)
         total = sum(self._payloads.values())
-        with _create_file(self._temporary) as file:
+        with _create_file(self._temporary, len(toc) + total) as file:
             dataset = _create_bare_dataset(file, len(toc) + total)
             dataset[: len(toc)] = np.frombuffer(toc, np.uint8)
             self._spool.seek(0)
@@ -397,12 +398,14 @@ class ArchiveReader:
         return payloads, blocks
 
 
-def _create_file(path: Path) -> h5py.File:
-    """An empty HDF5 file in the 1.8 format (readable by every h5py), with small metadata blocks, no times, and a
-    root group whose object header has room for one link named like the data and no more, where the library
-    offers that."""
+def _create_file(path: Path, data_bytes: int) -> h5py.File:
+    """An empty HDF5 file in the 1.8 format (readable by every h5py), with small metadata blocks, no times, file
+    addresses and lengths as narrow as a file holding ``data_bytes`` allows, and a root group whose object header
+    has room for one link named like the data and no more, where the library offers that."""
     creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     creation.set_obj_track_times(False)
+    width = _address_bytes(data_bytes)
+    creation.set_sizes(width, width)
     estimate = _hdf5_function("H5Pset_est_link_info", ctypes.c_uint, ctypes.c_uint)
     if estimate is not None:
         estimate(creation.id, 1, len(_MARKED_DATASET))
@@ -410,6 +413,16 @@ def _create_file(path: Path) -> h5py.File:
     access.set_libver_bounds(h5py.h5f.LIBVER_V18, h5py.h5f.LIBVER_V18)
     access.set_meta_block_size(64)
     return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=creation, fapl=access))
+
+
+def _address_bytes(data_bytes: int) -> int:
+    """The narrowest HDF5 address and length width (2, 4 or 8 bytes) for a file of ``data_bytes`` of data and its
+    metadata (at most ``_HDF5_METADATA_BYTES``): every address, the end of file included, must stay below the
+    all-ones address, which HDF5 reserves for "undefined"."""
+    for width in (2, 4):
+        if data_bytes + _HDF5_METADATA_BYTES < (1 << (8 * width)) - 1:
+            return width
+    return 8
 
 
 def _create_bare_dataset(file: h5py.File, size: int) -> h5py.Dataset:

@@ -99,12 +99,26 @@ def test_the_same_archive_twice_is_the_same_file(tmp_path):
     assert (tmp_path / "a.nvox").read_bytes() == (tmp_path / "b.nvox").read_bytes()
 
 
-def test_hdf5_costs_under_230_bytes(tmp_path):
-    """The HDF5 structure around the data: superblock, root group, one bare dataset named as the format mark."""
-    write_archive(tmp_path / "a.nvox", {"frames/1/x/y": bytes(1000)}, header={})
-    with h5py.File(tmp_path / "a.nvox", "r") as file:
-        data_bytes = file["neuralvox"].size
-    assert os.path.getsize(tmp_path / "a.nvox") - data_bytes < 230
+def hdf5_bytes(path):
+    with h5py.File(path, "r") as file:
+        return os.path.getsize(path) - file["neuralvox"].size
+
+
+def test_hdf5_costs_under_140_bytes_below_64_kb_and_under_170_above(tmp_path):
+    """The HDF5 structure around the data: superblock, root group, one bare dataset named as the format mark, with
+    2-byte addresses and lengths where the file stays below 64 kB, 4-byte ones above; both read back."""
+    below = (1 << 16) - 2 - container._HDF5_METADATA_BYTES  # the most data bytes with 2-byte addresses
+    for name, size, most in (("small", 1000, 140), ("below", below - 200, 140), ("above", below + 1, 170)):
+        payloads = {"frames/1/x/y": bytes(range(256)) * (size // 256) + bytes(size % 256)}
+        write_archive(tmp_path / f"{name}.nvox", payloads, header={})
+        assert hdf5_bytes(tmp_path / f"{name}.nvox") < most, name
+        assert contents(tmp_path / f"{name}.nvox")[1:] == ({}, payloads)
+
+
+@pytest.mark.parametrize(("data_bytes", "width"), [(0, 2), ((1 << 16) - 1026, 2), ((1 << 16) - 1025, 4),
+                                                   ((1 << 32) - 1026, 4), ((1 << 32) - 1025, 8)])
+def test_address_width_is_the_narrowest_the_file_allows(data_bytes, width):
+    assert container._address_bytes(data_bytes) == width
 
 
 def test_overhead_per_payload_is_small(tmp_path):
