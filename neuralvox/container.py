@@ -2,27 +2,32 @@
 
 The container knows nothing of models: the codec names its payloads with slash paths such as
 ``frames/3/density/latents`` or ``groups/0/density/weights`` and keeps in the header whatever index it needs to
-decode one frame alone. Layout of the HDF5 file (container version 3):
+decode one frame alone. Layout of the HDF5 file (container version 4):
 
 - ``neuralvox`` (the name is the format mark): one contiguous uint8 dataset stored without HDF5 filters,
   attributes or times, in the root group and nothing else (both object headers made no larger than they need, where
-  the HDF5 library h5py loaded offers that): the container version (one byte, 3), the table of contents' stored
-  length (varint) and CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header
-  in its packed binary form with the payload keys, each payload's size, and a CRC-32 per checked block of
-  consecutive payloads, a block being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever
-  of LZMA2 and deflate, or neither, is shortest), then every payload's bytes end to end in the order they were put.
+  the HDF5 library h5py loaded offers that; file addresses and lengths of 2 bytes where the file stays below 64 kB, 4
+  below 4 GB, else 8): the container version (one byte, 4), the table of contents' stored length (varint) and
+  CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header in its packed binary
+  form with the payload keys, each payload's size, and a CRC-32 per checked block of consecutive payloads, a block
+  being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever of LZMA2 and deflate, or
+  neither, is shortest), then every payload's bytes end to end in the order they were put.
+
+Version 3 (still read): the same, its table's packed header with a shorter vocabulary and its LZMA2 with the default
+literal context (``neuralvox.toc``); a neuralvox that reads up to version 3 refuses a version 4 archive as newer.
 
 Version 2 (still read): root attribute ``format`` = ``"neuralvox"``; the dataset ``archive`` with attributes
 ``format_version`` = 2, ``toc_bytes`` and ``toc_crc32``, holding the LZMA2-compressed table (the header as JSON text,
-the keys front coded) then the payloads. A neuralvox that reads only versions 1 and 2 refuses a version 3 archive as
-"without the neuralvox format mark" (the root attribute).
+the keys front coded) then the payloads. A neuralvox that reads only versions 1 and 2 refuses a version 3 or 4
+archive as "without the neuralvox format mark" (the root attribute).
 
 Version 1 (still read): root attributes ``format`` and ``format_version`` = 1, a ``toc`` dataset of zlib JSON
 ``{"header": {...}, "payloads": [[key, size, crc32], ...]}`` with a ``crc32`` attribute, and a ``payloads`` dataset.
 
-Version 3 costs about 215 bytes of HDF5 (447 without the smaller object headers; a ``format`` attribute would cost
-about 90 more, a version attribute 47), version 2 about 450, version 1 about 850; one HDF5 dataset per payload
-would cost 320-560 bytes each. Reading one payload reads only its checked block.
+Version 4 costs 136 bytes of HDF5 below 64 kB, 162 below 4 GB, 214 above (version 3 always 214; 233 more without the
+smaller object headers; a ``format`` attribute would cost about 90 more, a version attribute 47), version 2 about 450,
+version 1 about 850; one HDF5 dataset per payload would cost 320-560 bytes each. Reading one payload reads only its
+checked block.
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ from neuralvox.toc import (
 from neuralvox.varint import OverlongVarint, TruncatedVarint, decode_varint, encode_varint
 
 FORMAT = "neuralvox"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _CRC_BYTES = 4
-_MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3's version byte, table length (a varint) and checksum
-BLOCK_BYTES = 4096  # payloads are checked in blocks of at most this many bytes (or one larger payload)
+_MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3 on: the version byte, table length (a varint) and checksum
+# Payloads are checked in blocks of at most this many bytes (or one larger payload): 5 bytes a block in the table
+# (4 kB until 2026-11-30: 50 bytes more on a 58 kB archive), a read reads its whole block, a damaged byte makes the
+# block's other payloads unreadable too
+BLOCK_BYTES = 16384
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _HDF5_METADATA_BYTES = 1024  # more than the file's HDF5 metadata takes, setters or not (136-450 bytes)
 _COPY_BLOCK_BYTES = 16 << 20
@@ -168,7 +176,7 @@ class ArchiveWriter:
     def _lay_out(self) -> None:
         blocks = [*self._blocks, self._open_block] if self._open_block.count else self._blocks
         entries = tuple(PayloadEntry(key, size) for key, size in self._payloads.items())
-        table = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks))))
+        table = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks)), FORMAT_VERSION), FORMAT_VERSION)
         toc = (bytes([FORMAT_VERSION]) + encode_varint(len(table)) + zlib.crc32(table).to_bytes(_CRC_BYTES, "little")
                + table)
         total = sum(self._payloads.values())
@@ -305,7 +313,7 @@ class ArchiveReader:
 
     def _table_place(self, version: int) -> tuple[int, int, object]:
         """Where the stored table starts in the dataset, its length and its CRC-32 (version 2: the attributes;
-        version 3: the dataset's first bytes, after the version byte)."""
+        versions 3 and 4: the dataset's first bytes, after the version byte)."""
         if version == 2:
             toc_bytes, crc = self._data.attrs.get("toc_bytes"), self._data.attrs.get("toc_crc32")
             if not isinstance(toc_bytes, np.integer) or not 0 < toc_bytes <= self._data.size:

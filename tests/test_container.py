@@ -26,7 +26,7 @@ from neuralvox.container import (
     ArchiveWriter,
     describe_key,
 )
-from neuralvox.packed_header import pack_header
+from neuralvox.packed_header import VOCABULARY, pack_header
 from neuralvox.toc import DEFLATE, LZMA2, RAW, CheckedBlock, PayloadEntry, Toc, compress_table, pack_toc
 from neuralvox.varint import decode_varint, encode_varint
 
@@ -87,7 +87,7 @@ def test_layout_is_hdf5_with_format_mark_and_one_unfiltered_dataset(archive_path
         assert not file.attrs
         assert list(file) == ["neuralvox"]  # the name is the format mark
         assert not file["neuralvox"].attrs
-        assert file["neuralvox"][0] == FORMAT_VERSION == 3  # the version is the data's first byte
+        assert file["neuralvox"][0] == FORMAT_VERSION == 4  # the version is the data's first byte
         assert file["neuralvox"].compression is None
         assert file["neuralvox"].chunks is None
 
@@ -168,11 +168,12 @@ def test_a_flip_spares_the_payloads_of_other_blocks(tmp_path):
     """Payloads over BLOCK_BYTES are checked alone, small ones in blocks of at most BLOCK_BYTES: a flip in one block
     leaves every other block readable."""
     rng = np.random.default_rng(3)
-    sizes = [BLOCK_BYTES + 5, 100, 2000, 2000, 50, BLOCK_BYTES * 2, 10]
+    half = BLOCK_BYTES // 2
+    sizes = [BLOCK_BYTES + 5, 100, half, half, 50, BLOCK_BYTES * 2, 10]
     payloads = {f"frames/{n}/density/latents": rng.bytes(size) for n, size in enumerate(sizes)}
     path = tmp_path / "blocks.nvox"
     write_archive(path, payloads)
-    blocks = [[0], [1, 2], [3, 4], [5], [6]]  # 100 + 2000 fit; another 2000 does not
+    blocks = [[0], [1, 2], [3, 4], [5], [6]]  # 100 + half fit; another half does not
     keys = list(payloads)
     for block in blocks:
         with ArchiveReader(path) as archive:
@@ -597,7 +598,7 @@ def test_version_3_table_checksum_is_checked(tmp_path):
         ArchiveReader(tmp_path / "evil.nvox")
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_unknown_version_byte_is_refused(tmp_path, version):
     write_raw_v3(tmp_path / "evil.nvox", b"\x00" + table_v3(PAYLOADS), GOOD_V3, version=version)
     with pytest.raises(ArchiveError, match=f"format version {version} is"):
@@ -629,6 +630,37 @@ def test_edited_version_3_tables_fail_cleanly(tmp_path_factory, edits):
     _read_or_refuse(path)
 
 
+# ------------------------------------------------------------------------------------ container version 4
+@pytest.mark.parametrize("method", [RAW, LZMA2, DEFLATE])
+def test_each_version_4_compression_method_reads_and_lzma2_is_version_4s(tmp_path, method):
+    """Version 4's table is version 3's; its LZMA2 stream has one literal context bit: read as version 3 it fails."""
+    header = {"format": "neuralvox/2", "frames": [{"number": n, "low": [n * 0.37]} for n in range(200)]}
+    table = table_v3(PAYLOADS, header=header)
+    assert compress_table(table)[0] == LZMA2  # what the writer keeps for a table this long
+    stored = {RAW: bytes([RAW]) + table, LZMA2: compress_table(table),
+              DEFLATE: bytes([DEFLATE]) + zlib.compress(table, 9)[2:-4]}[method]
+    write_raw_v3(tmp_path / "a.nvox", stored, b"abcdefgh", version=4)
+    with ArchiveReader(tmp_path / "a.nvox") as archive:
+        assert archive.header == header
+        assert {key: archive.get(key) for key in archive} == PAYLOADS
+    if method == LZMA2:
+        write_raw_v3(tmp_path / "b.nvox", stored, b"abcdefgh", version=3)
+        with pytest.raises(ArchiveFormatError, match="'toc'"):
+            ArchiveReader(tmp_path / "b.nvox")
+
+
+def test_version_3_knows_only_its_own_vocabulary(tmp_path):
+    """A string that version 4 added to the packed header's vocabulary ("neuralvox/2") is out of range in version 3."""
+    table = table_v3(PAYLOADS, header={"format": "neuralvox/2"})
+    write_raw_v3(tmp_path / "v3.nvox", b"\x00" + table, b"abcdefgh", version=3)
+    known = VOCABULARY.index("neuralvox/2")
+    with pytest.raises(ArchiveFormatError, match=f"string {known} of the {known} known"):
+        ArchiveReader(tmp_path / "v3.nvox")
+    write_raw_v3(tmp_path / "v4.nvox", b"\x00" + table, b"abcdefgh", version=4)
+    with ArchiveReader(tmp_path / "v4.nvox") as archive:
+        assert archive.header == {"format": "neuralvox/2"}
+
+
 def test_writer_refuses_a_header_the_packed_form_cannot_hold(tmp_path):
     with ArchiveWriter(tmp_path / "a.nvox") as archive, pytest.raises(ValueError, match="out of range"):
         archive.set_header({"huge": 2**80})
@@ -643,15 +675,18 @@ def contents(path: Path) -> tuple[int, dict, dict[str, bytes]]:
         return archive.version, archive.header, {key: archive.get(key) for key in archive}
 
 
-def test_committed_version_1_and_2_archives_read_and_rewrite_smaller(tmp_path):
-    """blob_base_only.nvox (container version 1) and blob_base_only_v2.nvox (the same header and payloads, written by
-    main's container version 2 at 75504f4) read the same; rewritten today they read the same again, in fewer bytes."""
-    old, older = contents(FIXTURES / "blob_base_only_v2.nvox"), contents(FIXTURES / "blob_base_only.nvox")
-    assert (old[0], older[0]) == (2, 1)
-    assert old[1:] == older[1:]
-    write_archive(tmp_path / "now.nvox", old[2], header=old[1])
-    assert contents(tmp_path / "now.nvox") == (FORMAT_VERSION, *old[1:])
+def test_committed_version_1_2_and_3_archives_read_and_rewrite_smaller(tmp_path):
+    """blob_base_only.nvox (container version 1), blob_base_only_v2.nvox and blob_base_only_v3.nvox (the same header
+    and payloads, written by main's container version 2 at 75504f4 and version 3 at 046468c) read the same; rewritten
+    today they read the same again, in fewer bytes."""
+    v3, v2, v1 = (contents(FIXTURES / name) for name in ("blob_base_only_v3.nvox", "blob_base_only_v2.nvox",
+                                                          "blob_base_only.nvox"))
+    assert (v3[0], v2[0], v1[0]) == (3, 2, 1)
+    assert v3[1:] == v2[1:] == v1[1:]
+    write_archive(tmp_path / "now.nvox", v3[2], header=v3[1])
+    assert contents(tmp_path / "now.nvox") == (FORMAT_VERSION, *v3[1:])
     assert os.path.getsize(tmp_path / "now.nvox") < os.path.getsize(FIXTURES / "blob_base_only_v2.nvox") - 400
+    assert os.path.getsize(tmp_path / "now.nvox") < os.path.getsize(FIXTURES / "blob_base_only_v3.nvox") - 70
 
 
 def test_without_the_hdf5_setters_h5py_lacks_the_archive_is_larger_and_reads(tmp_path, monkeypatch):
