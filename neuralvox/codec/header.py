@@ -542,9 +542,12 @@ class ArchiveHeader:
         frames = tuple(FrameEntry.from_json(frame, None if data["format"] == "neuralvox/1" else pattern)
                        for frame in data["frames"])
         summary = None
-        if with_summary:
-            figures = None if data["format"] == "neuralvox/1" else report_figures(frames, payload_sizes or {})
-            summary = ArchiveSummary.from_json(data, figures)
+        if with_summary and data["format"] == "neuralvox/1":
+            summary = ArchiveSummary.from_json(data)
+        elif with_summary:
+            if payload_sizes is None:
+                raise ValueError(f"a {data['format']} summary is read with the archive's payload sizes")
+            summary = ArchiveSummary.from_json(data, report_figures(frames, payload_sizes))
         return cls(pattern, tuple(data.get("gaps", ())), frames, summary, data["format"])
 
 
