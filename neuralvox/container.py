@@ -10,11 +10,13 @@ decode one frame alone. Layout of the HDF5 file (container version 4):
   below 4 GB, else 8): the container version (one byte, 4), the table of contents' stored length (varint) and
   CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header in its packed binary
   form with the payload keys, each payload's size, and a CRC-32 per checked block of consecutive payloads, a block
-  being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever of LZMA2 and deflate, or
-  neither, is shortest), then every payload's bytes end to end in the order they were put.
+  being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever of LZMA2, deflate, deflate
+  against a preset dictionary, or none is shortest), then every payload's bytes end to end in the order they were
+  put.
 
-Version 3 (still read): the same, its table's packed header with a shorter vocabulary and its LZMA2 with the default
-literal context (``neuralvox.toc``); a neuralvox that reads up to version 3 refuses a version 4 archive as newer.
+Version 3 (still read): the same, its table's packed header with a shorter vocabulary, its LZMA2 with the default
+literal context, no dictionary (``neuralvox.toc``); a neuralvox that reads up to version 3 refuses a version 4 archive
+as newer.
 
 Version 2 (still read): root attribute ``format`` = ``"neuralvox"``; the dataset ``archive`` with attributes
 ``format_version`` = 2, ``toc_bytes`` and ``toc_crc32``, holding the LZMA2-compressed table (the header as JSON text,

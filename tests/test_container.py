@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -27,7 +30,18 @@ from neuralvox.container import (
     describe_key,
 )
 from neuralvox.packed_header import VOCABULARY, pack_header
-from neuralvox.toc import DEFLATE, LZMA2, RAW, CheckedBlock, PayloadEntry, Toc, compress_table, pack_toc
+from neuralvox.toc import (
+    DEFLATE,
+    DEFLATE_DICTIONARY,
+    LZMA2,
+    RAW,
+    CheckedBlock,
+    PayloadEntry,
+    Toc,
+    compress_table,
+    pack_toc,
+)
+from neuralvox.toc_dictionary import DICTIONARY, SHA256
 from neuralvox.varint import decode_varint, encode_varint
 
 HEADER = {"frames": [{"number": 1001, "needs": ["groups/0"]}], "pattern": {"prefix": "smoke"}, "psnr": 46.5}
@@ -540,8 +554,11 @@ def test_each_compression_method_reads(tmp_path, method):
 
 def test_the_shortest_method_is_kept():
     tiny, large = table_v3(PAYLOADS), table_v3(random_payloads(), header={"frames": [HEADER] * 50})
-    assert compress_table(tiny)[0] == RAW and compress_table(tiny) == bytes([RAW]) + tiny
-    assert len(compress_table(large)) < len(large) and compress_table(large)[0] in (LZMA2, DEFLATE)
+    assert compress_table(tiny, version=3) == bytes([RAW]) + tiny
+    stored = compress_table(large, version=3)
+    assert len(stored) < len(large) and stored[0] in (LZMA2, DEFLATE)
+    for table in (tiny, large):  # version 4 has one method more
+        assert len(compress_table(table)) <= len(compress_table(table, version=3))
 
 
 def test_key_numbers_are_packed_as_integers(tmp_path):
@@ -559,6 +576,7 @@ GOOD_V3 = b"abcdefgh"
 @pytest.mark.parametrize(("stored", "problem"), [
     (b"", "'toc_bytes': 0 is not 1..8"),
     (b"\x07" + table_v3(PAYLOADS), "compression method 07 is none of raw (00), LZMA2 (01), deflate (02)"),
+    (b"\x03" + table_v3(PAYLOADS), "compression method 03 is none of raw (00), LZMA2 (01), deflate (02)"),
     (b"\x01" + table_v3(PAYLOADS), "not an LZMA2 stream"),
     (b"\x02" + table_v3(PAYLOADS), "not a deflate stream"),
     (b"\x02" + zlib.compress(table_v3(PAYLOADS))[2:-10], "truncated"),
@@ -631,22 +649,47 @@ def test_edited_version_3_tables_fail_cleanly(tmp_path_factory, edits):
 
 
 # ------------------------------------------------------------------------------------ container version 4
-@pytest.mark.parametrize("method", [RAW, LZMA2, DEFLATE])
-def test_each_version_4_compression_method_reads_and_lzma2_is_version_4s(tmp_path, method):
-    """Version 4's table is version 3's; its LZMA2 stream has one literal context bit: read as version 3 it fails."""
+@pytest.mark.parametrize("method", [RAW, LZMA2, DEFLATE, DEFLATE_DICTIONARY])
+def test_each_version_4_compression_method_reads_and_the_new_ones_only_in_version_4(tmp_path, method):
+    """Version 4's table is version 3's; its LZMA2 stream has one literal context bit, and deflate against the preset
+    dictionary is a fourth method: read as version 3 both fail."""
     header = {"format": "neuralvox/2", "frames": [{"number": n, "low": [n * 0.37]} for n in range(200)]}
     table = table_v3(PAYLOADS, header=header)
     assert compress_table(table)[0] == LZMA2  # what the writer keeps for a table this long
+    dictionary = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=DICTIONARY)
     stored = {RAW: bytes([RAW]) + table, LZMA2: compress_table(table),
-              DEFLATE: bytes([DEFLATE]) + zlib.compress(table, 9)[2:-4]}[method]
+              DEFLATE: bytes([DEFLATE]) + zlib.compress(table, 9)[2:-4],
+              DEFLATE_DICTIONARY: bytes([DEFLATE_DICTIONARY]) + dictionary.compress(table) + dictionary.flush()}[method]
     write_raw_v3(tmp_path / "a.nvox", stored, b"abcdefgh", version=4)
     with ArchiveReader(tmp_path / "a.nvox") as archive:
         assert archive.header == header
         assert {key: archive.get(key) for key in archive} == PAYLOADS
-    if method == LZMA2:
+    if method in (LZMA2, DEFLATE_DICTIONARY):
         write_raw_v3(tmp_path / "b.nvox", stored, b"abcdefgh", version=3)
         with pytest.raises(ArchiveFormatError, match="'toc'"):
             ArchiveReader(tmp_path / "b.nvox")
+
+
+def test_a_version_4_dictionary_bomb_is_refused(tmp_path):
+    zeros = b"\x80" * 9 + b"\x01" + b"\0" * (100 << 20)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=DICTIONARY)
+    write_raw_v3(tmp_path / "bomb.nvox", bytes([DEFLATE_DICTIONARY]) + deflater.compress(zeros) + deflater.flush(), b"",
+                 version=4)
+    with pytest.raises(ArchiveFormatError, match="'toc': inflates past"):
+        ArchiveReader(tmp_path / "bomb.nvox")
+
+
+def test_a_short_table_is_deflated_against_the_dictionary_and_the_dictionary_is_frozen():
+    """The dictionary is a format constant: its digest is pinned, and it is what scripts/make_toc_dictionary.py makes
+    from the committed fixtures (if the packer ever packs them otherwise, keep the dictionary: archives need it)."""
+    table = table_v3(PAYLOADS, header={"format": "neuralvox/2", "codec": {"quality": "low", "gop": "auto"},
+                                       "report": [{"name": "density", "rmse": 0.25, "bound": None}]})
+    assert compress_table(table)[0] == DEFLATE_DICTIONARY
+    assert hashlib.sha256(DICTIONARY).hexdigest() == SHA256 == (
+        "b5b50434688da1c62f08d5c3b74eed6820854616443f61379c468aef2509be8b")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_toc_dictionary.py"
+    out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0 and "same bytes" in out.stdout, out.stdout + out.stderr
 
 
 def test_version_3_knows_only_its_own_vocabulary(tmp_path):
