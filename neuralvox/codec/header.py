@@ -431,7 +431,7 @@ def report_figures(frames: Sequence[FrameEntry], payload_sizes: Mapping[str, int
         if len(parts) == 4 and parts[0] == "frames" and parts[2] in streams:
             sizes = streams[parts[2]]
             sizes[parts[3]] = sizes.get(parts[3], 0) + size
-    return {name: ReportFigures(frames, voxels, streams[name]) for name, (frames, voxels) in counts.items()}
+    return {name: ReportFigures(held, voxels, streams[name]) for name, (held, voxels) in counts.items()}
 
 
 @dataclasses.dataclass(frozen=True)
