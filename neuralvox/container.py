@@ -2,27 +2,34 @@
 
 The container knows nothing of models: the codec names its payloads with slash paths such as
 ``frames/3/density/latents`` or ``groups/0/density/weights`` and keeps in the header whatever index it needs to
-decode one frame alone. Layout of the HDF5 file (container version 3):
+decode one frame alone. Layout of the HDF5 file (container version 4):
 
 - ``neuralvox`` (the name is the format mark): one contiguous uint8 dataset stored without HDF5 filters,
   attributes or times, in the root group and nothing else (both object headers made no larger than they need, where
-  the HDF5 library h5py loaded offers that): the container version (one byte, 3), the table of contents' stored
-  length (varint) and CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header
-  in its packed binary form with the payload keys, each payload's size, and a CRC-32 per checked block of
-  consecutive payloads, a block being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever
-  of LZMA2 and deflate, or neither, is shortest), then every payload's bytes end to end in the order they were put.
+  the HDF5 library h5py loaded offers that; file addresses and lengths of 2 bytes where the file stays below 64 kB, 4
+  below 4 GB, else 8): the container version (one byte, 4), the table of contents' stored length (varint) and
+  CRC-32 (4 bytes, little-endian), the stored table of contents (``neuralvox.toc``: the header in its packed binary
+  form with the payload keys, each payload's size, and a CRC-32 per checked block of consecutive payloads, a block
+  being at most ``BLOCK_BYTES`` unless one payload is larger; compressed by whichever of LZMA2, deflate, deflate
+  against a preset dictionary, or none is shortest), then every payload's bytes end to end in the order they were
+  put.
+
+Version 3 (still read): the same, its table's packed header with a shorter vocabulary, its LZMA2 with the default
+literal context, no dictionary (``neuralvox.toc``); a neuralvox that reads up to version 3 refuses a version 4 archive
+as newer.
 
 Version 2 (still read): root attribute ``format`` = ``"neuralvox"``; the dataset ``archive`` with attributes
 ``format_version`` = 2, ``toc_bytes`` and ``toc_crc32``, holding the LZMA2-compressed table (the header as JSON text,
-the keys front coded) then the payloads. A neuralvox that reads only versions 1 and 2 refuses a version 3 archive as
-"without the neuralvox format mark" (the root attribute).
+the keys front coded) then the payloads. A neuralvox that reads only versions 1 and 2 refuses a version 3 or 4
+archive as "without the neuralvox format mark" (the root attribute).
 
 Version 1 (still read): root attributes ``format`` and ``format_version`` = 1, a ``toc`` dataset of zlib JSON
 ``{"header": {...}, "payloads": [[key, size, crc32], ...]}`` with a ``crc32`` attribute, and a ``payloads`` dataset.
 
-Version 3 costs about 215 bytes of HDF5 (447 without the smaller object headers; a ``format`` attribute would cost
-about 90 more, a version attribute 47), version 2 about 450, version 1 about 850; one HDF5 dataset per payload
-would cost 320-560 bytes each. Reading one payload reads only its checked block.
+Version 4 costs 136 bytes of HDF5 below 64 kB, 162 below 4 GB, 214 above (version 3 always 214; 233 more without the
+smaller object headers; a ``format`` attribute would cost about 90 more, a version attribute 47), version 2 about 450,
+version 1 about 850; one HDF5 dataset per payload would cost 320-560 bytes each. Reading one payload reads only its
+checked block.
 """
 
 from __future__ import annotations
@@ -58,11 +65,15 @@ from neuralvox.toc import (
 from neuralvox.varint import OverlongVarint, TruncatedVarint, decode_varint, encode_varint
 
 FORMAT = "neuralvox"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _CRC_BYTES = 4
-_MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3's version byte, table length (a varint) and checksum
-BLOCK_BYTES = 4096  # payloads are checked in blocks of at most this many bytes (or one larger payload)
+_MAX_PREFIX_BYTES = 1 + 10 + _CRC_BYTES  # version 3 on: the version byte, table length (a varint) and checksum
+# Payloads are checked in blocks of at most this many bytes (or one larger payload): 5 bytes a block in the table
+# (4 kB until 2026-11-30: 50 bytes more on a 58 kB archive), a read reads its whole block, a damaged byte makes the
+# block's other payloads unreadable too
+BLOCK_BYTES = 16384
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_HDF5_METADATA_BYTES = 1024  # more than the file's HDF5 metadata takes, setters or not (136-450 bytes)
 _COPY_BLOCK_BYTES = 16 << 20
 _DATASET = "archive"  # version 2's data
 _MARKED_DATASET = FORMAT  # version 3 on: the data, its name the format mark
@@ -167,11 +178,11 @@ class ArchiveWriter:
     def _lay_out(self) -> None:
         blocks = [*self._blocks, self._open_block] if self._open_block.count else self._blocks
         entries = tuple(PayloadEntry(key, size) for key, size in self._payloads.items())
-        table = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks))))
+        table = compress_table(pack_toc(Toc(self._header, entries, tuple(blocks)), FORMAT_VERSION), FORMAT_VERSION)
         toc = (bytes([FORMAT_VERSION]) + encode_varint(len(table)) + zlib.crc32(table).to_bytes(_CRC_BYTES, "little")
                + table)
         total = sum(self._payloads.values())
-        with _create_file(self._temporary) as file:
+        with _create_file(self._temporary, len(toc) + total) as file:
             dataset = _create_bare_dataset(file, len(toc) + total)
             dataset[: len(toc)] = np.frombuffer(toc, np.uint8)
             self._spool.seek(0)
@@ -304,7 +315,7 @@ class ArchiveReader:
 
     def _table_place(self, version: int) -> tuple[int, int, object]:
         """Where the stored table starts in the dataset, its length and its CRC-32 (version 2: the attributes;
-        version 3: the dataset's first bytes, after the version byte)."""
+        versions 3 and 4: the dataset's first bytes, after the version byte)."""
         if version == 2:
             toc_bytes, crc = self._data.attrs.get("toc_bytes"), self._data.attrs.get("toc_crc32")
             if not isinstance(toc_bytes, np.integer) or not 0 < toc_bytes <= self._data.size:
@@ -397,12 +408,14 @@ class ArchiveReader:
         return payloads, blocks
 
 
-def _create_file(path: Path) -> h5py.File:
-    """An empty HDF5 file in the 1.8 format (readable by every h5py), with small metadata blocks, no times, and a
-    root group whose object header has room for one link named like the data and no more, where the library
-    offers that."""
+def _create_file(path: Path, data_bytes: int) -> h5py.File:
+    """An empty HDF5 file in the 1.8 format (readable by every h5py), with small metadata blocks, no times, file
+    addresses and lengths as narrow as a file holding ``data_bytes`` allows, and a root group whose object header
+    has room for one link named like the data and no more, where the library offers that."""
     creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     creation.set_obj_track_times(False)
+    width = _address_bytes(data_bytes)
+    creation.set_sizes(width, width)
     estimate = _hdf5_function("H5Pset_est_link_info", ctypes.c_uint, ctypes.c_uint)
     if estimate is not None:
         estimate(creation.id, 1, len(_MARKED_DATASET))
@@ -410,6 +423,16 @@ def _create_file(path: Path) -> h5py.File:
     access.set_libver_bounds(h5py.h5f.LIBVER_V18, h5py.h5f.LIBVER_V18)
     access.set_meta_block_size(64)
     return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=creation, fapl=access))
+
+
+def _address_bytes(data_bytes: int) -> int:
+    """The narrowest HDF5 address and length width (2, 4 or 8 bytes) for a file of ``data_bytes`` of data and its
+    metadata (at most ``_HDF5_METADATA_BYTES``): every address, the end of file included, must stay below the
+    all-ones address, which HDF5 reserves for "undefined"."""
+    for width in (2, 4):
+        if data_bytes + _HDF5_METADATA_BYTES < (1 << (8 * width)) - 1:
+            return width
+    return 8
 
 
 def _create_bare_dataset(file: h5py.File, size: int) -> h5py.Dataset:

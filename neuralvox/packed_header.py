@@ -85,6 +85,8 @@ VOCABULARY = (
     "file_base_resolution", "file_voxel_size", "fire", "fuel", "react", "smoke", "fluid", "points",
     # formats added later
     "neuralvox-values/3",
+    # container version 4 on (version 3's tables know only the entries above)
+    "neuralvox/2", "0.1.0",
 )
 
 
@@ -99,9 +101,10 @@ def pack_header(value: Any) -> bytes:
     return bytes(packer.out)
 
 
-def unpack_header(data: bytes) -> Any:
-    """The JSON value packed in ``data``, which it must use up exactly (raise PackedHeaderError)."""
-    reader = _Unpacker(data)
+def unpack_header(data: bytes, known: int = len(VOCABULARY)) -> Any:
+    """The JSON value packed in ``data``, which it must use up exactly (raise PackedHeaderError), with the first
+    ``known`` entries of ``VOCABULARY`` (those its container version had)."""
+    reader = _Unpacker(data, known)
     value = reader.value(None, 0, "header")
     if reader.position != len(data):
         raise PackedHeaderError(f"{len(data) - reader.position} bytes after the header")
@@ -338,9 +341,9 @@ class _Packer:
 
 
 class _Unpacker(ByteReader):
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, known: int) -> None:
         super().__init__(data, PackedHeaderError, "header")
-        self.strings: list[str] = list(VOCABULARY)
+        self.strings: list[str] = list(VOCABULARY[:known])
         self.namesakes: dict[str, Any] = {}
         self.budget = _MIN_BUDGET + _BUDGET_PER_BYTE * len(data)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import soft_blob
 import neuralvox
 from neuralvox.cli import main
 from neuralvox.codec.encoder import compress
-from neuralvox.codec.header import payload_key
+from neuralvox.codec.header import GridReport, payload_key
 from neuralvox.container import ArchiveError, ArchiveReader, describe_key
 from neuralvox.grid import SparseGrid
 from neuralvox.metrics import error_stats
@@ -75,6 +76,23 @@ def test_round_trip_matches_the_recorded_errors_and_keeps_exact_topology(sequenc
         assert err == pytest.approx(recorded[name].max_abs_error, rel=1e-6)
     assert recorded["density"].psnr > 25
     assert recorded["density"].ratio > 1
+
+
+def test_the_stored_report_reads_back_as_compress_reported_it(archive) -> None:
+    """neuralvox/2 stores neither the report's figures that the frames and payloads give nor file names that the
+    pattern gives: read back, they are what compress reported (the coding time to the millisecond)."""
+    path, report = archive
+    with neuralvox.open(path, device="cpu") as nvox:
+        header = nvox.reader.header
+        summary = nvox.info().summary
+        names = [nvox.frame(number).file_name for number in nvox.frames]
+    assert header["format"] == "neuralvox/2" and not any("file" in frame for frame in header["frames"])
+    assert all(list(entry) == list(GridReport.STORED) for entry in header["report"])
+    assert names == [f"blob.{number:04d}.vdb" for number in range(1, FRAMES + 1)]
+    for read, written in zip(summary.report, report.grids, strict=True):
+        assert read == dataclasses.replace(written, fit_seconds=round(written.fit_seconds, 3))
+        assert list(read.stream_bytes) == list(written.stream_bytes)  # info --json prints them in this order
+        assert (read.psnr, read.ratio, read.bpv) == (written.psnr, written.ratio, written.bpv)
 
 
 def test_decoding_is_deterministic(archive) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -26,8 +29,19 @@ from neuralvox.container import (
     ArchiveWriter,
     describe_key,
 )
-from neuralvox.packed_header import pack_header
-from neuralvox.toc import DEFLATE, LZMA2, RAW, CheckedBlock, PayloadEntry, Toc, compress_table, pack_toc
+from neuralvox.packed_header import VOCABULARY, pack_header
+from neuralvox.toc import (
+    DEFLATE,
+    DEFLATE_DICTIONARY,
+    LZMA2,
+    RAW,
+    CheckedBlock,
+    PayloadEntry,
+    Toc,
+    compress_table,
+    pack_toc,
+)
+from neuralvox.toc_dictionary import DICTIONARY, SHA256
 from neuralvox.varint import decode_varint, encode_varint
 
 HEADER = {"frames": [{"number": 1001, "needs": ["groups/0"]}], "pattern": {"prefix": "smoke"}, "psnr": 46.5}
@@ -87,7 +101,7 @@ def test_layout_is_hdf5_with_format_mark_and_one_unfiltered_dataset(archive_path
         assert not file.attrs
         assert list(file) == ["neuralvox"]  # the name is the format mark
         assert not file["neuralvox"].attrs
-        assert file["neuralvox"][0] == FORMAT_VERSION == 3  # the version is the data's first byte
+        assert file["neuralvox"][0] == FORMAT_VERSION == 4  # the version is the data's first byte
         assert file["neuralvox"].compression is None
         assert file["neuralvox"].chunks is None
 
@@ -99,12 +113,26 @@ def test_the_same_archive_twice_is_the_same_file(tmp_path):
     assert (tmp_path / "a.nvox").read_bytes() == (tmp_path / "b.nvox").read_bytes()
 
 
-def test_hdf5_costs_under_230_bytes(tmp_path):
-    """The HDF5 structure around the data: superblock, root group, one bare dataset named as the format mark."""
-    write_archive(tmp_path / "a.nvox", {"frames/1/x/y": bytes(1000)}, header={})
-    with h5py.File(tmp_path / "a.nvox", "r") as file:
-        data_bytes = file["neuralvox"].size
-    assert os.path.getsize(tmp_path / "a.nvox") - data_bytes < 230
+def hdf5_bytes(path):
+    with h5py.File(path, "r") as file:
+        return os.path.getsize(path) - file["neuralvox"].size
+
+
+def test_hdf5_costs_under_140_bytes_below_64_kb_and_under_170_above(tmp_path):
+    """The HDF5 structure around the data: superblock, root group, one bare dataset named as the format mark, with
+    2-byte addresses and lengths where the file stays below 64 kB, 4-byte ones above; both read back."""
+    below = (1 << 16) - 2 - container._HDF5_METADATA_BYTES  # the most data bytes with 2-byte addresses
+    for name, size, most in (("small", 1000, 140), ("below", below - 200, 140), ("above", below + 1, 170)):
+        payloads = {"frames/1/x/y": bytes(range(256)) * (size // 256) + bytes(size % 256)}
+        write_archive(tmp_path / f"{name}.nvox", payloads, header={})
+        assert hdf5_bytes(tmp_path / f"{name}.nvox") < most, name
+        assert contents(tmp_path / f"{name}.nvox")[1:] == ({}, payloads)
+
+
+@pytest.mark.parametrize(("data_bytes", "width"), [(0, 2), ((1 << 16) - 1026, 2), ((1 << 16) - 1025, 4),
+                                                   ((1 << 32) - 1026, 4), ((1 << 32) - 1025, 8)])
+def test_address_width_is_the_narrowest_the_file_allows(data_bytes, width):
+    assert container._address_bytes(data_bytes) == width
 
 
 def test_overhead_per_payload_is_small(tmp_path):
@@ -154,11 +182,12 @@ def test_a_flip_spares_the_payloads_of_other_blocks(tmp_path):
     """Payloads over BLOCK_BYTES are checked alone, small ones in blocks of at most BLOCK_BYTES: a flip in one block
     leaves every other block readable."""
     rng = np.random.default_rng(3)
-    sizes = [BLOCK_BYTES + 5, 100, 2000, 2000, 50, BLOCK_BYTES * 2, 10]
+    half = BLOCK_BYTES // 2
+    sizes = [BLOCK_BYTES + 5, 100, half, half, 50, BLOCK_BYTES * 2, 10]
     payloads = {f"frames/{n}/density/latents": rng.bytes(size) for n, size in enumerate(sizes)}
     path = tmp_path / "blocks.nvox"
     write_archive(path, payloads)
-    blocks = [[0], [1, 2], [3, 4], [5], [6]]  # 100 + 2000 fit; another 2000 does not
+    blocks = [[0], [1, 2], [3, 4], [5], [6]]  # 100 + half fit; another half does not
     keys = list(payloads)
     for block in blocks:
         with ArchiveReader(path) as archive:
@@ -525,8 +554,11 @@ def test_each_compression_method_reads(tmp_path, method):
 
 def test_the_shortest_method_is_kept():
     tiny, large = table_v3(PAYLOADS), table_v3(random_payloads(), header={"frames": [HEADER] * 50})
-    assert compress_table(tiny)[0] == RAW and compress_table(tiny) == bytes([RAW]) + tiny
-    assert len(compress_table(large)) < len(large) and compress_table(large)[0] in (LZMA2, DEFLATE)
+    assert compress_table(tiny, version=3) == bytes([RAW]) + tiny
+    stored = compress_table(large, version=3)
+    assert len(stored) < len(large) and stored[0] in (LZMA2, DEFLATE)
+    for table in (tiny, large):  # version 4 has one method more
+        assert len(compress_table(table)) <= len(compress_table(table, version=3))
 
 
 def test_key_numbers_are_packed_as_integers(tmp_path):
@@ -544,6 +576,7 @@ GOOD_V3 = b"abcdefgh"
 @pytest.mark.parametrize(("stored", "problem"), [
     (b"", "'toc_bytes': 0 is not 1..8"),
     (b"\x07" + table_v3(PAYLOADS), "compression method 07 is none of raw (00), LZMA2 (01), deflate (02)"),
+    (b"\x03" + table_v3(PAYLOADS), "compression method 03 is none of raw (00), LZMA2 (01), deflate (02)"),
     (b"\x01" + table_v3(PAYLOADS), "not an LZMA2 stream"),
     (b"\x02" + table_v3(PAYLOADS), "not a deflate stream"),
     (b"\x02" + zlib.compress(table_v3(PAYLOADS))[2:-10], "truncated"),
@@ -583,7 +616,7 @@ def test_version_3_table_checksum_is_checked(tmp_path):
         ArchiveReader(tmp_path / "evil.nvox")
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_unknown_version_byte_is_refused(tmp_path, version):
     write_raw_v3(tmp_path / "evil.nvox", b"\x00" + table_v3(PAYLOADS), GOOD_V3, version=version)
     with pytest.raises(ArchiveError, match=f"format version {version} is"):
@@ -615,6 +648,62 @@ def test_edited_version_3_tables_fail_cleanly(tmp_path_factory, edits):
     _read_or_refuse(path)
 
 
+# ------------------------------------------------------------------------------------ container version 4
+@pytest.mark.parametrize("method", [RAW, LZMA2, DEFLATE, DEFLATE_DICTIONARY])
+def test_each_version_4_compression_method_reads_and_the_new_ones_only_in_version_4(tmp_path, method):
+    """Version 4's table is version 3's; its LZMA2 stream has one literal context bit, and deflate against the preset
+    dictionary is a fourth method: read as version 3 both fail."""
+    header = {"format": "neuralvox/2", "frames": [{"number": n, "low": [n * 0.37]} for n in range(200)]}
+    table = table_v3(PAYLOADS, header=header)
+    assert compress_table(table)[0] == LZMA2  # what the writer keeps for a table this long
+    dictionary = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=DICTIONARY)
+    stored = {RAW: bytes([RAW]) + table, LZMA2: compress_table(table),
+              DEFLATE: bytes([DEFLATE]) + zlib.compress(table, 9)[2:-4],
+              DEFLATE_DICTIONARY: bytes([DEFLATE_DICTIONARY]) + dictionary.compress(table) + dictionary.flush()}[method]
+    write_raw_v3(tmp_path / "a.nvox", stored, b"abcdefgh", version=4)
+    with ArchiveReader(tmp_path / "a.nvox") as archive:
+        assert archive.header == header
+        assert {key: archive.get(key) for key in archive} == PAYLOADS
+    if method in (LZMA2, DEFLATE_DICTIONARY):
+        write_raw_v3(tmp_path / "b.nvox", stored, b"abcdefgh", version=3)
+        with pytest.raises(ArchiveFormatError, match="'toc'"):
+            ArchiveReader(tmp_path / "b.nvox")
+
+
+def test_a_version_4_dictionary_bomb_is_refused(tmp_path):
+    zeros = b"\x80" * 9 + b"\x01" + b"\0" * (100 << 20)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=DICTIONARY)
+    write_raw_v3(tmp_path / "bomb.nvox", bytes([DEFLATE_DICTIONARY]) + deflater.compress(zeros) + deflater.flush(), b"",
+                 version=4)
+    with pytest.raises(ArchiveFormatError, match="'toc': inflates past"):
+        ArchiveReader(tmp_path / "bomb.nvox")
+
+
+def test_a_short_table_is_deflated_against_the_dictionary_and_the_dictionary_is_frozen():
+    """The dictionary is a format constant: its digest is pinned, and it is what scripts/make_toc_dictionary.py makes
+    from the committed fixtures (if the packer ever packs them otherwise, keep the dictionary: archives need it)."""
+    table = table_v3(PAYLOADS, header={"format": "neuralvox/2", "codec": {"quality": "low", "gop": "auto"},
+                                       "report": [{"name": "density", "rmse": 0.25, "bound": None}]})
+    assert compress_table(table)[0] == DEFLATE_DICTIONARY
+    assert hashlib.sha256(DICTIONARY).hexdigest() == SHA256 == (
+        "b5b50434688da1c62f08d5c3b74eed6820854616443f61379c468aef2509be8b")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_toc_dictionary.py"
+    out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0 and "same bytes" in out.stdout, out.stdout + out.stderr
+
+
+def test_version_3_knows_only_its_own_vocabulary(tmp_path):
+    """A string that version 4 added to the packed header's vocabulary ("neuralvox/2") is out of range in version 3."""
+    table = table_v3(PAYLOADS, header={"format": "neuralvox/2"})
+    write_raw_v3(tmp_path / "v3.nvox", b"\x00" + table, b"abcdefgh", version=3)
+    known = VOCABULARY.index("neuralvox/2")
+    with pytest.raises(ArchiveFormatError, match=f"string {known} of the {known} known"):
+        ArchiveReader(tmp_path / "v3.nvox")
+    write_raw_v3(tmp_path / "v4.nvox", b"\x00" + table, b"abcdefgh", version=4)
+    with ArchiveReader(tmp_path / "v4.nvox") as archive:
+        assert archive.header == {"format": "neuralvox/2"}
+
+
 def test_writer_refuses_a_header_the_packed_form_cannot_hold(tmp_path):
     with ArchiveWriter(tmp_path / "a.nvox") as archive, pytest.raises(ValueError, match="out of range"):
         archive.set_header({"huge": 2**80})
@@ -629,15 +718,18 @@ def contents(path: Path) -> tuple[int, dict, dict[str, bytes]]:
         return archive.version, archive.header, {key: archive.get(key) for key in archive}
 
 
-def test_committed_version_1_and_2_archives_read_and_rewrite_smaller(tmp_path):
-    """blob_base_only.nvox (container version 1) and blob_base_only_v2.nvox (the same header and payloads, written by
-    main's container version 2 at 75504f4) read the same; rewritten today they read the same again, in fewer bytes."""
-    old, older = contents(FIXTURES / "blob_base_only_v2.nvox"), contents(FIXTURES / "blob_base_only.nvox")
-    assert (old[0], older[0]) == (2, 1)
-    assert old[1:] == older[1:]
-    write_archive(tmp_path / "now.nvox", old[2], header=old[1])
-    assert contents(tmp_path / "now.nvox") == (FORMAT_VERSION, *old[1:])
+def test_committed_version_1_2_and_3_archives_read_and_rewrite_smaller(tmp_path):
+    """blob_base_only.nvox (container version 1), blob_base_only_v2.nvox and blob_base_only_v3.nvox (the same header
+    and payloads, written by main's container version 2 at 75504f4 and version 3 at 046468c) read the same; rewritten
+    today they read the same again, in fewer bytes."""
+    v3, v2, v1 = (contents(FIXTURES / name) for name in ("blob_base_only_v3.nvox", "blob_base_only_v2.nvox",
+                                                          "blob_base_only.nvox"))
+    assert (v3[0], v2[0], v1[0]) == (3, 2, 1)
+    assert v3[1:] == v2[1:] == v1[1:]
+    write_archive(tmp_path / "now.nvox", v3[2], header=v3[1])
+    assert contents(tmp_path / "now.nvox") == (FORMAT_VERSION, *v3[1:])
     assert os.path.getsize(tmp_path / "now.nvox") < os.path.getsize(FIXTURES / "blob_base_only_v2.nvox") - 400
+    assert os.path.getsize(tmp_path / "now.nvox") < os.path.getsize(FIXTURES / "blob_base_only_v3.nvox") - 70
 
 
 def test_without_the_hdf5_setters_h5py_lacks_the_archive_is_larger_and_reads(tmp_path, monkeypatch):

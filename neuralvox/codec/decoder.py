@@ -289,9 +289,9 @@ class NvoxArchive:
         self.path = Path(path)
         self.engine: Engine = engine if engine is not None else SerialEngine()
         self.reader = ArchiveReader(self.path)
+        self._payload_sizes = {key: self.reader.nbytes(key) for key in self.reader}
         try:
-            self.header: ArchiveHeader = check_header(self.path, self.reader.header,
-                                                      {key: self.reader.nbytes(key) for key in self.reader})
+            self.header: ArchiveHeader = check_header(self.path, self.reader.header, self._payload_sizes)
         except ArchiveError:
             self.reader.close()
             raise
@@ -334,7 +334,7 @@ class NvoxArchive:
 
     def info(self) -> ArchiveInfo:
         """What ``neuralvox info`` shows: frames, the summary the encoder recorded (checked), bytes per stream."""
-        summary = check_summary(self.path, self.reader.header)
+        summary = check_summary(self.path, self.reader.header, self._payload_sizes)
         over_base: dict[str, tuple[int, int]] = {}
         for frame in self.header.frames:
             for name, info in frame.grids.items():

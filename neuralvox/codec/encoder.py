@@ -542,7 +542,8 @@ def compress(
         settings = CodecSettings(quality, policy.gop, coherence, torch_device,
                                  None if target is None else target.describe(),
                                  None if bounds is None else bounds.bounds, None if base == "off" else base)
-        summary = ArchiveSummary(__version__, datetime.datetime.now().isoformat(), settings, skipped, tuple(reports))
+        created = datetime.datetime.now().isoformat(timespec="seconds")
+        summary = ArchiveSummary(__version__, created, settings, skipped, tuple(reports))
         header = ArchiveHeader(sequence.pattern, tuple(sequence.gaps()), tuple(f.without_stats() for f in frames),
                                summary)
         archive.set_header(header.to_json())

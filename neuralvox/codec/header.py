@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.bounded import BoundedHeader
 from neuralvox.codec.chunked import FORMATS as CHUNKED_FORMATS
 from neuralvox.codec.chunked import ChunkedHeader
-from neuralvox.metrics import ErrorStats, bits_per_voxel
+from neuralvox.metrics import ErrorStats, bits_per_voxel, psnr
 from neuralvox.sequence import NamePattern
 
-ARCHIVE_FORMAT = "neuralvox/1"
+ARCHIVE_FORMAT = "neuralvox/2"
+# /2 stores no figure of the report that the frames and payload sizes give (see GridReport), and no frame's file name
+# where the name pattern gives it; /1 stored both, and still reads
+ARCHIVE_FORMATS = ("neuralvox/1", ARCHIVE_FORMAT)
 NEURAL_FORMAT = "neuralvox-values/3"
 # /2: latents coded under the shortest of three laws; /3: the weights and motion streams too
 NEURAL_FORMATS = ("neuralvox-values/1", "neuralvox-values/2", NEURAL_FORMAT)
@@ -361,14 +364,18 @@ class FrameEntry:
         grids = {name: dataclasses.replace(grid, stats=None) for name, grid in self.grids.items()}
         return dataclasses.replace(self, grids=grids)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"number": self.number, "file": self.file, "key": self.key, "metadata": dict(self.metadata),
+    def to_json(self, pattern: NamePattern | None = None) -> dict[str, Any]:
+        """The entry's JSON; without its file name where it is ``pattern``'s name for the frame (neuralvox/2)."""
+        named = {} if pattern is not None and self.file == pattern.format(self.number) else {"file": self.file}
+        return {"number": self.number, **named, "key": self.key, "metadata": dict(self.metadata),
                 "metadata_types": dict(self.metadata_types),
                 "grids": {name: grid.to_json() for name, grid in self.grids.items()}}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FrameEntry:
-        return cls(data["number"], data["file"], data["key"], dict(data["metadata"]), dict(data["metadata_types"]),
+    def from_json(cls, data: Mapping[str, Any], pattern: NamePattern | None = None) -> FrameEntry:
+        """The entry; a missing file name is ``pattern``'s name for the frame (neuralvox/2)."""
+        file = data["file"] if "file" in data or pattern is None else pattern.format(data["number"])
+        return cls(data["number"], file, data["key"], dict(data["metadata"]), dict(data["metadata_types"]),
                    {name: GridEntry.from_json(grid) for name, grid in data["grids"].items()})
 
 
@@ -401,8 +408,40 @@ class CodecSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportFigures:
+    """What a neuralvox/2 archive gives of one grid's report without storing it: the frames holding the grid, their
+    voxels, and the bytes of the grid's payloads per stream (in payload order, as compress counted them)."""
+
+    frames: int
+    voxels: int
+    stream_bytes: Mapping[str, int]
+
+
+def report_figures(frames: Sequence[FrameEntry], payload_sizes: Mapping[str, int]) -> dict[str, ReportFigures]:
+    """Each grid's ``ReportFigures`` from the frames and the payload sizes (key -> bytes, in payload order)."""
+    counts: dict[str, list[int]] = {}
+    for frame in frames:
+        for name, grid in frame.grids.items():
+            count = counts.setdefault(name, [0, 0])
+            count[0] += 1
+            count[1] += grid.voxels
+    streams: dict[str, dict[str, int]] = {name: {} for name in counts}
+    for key, size in payload_sizes.items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[0] == "frames" and parts[2] in streams:
+            sizes = streams[parts[2]]
+            sizes[parts[3]] = sizes.get(parts[3], 0) + size
+    return {name: ReportFigures(held, voxels, streams[name]) for name, (held, voxels) in counts.items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class GridReport:
-    """What compress achieved on one grid over the sequence."""
+    """What compress achieved on one grid over the sequence. neuralvox/2 stores only ``STORED``; the frames, voxels,
+    stream bytes (``ReportFigures``) and the PSNR (from the RMSE and peak) are derived on reading, as are the coded
+    bytes, ratio and bpv in both formats."""
+
+    STORED: ClassVar[tuple[str, ...]] = ("name", "source_bytes", "rmse", "max_abs_error", "peak", "flicker",
+                                         "fit_seconds", "bound")
 
     name: str
     frames: int
@@ -430,13 +469,24 @@ class GridReport:
         return bits_per_voxel(self.coded_bytes, self.voxels)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every figure, derived ones included: what neuralvox/1 stored and ``neuralvox info --json`` prints."""
         out = dataclasses.asdict(self)
         out.update(stream_bytes=dict(self.stream_bytes), ratio=self.ratio, bpv=self.bpv, coded_bytes=self.coded_bytes)
         return out
 
+    def to_stored(self) -> dict[str, Any]:
+        """What neuralvox/2 stores: ``STORED``, the coding time to the millisecond."""
+        return {name: round(self.fit_seconds, 3) if name == "fit_seconds" else getattr(self, name)
+                for name in self.STORED}
+
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> GridReport:
-        return cls(**{field.name: data.get(field.name) for field in dataclasses.fields(cls)})
+    def from_json(cls, data: Mapping[str, Any], figures: ReportFigures | None = None) -> GridReport:
+        """A neuralvox/1 entry, or with the archive's ``figures`` of the grid a neuralvox/2 one."""
+        if figures is None:
+            return cls(**{field.name: data.get(field.name) for field in dataclasses.fields(cls)})
+        stored = {name: data.get(name) for name in cls.STORED}
+        return cls(**stored, frames=figures.frames, voxels=figures.voxels, stream_bytes=dict(figures.stream_bytes),
+                   psnr=psnr(stored["rmse"], stored["peak"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -450,10 +500,14 @@ class ArchiveSummary:
     report: tuple[GridReport, ...]
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ArchiveSummary:
+    def from_json(cls, data: Mapping[str, Any], figures: Mapping[str, ReportFigures] | None = None) -> ArchiveSummary:
+        """The summary of a neuralvox/1 header, or with each grid's ``figures`` of a neuralvox/2 one."""
+        if figures is None and data.get("format") != "neuralvox/1":
+            raise ValueError(f"a {data.get('format')} summary is read with the figures its frames and payloads give")
         return cls(str(data.get("neuralvox", "?")), str(data.get("created", "?")),
                    CodecSettings.from_json(data["codec"]), dict(data["skipped"]),
-                   tuple(GridReport.from_json(g) for g in data["report"]))
+                   tuple(GridReport.from_json(g, None if figures is None else figures[g["name"]])
+                         for g in data["report"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -470,18 +524,31 @@ class ArchiveHeader:
     def to_json(self) -> dict[str, Any]:
         if self.summary is None:
             raise ValueError("an archive header is written with its summary")
-        summary = self.summary
+        summary, first = self.summary, self.format == "neuralvox/1"
+        pattern = None if first else self.pattern
         return {"format": self.format, "neuralvox": summary.neuralvox, "created": summary.created,
                 "pattern": self.pattern.to_dict(), "gaps": list(self.gaps), "codec": summary.codec.to_json(),
-                "frames": [frame.to_json() for frame in self.frames], "skipped": dict(summary.skipped),
-                "report": [report.to_dict() for report in summary.report]}
+                "frames": [frame.to_json(pattern) for frame in self.frames], "skipped": dict(summary.skipped),
+                "report": [report.to_dict() if first else report.to_stored() for report in summary.report]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], with_summary: bool = False) -> ArchiveHeader:
-        _expect_format(data, ARCHIVE_FORMAT, "archive header")
-        return cls(NamePattern.from_dict(data["pattern"]), tuple(data.get("gaps", ())),
-                   tuple(FrameEntry.from_json(frame) for frame in data["frames"]),
-                   ArchiveSummary.from_json(data) if with_summary else None, data["format"])
+    def from_json(cls, data: Mapping[str, Any], with_summary: bool = False,
+                  payload_sizes: Mapping[str, int] | None = None) -> ArchiveHeader:
+        """The header; with its summary, which for neuralvox/2 needs the archive's ``payload_sizes`` (key -> bytes,
+        in payload order)."""
+        if data.get("format") not in ARCHIVE_FORMATS:
+            _expect_format(data, ARCHIVE_FORMAT, "archive header")
+        pattern = NamePattern.from_dict(data["pattern"])
+        frames = tuple(FrameEntry.from_json(frame, None if data["format"] == "neuralvox/1" else pattern)
+                       for frame in data["frames"])
+        summary = None
+        if with_summary and data["format"] == "neuralvox/1":
+            summary = ArchiveSummary.from_json(data)
+        elif with_summary:
+            if payload_sizes is None:
+                raise ValueError(f"a {data['format']} summary is read with the archive's payload sizes")
+            summary = ArchiveSummary.from_json(data, report_figures(frames, payload_sizes))
+        return cls(pattern, tuple(data.get("gaps", ())), frames, summary, data["format"])
 
 
 def _expect_format(data: Mapping[str, Any], expected: str, what: str) -> None:

@@ -13,6 +13,7 @@ from neuralvox.codec import chunked
 from neuralvox.codec.bounded import FORMATS as BOUNDED_FORMATS
 from neuralvox.codec.header import (
     ARCHIVE_FORMAT,
+    ARCHIVE_FORMATS,
     BASED_FORMAT,
     CONTEXT,
     MOTION,
@@ -21,14 +22,16 @@ from neuralvox.codec.header import (
     VALUES,
     ArchiveHeader,
     ArchiveSummary,
+    GridReport,
     payload_key,
+    report_figures,
 )
 from neuralvox.codec.interpolation import MAX_OPTIONS
 from neuralvox.container import ArchiveFormatError
 from neuralvox.grid import VALUE_TYPES, VECTOR_TYPES
 from neuralvox.metrics import ErrorStats
 from neuralvox.model.decoder import ACTIVATIONS
-from neuralvox.sequence import SEPARATORS
+from neuralvox.sequence import SEPARATORS, NamePattern
 
 MAX_FRAMES = 1_000_000
 MAX_GRIDS = 1024  # per frame
@@ -314,10 +317,13 @@ def check_header(archive: Path, header: dict[str, Any], payload_sizes: Mapping[s
 
 
 def _check_frames(check: _Checker, header: dict[str, Any], payload_sizes: Mapping[str, int]) -> None:
-    if header.get("format") != ARCHIVE_FORMAT:
-        raise check.fail("format", f"{_short(header.get('format'))} is not {ARCHIVE_FORMAT!r} (from a newer "
-                                   f"neuralvox?)")
-    _check_pattern(check, check.get(header, "pattern", dict))
+    if header.get("format") not in ARCHIVE_FORMATS:
+        raise check.fail("format", f"{_short(header.get('format'))} is not {ARCHIVE_FORMAT!r} or an earlier "
+                                   f"format (from a newer neuralvox?)")
+    pattern = check.get(header, "pattern", dict)
+    _check_pattern(check, pattern)
+    name_pattern = NamePattern.from_dict(pattern)
+    named = header["format"] == "neuralvox/1"  # neuralvox/2 leaves out a file name the pattern gives
     if not all(_is_int(n) for n in check.get(header, "gaps", list)):
         raise check.fail("gaps", "expected frame numbers")
     frames = check.get(header, "frames", list)
@@ -334,7 +340,10 @@ def _check_frames(check: _Checker, header: dict[str, Any], payload_sizes: Mappin
         number = 0 if number is None else number
         if number in seen or (entry["number"] is None and len(frames) > 1):
             raise at.fail("number", "repeated, or missing in a sequence of several frames")
-        file = at.name(at.get(entry, "file", str), "file")
+        if named or "file" in entry:
+            file = at.name(at.get(entry, "file", str), "file")
+        else:
+            file = at.name(name_pattern.format(entry["number"]), "file")
         if file in files:
             raise at.fail("file", f"{file!r} is the name of an earlier frame too")
         files.add(file)
@@ -481,9 +490,9 @@ _REPORT_NUMBERS = ("frames", "voxels", "source_bytes", "coded_bytes", "ratio", "
                    "fit_seconds")
 
 
-def check_summary(archive: Path, header: dict[str, Any]) -> ArchiveSummary:
+def check_summary(archive: Path, header: dict[str, Any], payload_sizes: Mapping[str, int]) -> ArchiveSummary:
     """The typed summary (what ``neuralvox info`` prints besides the frames: codec settings, per-grid report, skipped
-    grids), after checking it."""
+    grids), after checking it; a neuralvox/2 report's figures come from the frames and ``payload_sizes``."""
     check = _Checker(archive)
     codec = check.get(header, "codec", dict)
     for field in ("quality", "gop", "device"):
@@ -495,20 +504,50 @@ def check_summary(archive: Path, header: dict[str, Any]) -> ArchiveSummary:
     bounds = _optional(check, codec, "bounds", (dict, type(None)))
     if bounds is not None and not all(_is_finite(v) for v in bounds.values()):
         raise check.fail("bounds", "expected a number per grid")
-    for entry in check.get(header, "report", list):
+    first = header.get("format") == "neuralvox/1"
+    report = check.get(header, "report", list)
+    for entry in report:
         at = check.at(grid=_short(entry.get("name")) if isinstance(entry, dict) else None)
         if not isinstance(entry, dict):
             raise at.fail("report", "entry is not an object")
         at.get(entry, "name", str)
-        for field in _REPORT_NUMBERS:
-            at.get(entry, field, (int, float))
-        at.get(entry, "flicker", (int, float, type(None)))
-        _optional(at, entry, "peak", (int, float))
-        _optional(at, entry, "bound", (int, float, type(None)))
-        streams = at.get(entry, "stream_bytes", dict)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
-            raise at.fail("stream_bytes", "expected byte counts")
+        if first:
+            _check_report_v1(at, entry)
+        else:
+            _check_report_v2(at, entry)
     skipped = check.get(header, "skipped", dict)
     if not all(isinstance(v, str) for v in skipped.values()):
         raise check.fail("skipped", "expected a reason per grid")
-    return ArchiveSummary.from_json(header)
+    if first:
+        return ArchiveSummary.from_json(header)
+    _check_frames(check, header, payload_sizes)
+    figures = report_figures(ArchiveHeader.from_json(header).frames, payload_sizes)
+    names = [entry["name"] for entry in report]
+    for name in names:
+        if name not in figures or names.count(name) > 1:
+            raise check.at(grid=_short(name)).fail("report", "a grid no frame holds, or reported twice")
+    return ArchiveSummary.from_json(header, figures)
+
+
+def _check_report_v1(check: _Checker, entry: dict[str, Any]) -> None:
+    for field in _REPORT_NUMBERS:
+        check.get(entry, field, (int, float))
+    check.get(entry, "flicker", (int, float, type(None)))
+    _optional(check, entry, "peak", (int, float))
+    _optional(check, entry, "bound", (int, float, type(None)))
+    streams = check.get(entry, "stream_bytes", dict)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in streams.values()):
+        raise check.fail("stream_bytes", "expected byte counts")
+
+
+def _check_report_v2(check: _Checker, entry: dict[str, Any]) -> None:
+    """neuralvox/2 stores ``GridReport.STORED``; the PSNR is computed from the RMSE and peak."""
+    if set(entry) != set(GridReport.STORED):
+        raise check.fail("report", f"members {_short(sorted(entry))}, expected {list(GridReport.STORED)}")
+    for field in ("source_bytes", "max_abs_error", "peak", "fit_seconds"):
+        check.get(entry, field, (int, float))
+    rmse = check.get(entry, "rmse", (int, float))
+    if not (math.isfinite(rmse) and rmse >= 0):
+        raise check.fail("rmse", f"{_short(rmse)} is not a finite number >= 0")
+    check.get(entry, "flicker", (int, float, type(None)))
+    check.get(entry, "bound", (int, float, type(None)))
