@@ -111,6 +111,42 @@ def test_learning_rates_round_trip_and_scale_the_preset(tmp_path: Path) -> None:
                                decoder_learning_rate=preset.decoder_learning_rate) == preset
 
 
+def test_a_start_without_decoder_weights_begins_from_the_untrained_decoder_with_its_own_steps(tmp_path: Path) -> None:
+    import torch
+
+    from neuralvox.codec.neural_model import build_field
+    from neuralvox.model.field import LatentField
+
+    ijk, values = soft_blob(np.arange(12), (6, 6, 6), 10.0, (0.2, 0.7, 0.0, 0.5))
+    preset = quality_preset("low")
+    architecture = architecture_of(preset, 1)
+    header = encode_values(ijk, values, grid_class="fog volume", quality=dataclasses.replace(
+        preset, iterations=2, finetune_iterations=1), device="cpu", start=None).header
+
+    def field() -> LatentField:
+        torch.manual_seed(0)
+        return build_field(torch.from_numpy(ijk), header)
+
+    trained = field()
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.25)
+    full = LearnedStart.of_field("density", architecture, trained)
+    starts.save_starts(tmp_path / "starts.bin", [dataclasses.replace(full.without_decoder(), rates=FitRates(16, 8))],
+                       {})
+    loaded = load_starts(tmp_path / "starts.bin")[("density", architecture)]
+    assert loaded.rates == FitRates(16.0, 8.0)
+    assert not any(name.startswith("decoder.") for name in loaded.parameters)
+    assert any(name.startswith("log_steps.") for name in loaded.parameters)
+    untrained, started = field(), field()
+    loaded.apply(started, torch.zeros(len(ijk), 1))
+    for (name, before), after in zip(untrained.named_parameters(), started.parameters(), strict=True):
+        if name.startswith("decoder."):
+            assert torch.equal(before, after), name
+        elif name.startswith(("log_steps.", "priors.")):
+            np.testing.assert_array_equal(after.detach().numpy(), full.parameters[name], err_msg=name)
+
+
 def _starts_file(path: Path, manifest: dict, payload: bytes) -> Path:
     """A starts file with ``manifest`` and ``payload``, in the layout ``save_starts`` writes."""
     text = json.dumps(manifest).encode()

@@ -2,6 +2,7 @@
 
     .venv/bin/python train/train_starts.py            # writes neuralvox/codec/learned_starts.bin (see README.md)
     .venv/bin/python train/train_starts.py --drop low:density   # leaves that start out of the file (no training)
+    .venv/bin/python train/train_starts.py --quality medium --kinds density   # retrains those only, keeps the rest
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=STARTS_FILE, help="starts file to write (default: the package's)")
     parser.add_argument("--quality", nargs="+", default=sorted(QUALITY_PRESETS), choices=sorted(QUALITY_PRESETS))
+    parser.add_argument("--kinds", nargs="+", default=list(GRID_KINDS), choices=GRID_KINDS,
+                        help="grid kinds to train (the others' starts are kept from the file it replaces)")
     parser.add_argument("--rounds", type=int, default=Recipe.rounds)
     parser.add_argument("--batch", type=int, default=Recipe.batch)
     parser.add_argument("--drop", nargs="+", metavar="QUALITY:KIND", type=_quality_kind,
@@ -42,14 +45,19 @@ def main() -> int:
           f"({time.perf_counter() - began:.0f} s)", flush=True)
     trained = {(quality, kind): train_start(kind, QUALITY_PRESETS[quality], grids[kind], recipe,
                                             log=lambda line: print(line, flush=True))
-               for quality in args.quality for kind in GRID_KINDS}
+               for quality in args.quality for kind in args.kinds}
     seconds = time.perf_counter() - began
     record = {"corpus": [spec.to_json() for spec in DEFAULT_CORPUS], "recipe": recipe.to_json(),
               "seconds": round(seconds), "date": date.today().isoformat(), "machine": platform.platform()}
-    kept, provenance = _others(args.out, {architecture_of(QUALITY_PRESETS[q], c) for q in args.quality for c in (1, 3)})
-    provenance.update({quality: {**record, "untrained": [kind for (q, kind), start in trained.items()
-                                                         if q == quality and start is None]}
-                       for quality in args.quality})
+    kept, provenance = _others(args.out, {(architecture_of(QUALITY_PRESETS[q], 3 if kind == "velocity" else 1), kind)
+                                          for q in args.quality for kind in args.kinds})
+    for quality in args.quality:
+        earlier = provenance.get(quality, {})
+        untrained = [kind for (q, kind), start in trained.items() if q == quality and start is None]
+        untrained += [kind for kind in earlier.get("untrained", []) if kind not in args.kinds]
+        provenance[quality] = {**record, "kinds": args.kinds, "untrained": untrained}
+        if set(args.kinds) != set(GRID_KINDS) and earlier:
+            provenance[quality]["other_kinds"] = earlier  # the record of the run the kept starts come from
     starts = kept + [start for start in trained.values() if start is not None]
     save_starts(args.out, starts, provenance, force=True)
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, "starts": len(starts),
@@ -80,10 +88,12 @@ def _drop(path: Path, dropped: set[tuple[str, str]]) -> int:
 
 
 def _others(path: Path, retrained: set) -> tuple[list, dict]:
-    """The starts (and their training records) of the presets not retrained now, from the file being replaced."""
+    """The starts not retrained now (``retrained`` holds (architecture, kind) pairs), and the training records, from
+    the file being replaced."""
     if not path.exists():
         return [], {}
-    kept = [start for (_, architecture), start in load_starts(path).items() if architecture not in retrained]
+    kept = [start for (kind, architecture), start in load_starts(path).items()
+            if (architecture, kind) not in retrained]
     provenance = starts_provenance(path)
     if "qualities" in provenance:  # one record for all presets, as the first file had
         provenance = {quality: provenance for quality in provenance["qualities"]}

@@ -35,6 +35,7 @@ GRID_KINDS = ("density", "temperature", "velocity", "level set")
 _TEMPERATURE_NAMES = ("temperature", "flame", "heat", "fuel", "flames")
 _LATENTS = "latents."  # the field's latents are not copied: they start from the latent map (or zero)
 _LATENT_MAP = "latent_map."
+_DECODER = "decoder."
 
 
 class LearnedStartError(ValueError):
@@ -74,7 +75,8 @@ class LearnedStart:
     """Initial values of a latent field's parameters (by ``LatentField`` parameter name, latents excluded) for grids
     of ``kind`` coded with ``architecture``, the latent map: per level ``l`` a matrix ``latent_map.l`` (C_l,
     channels + 1) taking the target's local means at each lattice point (and a 1) to its initial latents, and the
-    learning ``rates`` the fit runs with."""
+    learning ``rates`` the fit runs with. Any parameter may be left out (it keeps its untrained initial value): a
+    start without decoder weights is how the file says "untrained decoder, learned steps, map and rates"."""
 
     kind: str
     architecture: Architecture
@@ -106,6 +108,12 @@ class LearnedStart:
         """``preset`` with this start's learning rates."""
         return dataclasses.replace(preset, latent_learning_rate=self.rates.latent * preset.latent_learning_rate,
                                    decoder_learning_rate=self.rates.decoder * preset.decoder_learning_rate)
+
+    def without_decoder(self) -> LearnedStart:
+        """This start less its decoder weights: the fit begins from the untrained decoder, with this start's steps,
+        prior scales, latent map and learning rates."""
+        return dataclasses.replace(self, parameters={name: values for name, values in self.parameters.items()
+                                                     if not name.startswith(_DECODER)})
 
     def with_latent_maps(self, maps: list[np.ndarray]) -> LearnedStart:
         """This start with the latent maps ``maps`` (one (C_l, channels + 1) matrix per level)."""

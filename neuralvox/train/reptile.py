@@ -28,9 +28,10 @@ class Recipe:
     """How one start is trained: ``rounds`` outer steps, each fitting ``batch`` corpus grids (in turn) for at most
     ``fit_share`` of the preset's main-phase iterations and moving the start by ``outer_rate`` (the first round all
     the way) towards the mean of the fitted parameters. The last ``validation`` grids of the kind are held back to
-    choose, by the loss of a short fit (every cap scaled by ``short_share``), between the learned and the untrained
-    start, each with every learning rate multiples of ``rates`` (latents, decoder); the choice must also end a
-    full fit at most ``full_fit_limit`` times the untrained start's loss (else the next best is tried)."""
+    choose, by the loss of a short fit (every cap scaled by ``short_share``), between the learned start, the same
+    without its decoder weights and the untrained start, each with every learning rate multiples of ``rates``
+    (latents, decoder); the choice must also end a full fit at most ``full_fit_limit`` times the untrained start's
+    loss (else the next best is tried)."""
 
     rounds: int = 6
     batch: int = 3
@@ -38,7 +39,8 @@ class Recipe:
     outer_rate: float = 0.5
     validation: int = 2
     short_share: float = 0.25
-    rates: tuple[tuple[float, float], ...] = ((1.0, 1.0), (2.0, 1.0), (2.0, 2.0))
+    rates: tuple[tuple[float, float], ...] = ((1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (4.0, 2.0), (8.0, 4.0),
+                                              (16.0, 8.0))
     full_fit_limit: float = 1.0
 
     def to_json(self) -> dict:
@@ -74,14 +76,16 @@ def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe:
 
 def _validated(start: LearnedStart, untrained: LearnedStart, preset: Quality, grids: Sequence[CorpusGrid],
                recipe: Recipe, log: Callable[[str], None]) -> LearnedStart | None:
-    """The best of the learned and the untrained start, each with each of ``recipe.rates``, by the coded
-    rate-distortion loss of short fits of ``grids`` relative to the untrained start's at the preset's rates,
-    averaged, among those whose full fits end within ``recipe.full_fit_limit`` of that start's; None when that
-    untrained start is the one."""
+    """The best of the learned start, the same without its decoder weights and the untrained start, each with each
+    of ``recipe.rates``, by the coded rate-distortion loss of short fits of ``grids`` relative to the untrained
+    start's at the preset's rates, averaged, among those whose full fits end within ``recipe.full_fit_limit`` of
+    that start's; None when that untrained start is the one."""
     short = dataclasses.replace(preset, iterations=max(1, round(recipe.short_share * preset.iterations)),
                                 finetune_iterations=max(1, round(recipe.short_share * preset.finetune_iterations)))
     candidates = {f"{name} x{latent:g}/{decoder:g}": dataclasses.replace(base, rates=FitRates(latent, decoder))
-                  for name, base in (("untrained", untrained), ("learned", start)) for latent, decoder in recipe.rates}
+                  for name, base in (("untrained", untrained), ("learned", start),
+                                     ("learned without decoder", start.without_decoder()))
+                  for latent, decoder in recipe.rates}
     reference = _UNTRAINED_NAME.format(*recipe.rates[0])
     losses = {name: [_coded_loss(grid, short, candidate) for grid in grids] for name, candidate in candidates.items()}
     relative = {name: float(np.mean(np.divide(values, losses[reference]))) for name, values in losses.items()}
