@@ -6,6 +6,9 @@
     # whole archives (--base-only): bits, PSNR, fit seconds per keyframe and per predicted frame
     .venv/bin/python benchmarks/learned_start.py archives --label learned --quality low medium high
     .venv/bin/python benchmarks/learned_start.py table today.jsonl learned.jsonl
+    # a keyframe at low as compress also fits it: medium's lattices at low's rate weight (in the old tree: give the
+    # rate weight, --rate-lambda 1.6e-3, since its low preset weighed rate otherwise)
+    .venv/bin/python benchmarks/learned_start.py keyframes --quality low --lattices medium --reference old.jsonl
     # the same code from another starts file (for example an earlier commit's)
     .venv/bin/python benchmarks/learned_start.py archives --label earlier --starts earlier_starts.bin
 
@@ -76,10 +79,13 @@ def _sorted(ijk: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return ijk[order], values[order]
 
 
-def fit(grid: Grid, quality: str, scale: float = 1.0) -> dict:
-    preset = quality_preset(quality)
+def fit(grid: Grid, quality: str, scale: float = 1.0, lattices: str | None = None,
+        rate_lambda: float | None = None) -> dict:
+    preset = quality_preset(lattices or quality)
+    rate = quality_preset(quality).rate_lambda if rate_lambda is None else rate_lambda
     scaled = dataclasses.replace(preset, iterations=max(1, round(scale * preset.iterations)),
-                                 finetune_iterations=max(1, round(scale * preset.finetune_iterations)))
+                                 finetune_iterations=max(1, round(scale * preset.finetune_iterations)),
+                                 rate_lambda=rate)
     extra = {"grid_name": grid.name} if "grid_name" in inspect.signature(encode_values).parameters else {}
     began = time.perf_counter()
     encoded = encode_values(grid.ijk, grid.values, grid_class=grid.grid_class, quality=scaled, device="cpu", **extra)
@@ -88,8 +94,9 @@ def fit(grid: Grid, quality: str, scale: float = 1.0) -> dict:
     peak = float(columns.max() - columns.min())
     mse = float(np.mean(((encoded.decoded.reshape(columns.shape) - columns) / peak) ** 2))
     bits = 8 * sum(len(data) for data in encoded.streams.values())
-    return {"grid": f"{grid.source}/{grid.name}", "voxels": len(columns), "quality": quality, "scale": scale,
-            "iterations": encoded.stats.iterations, "loss": mse + preset.rate_lambda * bits / len(columns),
+    return {"grid": f"{grid.source}/{grid.name}", "voxels": len(columns), "quality": quality,
+            "lattices": lattices or quality, "rate_lambda": rate, "scale": scale,
+            "iterations": encoded.stats.iterations, "loss": mse + rate * bits / len(columns),
             "psnr": encoded.stats.psnr, "bits": bits, "seconds": seconds}
 
 
@@ -98,16 +105,16 @@ def keyframes(args: argparse.Namespace) -> None:
     if args.reference:
         for line in args.reference.read_text().splitlines():
             row = json.loads(line)
-            reference[(row["grid"], row["quality"])] = row
+            reference[(row["grid"], row["quality"], row.get("lattices", row["quality"]))] = row
     for grid in held_out_grids():
         for quality in args.quality:
-            row = fit(grid, quality)
+            row = fit(grid, quality, lattices=args.lattices, rate_lambda=args.rate_lambda)
             emit(args, "keyframe", row)
-            old = reference.get((row["grid"], quality))
+            old = reference.get((row["grid"], quality, row["lattices"]))
             if old is None:
                 continue
             for scale in SCALES:
-                scaled = fit(grid, quality, scale)
+                scaled = fit(grid, quality, scale, args.lattices, args.rate_lambda)
                 emit(args, "keyframe", scaled)
                 if scaled["loss"] <= old["loss"]:
                     break
@@ -160,7 +167,8 @@ def table(args: argparse.Namespace) -> None:
           "PSNR, bits, s | iterations to the old loss | fewer |")
     print("|---|---:|---|---|---|---:|---:|")
     for before in old:
-        runs = [r for r in new if (r["grid"], r["quality"]) == (before["grid"], before["quality"])]
+        runs = [r for r in new if (r["grid"], r["quality"], r.get("lattices", r["quality"])) ==
+                (before["grid"], before["quality"], before.get("lattices", before["quality"]))]
         default = next(r for r in runs if r["scale"] == 1.0)
         reached = [r["iterations"] for r in runs if r["loss"] <= before["loss"]]
         to_loss = min(reached) if reached else None
@@ -186,6 +194,8 @@ def main() -> int:
     parser.add_argument("--label", default="")
     parser.add_argument("--quality", nargs="+", default=["low", "medium"])
     parser.add_argument("--reference", type=Path)
+    parser.add_argument("--lattices", help="keyframes: fit with this preset's lattices and decoder instead")
+    parser.add_argument("--rate-lambda", type=float, help="keyframes: this rate weight instead of the preset's")
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--only", nargs="+", default=["plume", "blender"], choices=["plume", "blender"],
                         help="archives: the sequences to code")

@@ -42,14 +42,14 @@ class Quality:
 WEIGHT_STEPS = (1 / 15, 1 / 31, 1 / 63, 1 / 127, 1 / 255)
 
 QUALITY_PRESETS: dict[str, Quality] = {
-    "low": Quality(levels=((8, 4), (4, 2)), hidden=(16,), frequencies=0, activation="gelu", rate_lambda=1e-3,
+    "low": Quality(levels=((8, 4), (4, 2)), hidden=(16,), frequencies=0, activation="gelu", rate_lambda=1.6e-3,
                    iterations=600, finetune_iterations=100, predicted_iterations=250,
                    latent_learning_rate=0.03, initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 63,
-                   weight_steps=WEIGHT_STEPS, predicted_rate_scale=8.0),
+                   weight_steps=WEIGHT_STEPS, predicted_rate_scale=4.0),
     "medium": Quality(levels=((8, 4), (4, 4), (2, 2)), hidden=(16, 16), frequencies=0, activation="gelu",
                       rate_lambda=2e-4, iterations=1000, finetune_iterations=150, predicted_iterations=400,
                       latent_learning_rate=0.03, initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 127,
-                      weight_steps=WEIGHT_STEPS, predicted_rate_scale=4.0),
+                      weight_steps=WEIGHT_STEPS, predicted_rate_scale=8.0),
     "high": Quality(levels=((8, 8), (4, 8), (2, 4)), hidden=(24, 24), frequencies=0, activation="gelu",
                     rate_lambda=4e-5, iterations=1500, finetune_iterations=200, predicted_iterations=600,
                     latent_learning_rate=0.03, initial_step=0.01, decoder_learning_rate=0.01, weight_step=1 / 255,
