@@ -1,5 +1,6 @@
-"""Learned starts: the shipped file covers every grid kind and preset, is checked on load (a damaged file is one
-clear error naming it), changes where a fit begins, and an archive fitted from it decodes without it."""
+"""Learned starts: the shipped file covers every grid kind and keyframe candidate, is checked on load (a damaged
+file is one clear error naming it), is looked up by the fit's rate weight too, changes where a fit begins, and an
+archive fitted from it decodes without it."""
 
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ from conftest import ROOT, soft_blob
 
 import neuralvox.codec.starts as starts
 from neuralvox.codec.neural_model import architecture_of
-from neuralvox.codec.presets import QUALITY_PRESETS, quality_preset
-from neuralvox.codec.starts import GRID_KINDS, FitRates, LearnedStart, LearnedStartError, grid_kind, load_starts
+from neuralvox.codec.presets import ALTERNATIVE_LATTICES, QUALITY_PRESETS, keyframe_candidates, quality_preset
+from neuralvox.codec.starts import (
+    GRID_KINDS,
+    FitRates,
+    LearnedStart,
+    LearnedStartError,
+    find_start,
+    grid_kind,
+    load_starts,
+)
 from neuralvox.codec.values import encode_values
 
 
@@ -38,14 +47,16 @@ def damaged_copy(tmp_path: Path):
     return damage
 
 
-def test_shipped_file_has_a_start_for_every_kind_and_preset_unless_validation_kept_the_untrained_one() -> None:
-    shipped = load_starts(starts.STARTS_FILE)
+def test_shipped_file_has_a_start_for_every_kind_and_candidate_unless_validation_kept_the_untrained_one() -> None:
     provenance = starts.starts_provenance(starts.STARTS_FILE)
-    for quality, preset in QUALITY_PRESETS.items():
-        for kind in GRID_KINDS:
-            channels = 3 if kind == "velocity" else 1
-            trained = (kind, architecture_of(preset, channels)) in shipped
-            assert trained != (kind in provenance[quality].get("untrained", [])), (quality, kind)
+    for quality in QUALITY_PRESETS:
+        names = [quality, *(f"{quality}/{lattices}" for lattices in ALTERNATIVE_LATTICES.get(quality, ()))]
+        for name, preset in zip(names, keyframe_candidates(quality), strict=True):
+            for kind in GRID_KINDS:
+                start = find_start(kind, architecture_of(preset, 3 if kind == "velocity" else 1), preset.rate_lambda)
+                assert (start is not None) != (kind in provenance[name].get("untrained", [])), (name, kind)
+                if name != quality:  # an alternative's starts are trained at its rate weight (files before /3: none)
+                    assert start is None or start.rate_lambda == preset.rate_lambda, (name, kind)
     assert starts.STARTS_FILE.stat().st_size < 100_000
 
 
@@ -72,7 +83,7 @@ def test_changed_values_in_a_well_formed_body_fail_the_checksum(tmp_path: Path) 
 def test_another_file_is_not_taken_for_a_starts_file(tmp_path: Path) -> None:
     other = tmp_path / "other.bin"
     other.write_bytes(b"PK\x03\x04" + bytes(100))
-    with pytest.raises(LearnedStartError, match="not a neuralvox-starts/2 file"):
+    with pytest.raises(LearnedStartError, match="not a neuralvox-starts/3 file"):
         load_starts(other)
     with pytest.raises(LearnedStartError, match="cannot read"):
         load_starts(tmp_path / "missing.bin")
@@ -91,7 +102,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
                                                    .reshape(2, 3), "latent_map.0": np.ones((4, 2), np.float32)})
     path = tmp_path / "starts.bin"
     starts.save_starts(path, [start], {"note": "test"})
-    loaded = load_starts(path)[("density", architecture)]
+    loaded = load_starts(path)[("density", architecture, None)]
     assert loaded.parameters.keys() == start.parameters.keys()
     assert all(np.array_equal(loaded.parameters[k], v) for k, v in start.parameters.items())
 
@@ -102,7 +113,7 @@ def test_learning_rates_round_trip_and_scale_the_preset(tmp_path: Path) -> None:
                          FitRates(latent=2.0, decoder=0.5))
     path = tmp_path / "starts.bin"
     starts.save_starts(path, [start], {})
-    loaded = load_starts(path)[("velocity", start.architecture)]
+    loaded = load_starts(path)[("velocity", start.architecture, None)]
     assert loaded.rates == FitRates(2.0, 0.5)
     tuned = loaded.tuned(preset)
     assert tuned.latent_learning_rate == 2.0 * preset.latent_learning_rate
@@ -134,7 +145,7 @@ def test_a_start_without_decoder_weights_begins_from_the_untrained_decoder_with_
     full = LearnedStart.of_field("density", architecture, trained)
     starts.save_starts(tmp_path / "starts.bin", [dataclasses.replace(full.without_decoder(), rates=FitRates(16, 8))],
                        {})
-    loaded = load_starts(tmp_path / "starts.bin")[("density", architecture)]
+    loaded = load_starts(tmp_path / "starts.bin")[("density", architecture, None)]
     assert loaded.rates == FitRates(16.0, 8.0)
     assert not any(name.startswith("decoder.") for name in loaded.parameters)
     assert any(name.startswith("log_steps.") for name in loaded.parameters)
@@ -161,9 +172,98 @@ def test_a_format_1_file_still_loads_with_the_presets_rates(tmp_path: Path) -> N
     manifest = {"format": "neuralvox-starts/1", "provenance": {}, "starts": [
         {"kind": "density", "architecture": architecture.to_json(),
          "tensors": {"decoder.layers.0.weight": {"offset": 0, "shape": [2, 3]}}}]}
-    loaded = load_starts(_starts_file(tmp_path / "v1.bin", manifest, weights.tobytes()))[("density", architecture)]
+    path = _starts_file(tmp_path / "v1.bin", manifest, weights.tobytes())
+    loaded = load_starts(path)[("density", architecture, None)]
     assert loaded.rates == FitRates(1.0, 1.0)
     np.testing.assert_array_equal(loaded.parameters["decoder.layers.0.weight"], weights.reshape(2, 3))
+    assert find_start("density", architecture, 1e-3, path) is loaded
+
+
+def test_a_format_2_file_serves_every_rate_weight_and_ignores_later_fields(tmp_path: Path) -> None:
+    """Files before /3 record no rate weight: their start is the one of its kind and architecture at any rate weight
+    (as before), and a /2 entry's rate weight or untrained flag is not read."""
+    architecture = architecture_of(quality_preset("medium"), 1)
+    manifest = {"format": "neuralvox-starts/2", "provenance": {}, "starts": [
+        {"kind": "density", "architecture": architecture.to_json(), "rates": {"latent": 4.0, "decoder": 2.0},
+         "tensors": {"latent_map.0": {"offset": 0, "shape": [4, 2]}}, "rate_lambda": 1.6e-3, "untrained": True}]}
+    path = _starts_file(tmp_path / "v2.bin", manifest, np.ones(8, "<f4").tobytes())
+    assert list(load_starts(path)) == [("density", architecture, None)]
+    for rate_lambda in (2e-4, 1.6e-3, 0.5):
+        start = find_start("density", architecture, rate_lambda, path)
+        assert start is not None and start.rates == FitRates(4.0, 2.0) and start.rate_lambda is None
+    assert find_start("temperature", architecture, 2e-4, path) is None
+
+
+def test_the_rate_weight_picks_the_start(tmp_path: Path) -> None:
+    """The start trained at the fit's rate weight, else the one without a recorded rate weight, else the nearest;
+    a recorded untrained start is None, not another rate weight's start."""
+    architecture = architecture_of(quality_preset("medium"), 1)
+
+    def start(kind: str, rate_lambda: float | None, latent: float) -> LearnedStart:
+        return LearnedStart(kind, architecture, {"latent_map.0": np.full((4, 2), latent, np.float32)},
+                            FitRates(latent, 1.0), rate_lambda)
+
+    path = tmp_path / "starts.bin"
+    starts.save_starts(path, [start("density", None, 1.0), start("density", 1.6e-3, 2.0),
+                              start("velocity", 1e-3, 3.0), start("velocity", 1e-2, 4.0),
+                              start("temperature", None, 5.0)], {},
+                       untrained=(("temperature", architecture, 1.6e-3),))
+
+    def latent_rate(kind: str, rate_lambda: float) -> float | None:
+        found = find_start(kind, architecture, rate_lambda, path)
+        return None if found is None else found.rates.latent
+
+    assert latent_rate("density", 1.6e-3) == 2.0
+    assert latent_rate("density", 2e-4) == 1.0
+    assert latent_rate("density", 1.5e-3) == 1.0  # a start without a rate weight before the nearest recorded one
+    assert latent_rate("velocity", 2e-3) == 3.0  # nearest in ratio: 2x from 1e-3, 5x from 1e-2
+    assert latent_rate("velocity", 5e-3) == 4.0
+    assert latent_rate("velocity", 1e-2) == 4.0
+    assert latent_rate("temperature", 1.6e-3) is None
+    assert latent_rate("temperature", 2e-4) == 5.0
+    assert latent_rate("level set", 1.6e-3) is None
+    loaded = load_starts(path)
+    assert loaded[("density", architecture, 1.6e-3)].rate_lambda == 1.6e-3
+    assert loaded[("temperature", architecture, 1.6e-3)] is None
+
+
+@pytest.mark.parametrize("entry", [{"rate_lambda": -1e-3}, {"rate_lambda": float("inf")}, {"rate_lambda": "x"},
+                                   {"untrained": True}])
+def test_bad_rate_weights_are_refused(tmp_path: Path, entry: dict) -> None:
+    architecture = architecture_of(quality_preset("low"), 1)
+    manifest = {"format": "neuralvox-starts/3", "provenance": {}, "starts": [
+        {"kind": "density", "architecture": architecture.to_json(), "tensors": {}, **entry}]}
+    path = _starts_file(tmp_path / "bad.bin", manifest, b"")
+    with pytest.raises(LearnedStartError, match=f"{path}: not a valid neuralvox-starts/3 file"):
+        load_starts(path)
+
+
+def test_two_starts_for_one_key_are_refused(tmp_path: Path) -> None:
+    architecture = architecture_of(quality_preset("low"), 1)
+    entry = {"kind": "density", "architecture": architecture.to_json(), "tensors": {}, "rate_lambda": 1.6e-3}
+    manifest = {"format": "neuralvox-starts/3", "provenance": {}, "starts": [entry, {**entry, "untrained": True}]}
+    with pytest.raises(LearnedStartError, match="two density starts"):
+        load_starts(_starts_file(tmp_path / "twice.bin", manifest, b""))
+
+
+def test_a_keyframe_fit_looks_its_start_up_at_its_own_rate_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    import neuralvox.codec.values as values_module
+
+    asked = []
+
+    def record(kind, architecture, rate_lambda, path=None):
+        asked.append((kind, architecture, rate_lambda))
+        return None
+
+    monkeypatch.setattr(values_module, "find_start", record)
+    ijk, values = soft_blob(np.arange(12), (6, 6, 6), 10.0, (0.2, 0.7, 0.0, 0.5))
+    for preset in keyframe_candidates("low"):
+        quick = dataclasses.replace(preset, iterations=2, finetune_iterations=1)
+        encode_values(ijk, values, grid_class="fog volume", quality=quick, device="cpu", grid_name="flame")
+    low, finer = keyframe_candidates("low")
+    assert finer.rate_lambda == low.rate_lambda != quality_preset("medium").rate_lambda
+    assert asked == [("temperature", architecture_of(low, 1), low.rate_lambda),
+                     ("temperature", architecture_of(finer, 1), low.rate_lambda)]
 
 
 @pytest.mark.parametrize("rates", [{"latent": -1.0, "decoder": 1.0}, {"latent": 2.0, "decoder": float("nan")},
@@ -173,7 +273,7 @@ def test_bad_learning_rates_are_refused(tmp_path: Path, rates: dict) -> None:
     manifest = {"format": "neuralvox-starts/2", "provenance": {}, "starts": [
         {"kind": "density", "architecture": architecture.to_json(), "tensors": {}, "rates": rates}]}
     path = _starts_file(tmp_path / "bad.bin", manifest, b"")
-    with pytest.raises(LearnedStartError, match=f"{path}: not a valid neuralvox-starts/2 file"):
+    with pytest.raises(LearnedStartError, match=f"{path}: not a valid neuralvox-starts/3 file"):
         load_starts(path)
 
 

@@ -3,6 +3,10 @@
     .venv/bin/python train/train_starts.py            # writes neuralvox/codec/learned_starts.bin (see README.md)
     .venv/bin/python train/train_starts.py --drop low:density   # leaves that start out of the file (no training)
     .venv/bin/python train/train_starts.py --quality medium --kinds density   # retrains those only, keeps the rest
+    .venv/bin/python train/train_starts.py --quality low --lattices medium   # low's finer keyframe candidate only
+
+A preset's starts are trained for each of its keyframe candidates (``keyframe_candidates``): its own lattices, and
+the alternative lattices it also fits a keyframe with, at its rate weight (named QUALITY/LATTICES, e.g. low/medium).
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from neuralvox.codec.neural_model import architecture_of  # noqa: E402
-from neuralvox.codec.presets import QUALITY_PRESETS  # noqa: E402
-from neuralvox.codec.starts import GRID_KINDS, STARTS_FILE, load_starts, save_starts, starts_provenance  # noqa: E402
+from neuralvox.codec.presets import ALTERNATIVE_LATTICES, QUALITY_PRESETS, Quality, keyframe_candidates  # noqa: E402
+from neuralvox.codec.starts import (  # noqa: E402
+    GRID_KINDS,
+    STARTS_FILE,
+    LearnedStart,
+    StartKey,
+    load_starts,
+    save_starts,
+    starts_provenance,
+)
 from neuralvox.train.corpus import DEFAULT_CORPUS, corpus_grids  # noqa: E402
 from neuralvox.train.reptile import Recipe, train_start  # noqa: E402
 
@@ -29,75 +41,113 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=STARTS_FILE, help="starts file to write (default: the package's)")
     parser.add_argument("--quality", nargs="+", default=sorted(QUALITY_PRESETS), choices=sorted(QUALITY_PRESETS))
+    parser.add_argument("--lattices", nargs="+", choices=sorted(QUALITY_PRESETS),
+                        help="train only the keyframe candidates with these presets' lattices (default: all)")
     parser.add_argument("--kinds", nargs="+", default=list(GRID_KINDS), choices=GRID_KINDS,
                         help="grid kinds to train (the others' starts are kept from the file it replaces)")
     parser.add_argument("--rounds", type=int, default=Recipe.rounds)
     parser.add_argument("--batch", type=int, default=Recipe.batch)
-    parser.add_argument("--drop", nargs="+", metavar="QUALITY:KIND", type=_quality_kind,
-                        help="remove these starts from the file (their fits begin untrained) and train nothing")
+    parser.add_argument("--drop", nargs="+", metavar="CANDIDATE:KIND", type=_candidate_kind,
+                        help="remove these starts from the file (their fits begin untrained) and train nothing; "
+                             f"CANDIDATE is one of {sorted(CANDIDATES)}")
     args = parser.parse_args()
     if args.drop:
         return _drop(args.out, set(args.drop))
+    names = [name for name in CANDIDATES if _quality(name) in args.quality
+             and (args.lattices is None or _lattices(name) in args.lattices)]
+    if not names:
+        parser.error(f"no keyframe candidate of {args.quality} has the lattices of {args.lattices}")
     recipe = Recipe(rounds=args.rounds, batch=args.batch)
     began = time.perf_counter()
     grids = corpus_grids(DEFAULT_CORPUS)
     print(f"corpus: {', '.join(f'{kind} {len(grids.get(kind, []))} grids' for kind in GRID_KINDS)} "
           f"({time.perf_counter() - began:.0f} s)", flush=True)
-    trained = {(quality, kind): train_start(kind, QUALITY_PRESETS[quality], grids[kind], recipe,
-                                            log=lambda line: print(line, flush=True))
-               for quality in args.quality for kind in args.kinds}
+    trained = {(name, kind): train_start(kind, CANDIDATES[name], grids[kind], recipe,
+                                         log=lambda line: print(line, flush=True))
+               for name in names for kind in args.kinds}
     seconds = time.perf_counter() - began
     record = {"corpus": [spec.to_json() for spec in DEFAULT_CORPUS], "recipe": recipe.to_json(),
               "seconds": round(seconds), "date": date.today().isoformat(), "machine": platform.platform()}
-    kept, provenance = _others(args.out, {(architecture_of(QUALITY_PRESETS[q], 3 if kind == "velocity" else 1), kind)
-                                          for q in args.quality for kind in args.kinds})
-    for quality in args.quality:
-        earlier = provenance.get(quality, {})
-        untrained = [kind for (q, kind), start in trained.items() if q == quality and start is None]
+    starts, untrained_keys, provenance = _others(args.out, {key for pair in trained for key in _keys(*pair)})
+    for name in names:
+        earlier = provenance.get(name, {})
+        untrained = [kind for (n, kind), start in trained.items() if n == name and start is None]
         untrained += [kind for kind in earlier.get("untrained", []) if kind not in args.kinds]
-        provenance[quality] = {**record, "kinds": args.kinds, "untrained": untrained}
+        provenance[name] = {**record, "kinds": args.kinds, "untrained": untrained,
+                            "rate_lambda": CANDIDATES[name].rate_lambda}
         if set(args.kinds) != set(GRID_KINDS) and earlier:
-            provenance[quality]["other_kinds"] = earlier  # the record of the run the kept starts come from
-    starts = kept + [start for start in trained.values() if start is not None]
-    save_starts(args.out, starts, provenance, force=True)
+            provenance[name]["other_kinds"] = earlier  # the record of the run the kept starts come from
+    starts += [start for start in trained.values() if start is not None]
+    untrained_keys += [_keys(*pair)[0] for pair, start in trained.items() if start is None]
+    save_starts(args.out, starts, provenance, force=True, untrained=tuple(untrained_keys))
     print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size, "starts": len(starts),
                       "seconds": round(seconds)}))
     return 0
 
 
-def _quality_kind(text: str) -> tuple[str, str]:
-    quality, _, kind = text.partition(":")
-    if quality not in QUALITY_PRESETS or kind not in GRID_KINDS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not QUALITY:KIND ({sorted(QUALITY_PRESETS)} : {GRID_KINDS})")
-    return quality, kind
+def _keyframe_candidates() -> dict[str, Quality]:
+    """Every preset's keyframe candidates by name: the preset's own, and QUALITY/LATTICES for its alternatives."""
+    named = {}
+    for quality in QUALITY_PRESETS:
+        own, *alternatives = keyframe_candidates(quality)
+        named[quality] = own
+        for lattices, preset in zip(ALTERNATIVE_LATTICES.get(quality, ()), alternatives, strict=True):
+            named[f"{quality}/{lattices}"] = preset
+    return named
+
+
+CANDIDATES = _keyframe_candidates()
+
+
+def _quality(name: str) -> str:
+    return name.partition("/")[0]
+
+
+def _lattices(name: str) -> str:
+    return name.rpartition("/")[2]
+
+
+def _keys(name: str, kind: str) -> list[StartKey]:
+    """Where the starts file files the start of candidate ``name`` for ``kind``: at its rate weight, and for a
+    preset's own lattices also the start of its architecture without a recorded rate weight, which it replaces."""
+    preset = CANDIDATES[name]
+    architecture = architecture_of(preset, 3 if kind == "velocity" else 1)
+    own = [(kind, architecture, None)] if name in QUALITY_PRESETS else []
+    return [(kind, architecture, preset.rate_lambda), *own]
+
+
+def _candidate_kind(text: str) -> tuple[str, str]:
+    name, _, kind = text.partition(":")
+    if name not in CANDIDATES or kind not in GRID_KINDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not CANDIDATE:KIND ({sorted(CANDIDATES)} : {GRID_KINDS})")
+    return name, kind
 
 
 def _drop(path: Path, dropped: set[tuple[str, str]]) -> int:
-    """Rewrite the starts file without the ``dropped`` (quality, kind) starts, recording them as untrained."""
-    kept, provenance = _others(path, set())
-    architectures = {architecture_of(QUALITY_PRESETS[quality], channels): quality
-                     for quality in QUALITY_PRESETS for channels in (1, 3)}
-    starts = [start for start in kept if (architectures.get(start.architecture), start.kind) not in dropped]
-    for quality, kind in sorted(dropped):
-        record = provenance.setdefault(quality, {})
+    """Rewrite the starts file without the ``dropped`` (candidate, kind) starts, recording them as untrained."""
+    starts, untrained_keys, provenance = _others(path, {key for pair in dropped for key in _keys(*pair)})
+    untrained_keys += [_keys(*pair)[0] for pair in sorted(dropped)]
+    for name, kind in sorted(dropped):
+        record = provenance.setdefault(name, {})
         record["untrained"] = sorted({*record.get("untrained", []), kind})
         record["dropped"] = sorted({*record.get("dropped", []), kind})
-    save_starts(path, starts, provenance, force=True)
+    save_starts(path, starts, provenance, force=True, untrained=tuple(untrained_keys))
     print(json.dumps({"out": str(path), "bytes": path.stat().st_size, "starts": len(starts)}))
     return 0
 
 
-def _others(path: Path, retrained: set) -> tuple[list, dict]:
-    """The starts not retrained now (``retrained`` holds (architecture, kind) pairs), and the training records, from
-    the file being replaced."""
+def _others(path: Path, replaced: set[StartKey]) -> tuple[list[LearnedStart], list[StartKey], dict]:
+    """From the file being replaced: the starts not ``replaced``, the keys of the recorded untrained starts not
+    replaced, and the training records."""
     if not path.exists():
-        return [], {}
-    kept = [start for (kind, architecture), start in load_starts(path).items()
-            if (architecture, kind) not in retrained]
+        return [], [], {}
+    found = load_starts(path)
+    kept = [start for key, start in found.items() if key not in replaced and start is not None]
+    untrained = [key for key, start in found.items() if key not in replaced and start is None]
     provenance = starts_provenance(path)
     if "qualities" in provenance:  # one record for all presets, as the first file had
         provenance = {quality: provenance for quality in provenance["qualities"]}
-    return kept, {key: value for key, value in provenance.items() if key in QUALITY_PRESETS}
+    return kept, untrained, {key: value for key, value in provenance.items() if key in CANDIDATES}
 
 
 if __name__ == "__main__":

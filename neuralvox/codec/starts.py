@@ -25,8 +25,9 @@ from neuralvox.codec.header import Architecture
 from neuralvox.codec.presets import Quality
 from neuralvox.model.field import LatentField
 
-FILE_FORMAT = "neuralvox-starts/2"
-_READABLE_FORMATS = ("neuralvox-starts/1", FILE_FORMAT)  # /1: no learning rates (the preset's are used)
+FILE_FORMAT = "neuralvox-starts/3"
+# /1: no learning rates (the preset's are used); /1 and /2: no rate weights (a start serves every rate weight)
+_READABLE_FORMATS = ("neuralvox-starts/1", "neuralvox-starts/2", FILE_FORMAT)
 STARTS_FILE = Path(__file__).with_name("learned_starts.bin")
 _MAGIC = b"neuralvox-starts\n"
 _DIGEST = 32  # bytes of SHA-256
@@ -36,6 +37,9 @@ _TEMPERATURE_NAMES = ("temperature", "flame", "heat", "fuel", "flames")
 _LATENTS = "latents."  # the field's latents are not copied: they start from the latent map (or zero)
 _LATENT_MAP = "latent_map."
 _DECODER = "decoder."
+
+
+StartKey = tuple[str, Architecture, float | None]  # kind, architecture, rate weight trained at (None: unrecorded)
 
 
 class LearnedStartError(ValueError):
@@ -76,12 +80,20 @@ class LearnedStart:
     of ``kind`` coded with ``architecture``, the latent map: per level ``l`` a matrix ``latent_map.l`` (C_l,
     channels + 1) taking the target's local means at each lattice point (and a 1) to its initial latents, and the
     learning ``rates`` the fit runs with. Any parameter may be left out (it keeps its untrained initial value): a
-    start without decoder weights is how the file says "untrained decoder, learned steps, map and rates"."""
+    start without decoder weights is how the file says "untrained decoder, learned steps, map and rates".
+    ``rate_lambda`` is the rate weight it was trained at (None: not recorded, as in files before
+    ``neuralvox-starts/3``)."""
 
     kind: str
     architecture: Architecture
     parameters: dict[str, np.ndarray]
     rates: FitRates = FitRates()
+    rate_lambda: float | None = None
+
+    @property
+    def key(self) -> StartKey:
+        """Where the starts file files it: kind, architecture and rate weight."""
+        return self.kind, self.architecture, self.rate_lambda
 
     @classmethod
     def of_field(cls, kind: str, architecture: Architecture, field: LatentField) -> LearnedStart:
@@ -134,15 +146,29 @@ def latent_features(field: LatentField, target: torch.Tensor) -> list[torch.Tens
     return features
 
 
-def find_start(kind: str, architecture: Architecture, path: str | os.PathLike | None = None) -> LearnedStart | None:
-    """The learned start for grids of ``kind`` coded with ``architecture`` (None when none was trained for it)."""
-    return load_starts(Path(path) if path is not None else STARTS_FILE).get((kind, architecture))
+def find_start(kind: str, architecture: Architecture, rate_lambda: float,
+               path: str | os.PathLike | None = None) -> LearnedStart | None:
+    """The learned start for a keyframe fit of grids of ``kind`` coded with ``architecture`` at rate weight
+    ``rate_lambda``: the one trained at that rate weight; else the one trained without a recorded rate weight (files
+    before ``neuralvox-starts/3``: it serves every rate weight); else the one trained at the rate weight nearest in
+    ratio. None when there is none, or when the one found is a record that training kept the untrained start."""
+    found = load_starts(Path(path) if path is not None else STARTS_FILE)
+    if (kind, architecture, rate_lambda) in found:
+        return found[(kind, architecture, rate_lambda)]
+    if (kind, architecture, None) in found:
+        return found[(kind, architecture, None)]
+    trained_at = [rate for (k, a, rate) in found if (k, a) == (kind, architecture) and rate is not None]
+    if not trained_at:
+        return None
+    nearest = min(trained_at, key=lambda rate: (abs(np.log(rate / rate_lambda)), rate))
+    return found[(kind, architecture, nearest)]
 
 
 @functools.lru_cache(maxsize=4)
-def load_starts(path: Path = STARTS_FILE) -> dict[tuple[str, Architecture], LearnedStart]:
-    """Every start in a starts file, checked against its checksum; LearnedStartError (one line naming the file)
-    when it is missing, damaged or not a starts file."""
+def load_starts(path: Path = STARTS_FILE) -> dict[StartKey, LearnedStart | None]:
+    """Every start in a starts file by kind, architecture and rate weight (None where the file records that training
+    kept the untrained start), checked against its checksum; LearnedStartError (one line naming the file) when it
+    is missing, damaged or not a starts file."""
     manifest, payload = _read(path)
     try:
         return _parse(manifest, payload)
@@ -179,13 +205,19 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes]:
 
 
 def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance: dict[str, Any],
-                force: bool = False) -> None:
-    """Write ``starts`` (and a record of how they were trained) to ``path``, checksummed, atomically.
+                force: bool = False, untrained: tuple[StartKey, ...] = ()) -> None:
+    """Write ``starts`` (and a record of how they were trained) to ``path``, checksummed, atomically; ``untrained``
+    lists the (kind, architecture, rate weight) for which training kept the untrained start (``find_start`` gives
+    None there rather than a start trained at another rate weight).
 
     Layout: magic, SHA-256 of the rest, then zlib of (manifest length (8 bytes, little-endian), JSON manifest,
-    float32 little-endian tensors end to end); the manifest gives each start's learning rates and each tensor's
-    offset and shape (a ``neuralvox-starts/1`` file is the same without the rates)."""
+    float32 little-endian tensors end to end); the manifest gives each start's learning rates, rate weight (when
+    recorded) and each tensor's offset and shape, and each untrained key as an entry with ``"untrained": true`` and
+    no tensors (``neuralvox-starts/2``: no rate weights nor untrained entries; ``/1``: no learning rates either)."""
     entries, blobs, offset = [], [], 0
+    for kind, architecture, rate_lambda in untrained:
+        entries.append({"kind": kind, "architecture": architecture.to_json(), "rate_lambda": rate_lambda,
+                        "untrained": True})
     for start in starts:
         tensors = {}
         for name, values in sorted(start.parameters.items()):
@@ -194,7 +226,7 @@ def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance:
             blobs.append(blob)
             offset += len(blob)
         entries.append({"kind": start.kind, "architecture": start.architecture.to_json(), "tensors": tensors,
-                        "rates": start.rates.to_json()})
+                        "rates": start.rates.to_json(), "rate_lambda": start.rate_lambda})
     manifest = json.dumps({"format": FILE_FORMAT, "provenance": provenance, "starts": entries},
                           sort_keys=True).encode()
     body = zlib.compress(len(manifest).to_bytes(8, "little") + manifest + b"".join(blobs), 9)
@@ -203,15 +235,25 @@ def save_starts(path: str | os.PathLike, starts: list[LearnedStart], provenance:
     load_starts.cache_clear()
 
 
-def _parse(manifest: dict[str, Any], payload: bytes) -> dict[tuple[str, Architecture], LearnedStart]:
+def _parse(manifest: dict[str, Any], payload: bytes) -> dict[StartKey, LearnedStart | None]:
     if manifest.get("format") not in _READABLE_FORMATS:
         raise ValueError(f"format {manifest.get('format')!r}")
-    starts = {}
+    recorded = manifest["format"] == FILE_FORMAT
+    starts: dict[StartKey, LearnedStart | None] = {}
     for entry in manifest["starts"]:
         kind = str(entry["kind"])
         if kind not in GRID_KINDS:
             raise ValueError(f"unknown grid kind {kind!r}")
         architecture = Architecture.from_json(entry["architecture"])
+        rate_lambda = _rate_weight(entry.get("rate_lambda")) if recorded else None
+        key = (kind, architecture, rate_lambda)
+        if key in starts:
+            raise ValueError(f"two {kind} starts for one architecture and rate weight")
+        if recorded and entry.get("untrained", False) is True:
+            if rate_lambda is None:
+                raise ValueError(f"an untrained {kind} entry without a rate weight")
+            starts[key] = None
+            continue
         parameters = {}
         for name, tensor in entry["tensors"].items():
             shape = tuple(int(n) for n in tensor["shape"])
@@ -222,5 +264,14 @@ def _parse(manifest: dict[str, Any], payload: bytes) -> dict[tuple[str, Architec
         if not all(np.isfinite(values).all() for values in parameters.values()):
             raise ValueError(f"the {kind} start holds non-finite values")
         rates = FitRates.from_json(entry["rates"]) if "rates" in entry else FitRates()
-        starts[(kind, architecture)] = LearnedStart(kind, architecture, parameters, rates)
+        starts[key] = LearnedStart(kind, architecture, parameters, rates, rate_lambda)
     return starts
+
+
+def _rate_weight(value: Any) -> float | None:
+    if value is None:
+        return None
+    rate_lambda = float(value)
+    if not (np.isfinite(rate_lambda) and rate_lambda > 0):
+        raise ValueError(f"rate weight {value!r} out of range")
+    return rate_lambda

@@ -102,8 +102,8 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
     ``values`` (the encoder's temporal coherence moves it towards the previous frame's error); the normalization and
     ``stats`` still come from ``values``. ``progress(done, total)`` is called with fitting iterations.
     A keyframe's fit begins from ``start``: by default the shipped learned start for the grid's kind (from
-    ``grid_name``, ``grid_class`` and channels; see ``neuralvox.codec.starts``) and architecture where there is one,
-    None for the untrained initialization; the archive does not depend on it to decode.
+    ``grid_name``, ``grid_class`` and channels; see ``neuralvox.codec.starts``), architecture and rate weight where
+    there is one, None for the untrained initialization; the archive does not depend on it to decode.
     """
     ijk, values = _check_inputs(ijk, values, grid_class)
     preset = quality_preset(quality) if isinstance(quality, str) else quality
@@ -136,7 +136,7 @@ def encode_values(ijk: np.ndarray, values: np.ndarray, *, grid_class: str, quali
         field = build_field(torch.from_numpy(ijk).to(torch_device), header)
         predictor, initial_steps, iterations = None, None, None
         if start == "shipped":
-            start = find_start(grid_kind(grid_name, grid_class, channels), architecture)
+            start = find_start(grid_kind(grid_name, grid_class, channels), architecture, preset.rate_lambda)
         if reference is None and start is not None:
             start.apply(field, target)
             initial_steps = [step.detach().clone() for step in field.steps()]

@@ -49,9 +49,10 @@ class Recipe:
 
 def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe: Recipe,
                 log: Callable[[str], None] = print) -> LearnedStart | None:
-    """The learned start of ``kind`` for ``preset``'s architecture, trained on ``grids`` (all of that kind) but the
-    last ``recipe.validation``, on which it (or the untrained start with other learning rates) must beat the
-    untrained start's short fit, else None: the fit keeps its untrained start and the preset's rates."""
+    """The learned start of ``kind`` for ``preset``'s architecture and rate weight (recorded in it), trained on
+    ``grids`` (all of that kind) but the last ``recipe.validation``, on which it (or the untrained start with other
+    learning rates) must beat the untrained start's short fit, else None: the fit keeps its untrained start and the
+    preset's rates."""
     grids, held_back = grids[:-recipe.validation], grids[-recipe.validation:]
     channels = 1 if grids[0].values.ndim == 1 else 3
     architecture = architecture_of(preset, channels)
@@ -71,7 +72,8 @@ def train_start(kind: str, preset: Quality, grids: Sequence[CorpusGrid], recipe:
         start = start.with_latent_maps(_latent_maps(fits))
         log(f"{kind} {architecture.hidden}: round {round_number + 1}/{recipe.rounds} "
             f"({len(fits)} fits, {time.perf_counter() - began:.1f} s)")
-    return _validated(start, untrained, preset, held_back, recipe, log)
+    chosen = _validated(start, untrained, preset, held_back, recipe, log)
+    return None if chosen is None else dataclasses.replace(chosen, rate_lambda=preset.rate_lambda)
 
 
 def _validated(start: LearnedStart, untrained: LearnedStart, preset: Quality, grids: Sequence[CorpusGrid],
