@@ -355,3 +355,26 @@ def test_learned_start_archive_decodes_in_a_fresh_process_without_the_starts_fil
     for number, grids in here.items():
         for name, values in grids.items():
             np.testing.assert_allclose(np.asarray(fresh[number][name], dtype=np.float32), values, rtol=0, atol=0)
+
+
+def test_dropping_the_finer_candidates_start_keeps_it_from_falling_back_on_mediums(tmp_path: Path) -> None:
+    copy = tmp_path / "starts.bin"
+    shutil.copyfile(starts.STARTS_FILE, copy)
+    subprocess.run([sys.executable, str(ROOT / "train" / "train_starts.py"), "--out", str(copy), "--drop",
+                    "low/medium:density"], check=True, capture_output=True, cwd=ROOT)
+    _, finer = keyframe_candidates("low")
+    medium = quality_preset("medium")
+    architecture = architecture_of(medium, 1)
+    assert architecture_of(finer, 1) == architecture
+    assert find_start("density", architecture, finer.rate_lambda, copy) is None
+    shipped_medium = find_start("density", architecture, medium.rate_lambda)
+    kept_medium = find_start("density", architecture, medium.rate_lambda, copy)
+    assert shipped_medium is not None and kept_medium is not None
+    assert kept_medium.key == shipped_medium.key and kept_medium.rates == shipped_medium.rates
+    assert all(np.array_equal(kept_medium.parameters[name], values)
+               for name, values in shipped_medium.parameters.items())
+    for kind in ("temperature", "level set"):
+        assert find_start(kind, architecture, finer.rate_lambda, copy).key == \
+            find_start(kind, architecture, finer.rate_lambda).key
+    provenance = starts.starts_provenance(copy)["low/medium"]
+    assert "density" in provenance["untrained"] and provenance["dropped"] == ["density"]
