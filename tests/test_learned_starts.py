@@ -378,3 +378,29 @@ def test_dropping_the_finer_candidates_start_keeps_it_from_falling_back_on_mediu
             find_start(kind, architecture, finer.rate_lambda).key
     provenance = starts.starts_provenance(copy)["low/medium"]
     assert "density" in provenance["untrained"] and provenance["dropped"] == ["density"]
+
+
+def test_taking_a_start_from_another_file_replaces_that_one_only(tmp_path: Path) -> None:
+    """How a start trained elsewhere joins the shipped file (here a low density start without a recorded rate
+    weight, as a /2 trainer writes it)."""
+    low = quality_preset("low")
+    architecture = architecture_of(low, 1)
+    other = tmp_path / "other.bin"
+    theirs = LearnedStart("density", architecture, {"latent_map.0": np.full((4, 2), 0.5, np.float32)},
+                          FitRates(4.0, 2.0))
+    starts.save_starts(other, [theirs], {"low": {"kinds": ["density"], "untrained": [], "seconds": 1}})
+    copy = tmp_path / "starts.bin"
+    shutil.copyfile(starts.STARTS_FILE, copy)
+    subprocess.run([sys.executable, str(ROOT / "train" / "train_starts.py"), "--out", str(copy), "--take",
+                    str(other), "low:density"], check=True, capture_output=True, cwd=ROOT)
+    taken = find_start("density", architecture, low.rate_lambda, copy)
+    assert taken is not None and taken.rates == FitRates(4.0, 2.0)
+    np.testing.assert_array_equal(taken.parameters["latent_map.0"], theirs.parameters["latent_map.0"])
+    shipped = {key: start for key, start in load_starts(starts.STARTS_FILE).items() if key[:2] != ("density",
+                                                                                                  architecture)}
+    kept = {key: start for key, start in load_starts(copy).items() if key[:2] != ("density", architecture)}
+    assert kept.keys() == shipped.keys()
+    assert all(kept[key].rates == start.rates for key, start in shipped.items() if start is not None)
+    provenance = starts.starts_provenance(copy)
+    assert provenance["low"] == {"kinds": ["density"], "untrained": [], "seconds": 1, "taken": ["density"]}
+    assert provenance["low/medium"] == starts.starts_provenance(starts.STARTS_FILE)["low/medium"]

@@ -4,6 +4,7 @@
     .venv/bin/python train/train_starts.py --drop low:density   # leaves that start out of the file (no training)
     .venv/bin/python train/train_starts.py --quality medium --kinds density   # retrains those only, keeps the rest
     .venv/bin/python train/train_starts.py --quality low --lattices medium   # low's finer keyframe candidate only
+    .venv/bin/python train/train_starts.py --take other.bin low:density   # that start (and its record) from other.bin
 
 A preset's starts are trained for each of its keyframe candidates (``keyframe_candidates``): its own lattices, and
 the alternative lattices it also fits a keyframe with, at its rate weight (named QUALITY/LATTICES, e.g. low/medium).
@@ -50,9 +51,20 @@ def main() -> int:
     parser.add_argument("--drop", nargs="+", metavar="CANDIDATE:KIND", type=_candidate_kind,
                         help="remove these starts from the file (their fits begin untrained) and train nothing; "
                              f"CANDIDATE is one of {sorted(CANDIDATES)}")
+    parser.add_argument("--take", nargs="+", metavar=("FILE", "CANDIDATE:KIND"),
+                        help="replace these starts (or records that none was kept) and their candidates' training "
+                             "records by those of another starts file FILE, and train nothing")
     args = parser.parse_args()
     if args.drop:
         return _drop(args.out, set(args.drop))
+    if args.take:
+        if len(args.take) < 2:
+            parser.error("--take needs a starts file and at least one CANDIDATE:KIND")
+        try:
+            taken = {_candidate_kind(text) for text in args.take[1:]}
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
+        return _take(args.out, Path(args.take[0]), taken)
     names = [name for name in CANDIDATES if _quality(name) in args.quality
              and (args.lattices is None or _lattices(name) in args.lattices)]
     if not names:
@@ -131,6 +143,24 @@ def _drop(path: Path, dropped: set[tuple[str, str]]) -> int:
         record = provenance.setdefault(name, {})
         record["untrained"] = sorted({*record.get("untrained", []), kind})
         record["dropped"] = sorted({*record.get("dropped", []), kind})
+    save_starts(path, starts, provenance, force=True, untrained=tuple(untrained_keys))
+    print(json.dumps({"out": str(path), "bytes": path.stat().st_size, "starts": len(starts)}))
+    return 0
+
+
+def _take(path: Path, source: Path, taken: set[tuple[str, str]]) -> int:
+    """Rewrite the starts file with ``source``'s starts (or untrained records) for the ``taken`` (candidate, kind)
+    in place of its own, and ``source``'s training records of those candidates."""
+    if not source.exists():
+        raise SystemExit(f"{source}: no such starts file")
+    replaced = {key for pair in taken for key in _keys(*pair)}
+    starts, untrained_keys, provenance = _others(path, replaced)
+    theirs, their_untrained, their_provenance = _others(source, set())
+    starts += [start for start in theirs if start.key in replaced]
+    untrained_keys += [key for key in their_untrained if key in replaced]
+    for name in sorted({name for name, _ in taken}):
+        provenance[name] = {**their_provenance.get(name, {}),
+                            "taken": sorted(kind for n, kind in taken if n == name)}
     save_starts(path, starts, provenance, force=True, untrained=tuple(untrained_keys))
     print(json.dumps({"out": str(path), "bytes": path.stat().st_size, "starts": len(starts)}))
     return 0
