@@ -29,6 +29,7 @@ from neuralvox.codec.starts import (  # noqa: E402
     GRID_KINDS,
     STARTS_FILE,
     LearnedStart,
+    LearnedStartError,
     StartKey,
     load_starts,
     save_starts,
@@ -55,8 +56,6 @@ def main() -> int:
                         help="replace these starts (or records that none was kept) and their candidates' training "
                              "records by those of another starts file FILE, and train nothing")
     args = parser.parse_args()
-    if args.drop:
-        return _drop(args.out, set(args.drop))
     if args.take:
         if len(args.take) < 2:
             parser.error("--take needs a starts file and at least one CANDIDATE:KIND")
@@ -64,7 +63,14 @@ def main() -> int:
             taken = {_candidate_kind(text) for text in args.take[1:]}
         except argparse.ArgumentTypeError as exc:
             parser.error(str(exc))
-        return _take(args.out, Path(args.take[0]), taken)
+    try:
+        if args.drop:
+            return _drop(args.out, set(args.drop))
+        if args.take:
+            return _take(args.out, Path(args.take[0]), taken)
+    except LearnedStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     names = [name for name in CANDIDATES if _quality(name) in args.quality
              and (args.lattices is None or _lattices(name) in args.lattices)]
     if not names:
@@ -151,11 +157,9 @@ def _drop(path: Path, dropped: set[tuple[str, str]]) -> int:
 def _take(path: Path, source: Path, taken: set[tuple[str, str]]) -> int:
     """Rewrite the starts file with ``source``'s starts (or untrained records) for the ``taken`` (candidate, kind)
     in place of its own, and ``source``'s training records of those candidates."""
-    if not source.exists():
-        raise SystemExit(f"{source}: no such starts file")
     replaced = {key for pair in taken for key in _keys(*pair)}
     starts, untrained_keys, provenance = _others(path, replaced)
-    theirs, their_untrained, their_provenance = _others(source, set())
+    theirs, their_untrained, their_provenance = _others(source, set(), missing_ok=False)
     starts += [start for start in theirs if start.key in replaced]
     untrained_keys += [key for key in their_untrained if key in replaced]
     for name in sorted({name for name, _ in taken}):
@@ -166,10 +170,11 @@ def _take(path: Path, source: Path, taken: set[tuple[str, str]]) -> int:
     return 0
 
 
-def _others(path: Path, replaced: set[StartKey]) -> tuple[list[LearnedStart], list[StartKey], dict]:
+def _others(path: Path, replaced: set[StartKey],
+            missing_ok: bool = True) -> tuple[list[LearnedStart], list[StartKey], dict]:
     """From the file being replaced: the starts not ``replaced``, the keys of the recorded untrained starts not
-    replaced, and the training records."""
-    if not path.exists():
+    replaced, and the training records (none when there is no file and ``missing_ok``)."""
+    if missing_ok and not path.exists():
         return [], [], {}
     found = load_starts(path)
     kept = [start for key, start in found.items() if key not in replaced and start is not None]
