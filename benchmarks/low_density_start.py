@@ -37,8 +37,8 @@ FRAMES = 6
 
 
 def variants(source: Path) -> dict[str, starts.LearnedStart | None]:
-    trained = next(start for (kind, architecture), start in starts.load_starts(source).items()
-                   if kind == "density" and architecture.levels == quality_preset("low").levels)
+    trained = next(start for (kind, architecture, _), start in starts.load_starts(source).items()
+                   if kind == "density" and architecture.levels == quality_preset("low").levels and start)
 
     def keeping(*prefixes: str) -> starts.LearnedStart:
         return dataclasses.replace(trained, parameters={name: values for name, values in trained.parameters.items()
@@ -88,7 +88,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         for variant, start in variants(args.source).items():
             path = Path(folder) / f"{variant}.bin"
-            starts.save_starts(path, [*shipped.values(), *([start] if start else [])], {})
+            starts.save_starts(path, [*filter(None, shipped.values()), *([start] if start else [])], {},
+                               untrained=tuple(key for key, kept in shipped.items() if kept is None))
             starts.STARTS_FILE = path
             keyframes(variant, old)
             groups(variant, Path(folder))
