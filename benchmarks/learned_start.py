@@ -161,7 +161,8 @@ def archives(args: argparse.Namespace) -> None:
 
 
 def table(args: argparse.Namespace) -> None:
-    """Markdown rows from the keyframes lines of the old tree (first file) and this one (second)."""
+    """Markdown rows from the keyframes lines of the old tree (first file) and this one (second), for the grids and
+    presets the second file fitted."""
     old, new = ([json.loads(line) for line in path.read_text().splitlines()] for path in args.files)
     print("| grid | voxels | quality | old: iterations, loss, PSNR, bits, s | learned + converging: iterations, loss, "
           "PSNR, bits, s | iterations to the old loss | fewer |")
@@ -169,6 +170,8 @@ def table(args: argparse.Namespace) -> None:
     for before in old:
         runs = [r for r in new if (r["grid"], r["quality"], r.get("lattices", r["quality"])) ==
                 (before["grid"], before["quality"], before.get("lattices", before["quality"]))]
+        if not runs:  # a preset or grid the second file did not fit
+            continue
         default = next(r for r in runs if r["scale"] == 1.0)
         reached = [r["iterations"] for r in runs if r["loss"] <= before["loss"]]
         to_loss = min(reached) if reached else None

@@ -30,6 +30,7 @@ from neuralvox.codec.starts import (
     load_starts,
 )
 from neuralvox.codec.values import encode_values
+from neuralvox.train.corpus import CorpusGrid, SimSpec, held_back
 
 
 @pytest.fixture
@@ -282,6 +283,19 @@ def test_grid_kinds() -> None:
     assert grid_kind("vel", "unknown", 3) == "velocity"
     assert grid_kind("flame", "fog volume", 1) == grid_kind("Temperature", "fog volume", 1) == "temperature"
     assert grid_kind("density", "fog volume", 1) == "density"
+
+
+def test_held_back_grids_are_spread_over_resolutions_and_scenarios_and_not_trained_on() -> None:
+    specs = [SimSpec(scenario, res, seed, (6, 12)) for scenario in ("plume", "plumes") for res in (32, 40, 48)
+             for seed in (1, 2)]
+    grids = [CorpusGrid("density", f"{spec.scenario}/{spec.res}/{spec.seed}/{frame}", spec, np.zeros((1, 3), np.int32),
+                        np.zeros(1, np.float32), "fog volume") for spec in specs for frame in spec.frames]
+    training, validation = held_back(grids, 4)
+    assert len(validation) == 4 and len(training) == len(grids) - 4
+    assert not any(grid is held for grid in training for held in validation)
+    assert [grid.spec.res for grid in validation] == [32, 40, 48, 32]
+    assert [grid.spec.scenario for grid in validation] == ["plume", "plumes", "plume", "plumes"]
+    assert held_back(grids[:3], 4)[0] == grids[:1]  # at least one grid is left to train on
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ the alternative lattices it also fits a keyframe with, at its rate weight (named
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -35,8 +36,15 @@ from neuralvox.codec.starts import (  # noqa: E402
     save_starts,
     starts_provenance,
 )
-from neuralvox.train.corpus import DEFAULT_CORPUS, corpus_grids  # noqa: E402
-from neuralvox.train.reptile import Recipe, train_start  # noqa: E402
+from neuralvox.train.corpus import DEFAULT_CORPUS, corpus_grids, held_back  # noqa: E402
+from neuralvox.train.reptile import recipe_for, train_start  # noqa: E402
+
+# What the trainer's code does beyond the recipe's numbers, for the provenance record (earlier records lack it: their
+# trainer held back each kind's last grids, trained on the rest in corpus order and ranked by the short fit's loss
+# relative to the untrained start's short fit).
+VALIDATION_RULE = ("held-back grids spread over resolutions and scenarios, training grids in a shuffled order (seed "
+                   "0); candidates ranked by how many held-back grids their short fit brings to the untrained start's "
+                   "full-fit loss, then by the mean ratio of the two")
 
 
 def main() -> int:
@@ -47,8 +55,8 @@ def main() -> int:
                         help="train only the keyframe candidates with these presets' lattices (default: all)")
     parser.add_argument("--kinds", nargs="+", default=list(GRID_KINDS), choices=GRID_KINDS,
                         help="grid kinds to train (the others' starts are kept from the file it replaces)")
-    parser.add_argument("--rounds", type=int, default=Recipe.rounds)
-    parser.add_argument("--batch", type=int, default=Recipe.batch)
+    parser.add_argument("--rounds", type=int, help="outer rounds (default: the preset's recipe's)")
+    parser.add_argument("--batch", type=int, help="corpus fits per round (default: the preset's recipe's)")
     parser.add_argument("--drop", nargs="+", metavar="CANDIDATE:KIND", type=_candidate_kind,
                         help="remove these starts from the file (their fits begin untrained) and train nothing; "
                              f"CANDIDATE is one of {sorted(CANDIDATES)}")
@@ -75,24 +83,28 @@ def main() -> int:
              and (args.lattices is None or _lattices(name) in args.lattices)]
     if not names:
         parser.error(f"no keyframe candidate of {args.quality} has the lattices of {args.lattices}")
-    recipe = Recipe(rounds=args.rounds, batch=args.batch)
+    recipes = {name: dataclasses.replace(recipe_for(_quality(name)), **{
+        knob: value for knob, value in (("rounds", args.rounds), ("batch", args.batch)) if value is not None})
+        for name in names}
     began = time.perf_counter()
     grids = corpus_grids(DEFAULT_CORPUS)
     print(f"corpus: {', '.join(f'{kind} {len(grids.get(kind, []))} grids' for kind in GRID_KINDS)} "
           f"({time.perf_counter() - began:.0f} s)", flush=True)
-    trained = {(name, kind): train_start(kind, CANDIDATES[name], grids[kind], recipe,
+    trained = {(name, kind): train_start(kind, CANDIDATES[name], grids[kind], recipes[name],
                                          log=lambda line: print(line, flush=True))
                for name in names for kind in args.kinds}
     seconds = time.perf_counter() - began
-    record = {"corpus": [spec.to_json() for spec in DEFAULT_CORPUS], "recipe": recipe.to_json(),
+    record = {"corpus": [spec.to_json() for spec in DEFAULT_CORPUS], "validation_rule": VALIDATION_RULE,
               "seconds": round(seconds), "date": date.today().isoformat(), "machine": platform.platform()}
     starts, untrained_keys, provenance = _others(args.out, {key for pair in trained for key in _keys(*pair)})
     for name in names:
         earlier = provenance.get(name, {})
         untrained = [kind for (n, kind), start in trained.items() if n == name and start is None]
         untrained += [kind for kind in earlier.get("untrained", []) if kind not in args.kinds]
-        provenance[name] = {**record, "kinds": args.kinds, "untrained": untrained,
-                            "rate_lambda": CANDIDATES[name].rate_lambda}
+        held = {kind: [grid.source for grid in held_back(grids[kind], recipes[name].validation)[1]]
+                for kind in args.kinds}
+        provenance[name] = {**record, "recipe": recipes[name].to_json(), "held_back": held, "kinds": args.kinds,
+                            "untrained": untrained, "rate_lambda": CANDIDATES[name].rate_lambda}
         if set(args.kinds) != set(GRID_KINDS) and earlier:
             provenance[name]["other_kinds"] = earlier  # the record of the run the kept starts come from
     starts += [start for start in trained.values() if start is not None]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -32,15 +32,18 @@ class CorpusGrid:
 
     kind: str
     source: str
+    spec: SimSpec
     ijk: np.ndarray
     values: np.ndarray
     grid_class: str
 
 
 DEFAULT_CORPUS = tuple(SimSpec(scenario, res, seed, (6, 12))
-                       for scenario in ("plume", "plumes", "liquid") for res in (32, 40) for seed in (1, 2))
-"""Three scenarios, two resolutions and two seeds, two frames each: none of the sequences the benchmarks measure
-(those are seed 0, or seed 7 at other resolutions, and the Blender frames)."""
+                       for scenario in ("plume", "plumes", "liquid")
+                       for res, seeds in ((32, (1, 2)), (40, (1, 2)), (48, (3, 4)), (56, (3, 4))) for seed in seeds)
+"""Three scenarios at four resolutions, two seeds each (seeds 1-2 at 32 and 40 cells, 3-4 at 48 and 56), two frames
+each: none of the sequences the benchmarks measure (those are seed 0, or seed 7 at 48 cells, and the Blender
+frames)."""
 
 
 def corpus_grids(specs: Iterable[SimSpec]) -> dict[str, list[CorpusGrid]]:
@@ -63,4 +66,20 @@ def _add(by_kind: dict[str, list[CorpusGrid]], spec: SimSpec, frame: int, grid: 
     channels = 1 if values.ndim == 1 else 3
     kind = grid_kind(grid.name, grid.grid_class, channels)
     source = f"{spec.scenario}/res{spec.res}/seed{spec.seed}/frame{frame}/{grid.name}"
-    by_kind.setdefault(kind, []).append(CorpusGrid(kind, source, grid.ijk, values, grid.grid_class))
+    by_kind.setdefault(kind, []).append(CorpusGrid(kind, source, spec, grid.ijk, values, grid.grid_class))
+
+
+def held_back(grids: Sequence[CorpusGrid], count: int) -> tuple[list[CorpusGrid], list[CorpusGrid]]:
+    """``grids`` split into those to train on and ``count`` held back for validation, spread over the corpus: the
+    i-th held-back grid is the last one of the i-th scenario (cycling) among the grids at the i-th resolution
+    (cycling)."""
+    resolutions = sorted({grid.spec.res for grid in grids})
+    remaining, chosen = list(grids), []
+    for index in range(min(count, len(grids) - 1)):
+        pool = [grid for grid in remaining if grid.spec.res == resolutions[index % len(resolutions)]] or remaining
+        scenarios = list(dict.fromkeys(grid.spec.scenario for grid in pool))
+        wanted = scenarios[index % len(scenarios)]
+        pick = [grid for grid in pool if grid.spec.scenario == wanted][-1]
+        chosen.append(pick)
+        remaining = [grid for grid in remaining if grid is not pick]
+    return remaining, chosen
